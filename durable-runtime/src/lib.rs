@@ -1,0 +1,3 @@
+//! durable
+extern crate self as durable;
+pub mod proto;
