@@ -1,3 +1,46 @@
-//! durable
+//! # durable
+//!
+//! Durable Task orchestrations in Rust: write orchestrators and activities as plain async
+//! functions; the runtime replays orchestrators deterministically from history, so they
+//! survive crashes and restarts.
+#![warn(missing_docs)]
+
 extern crate self as durable;
+
+pub mod activity;
+mod convert;
+pub mod error;
+mod logging;
+pub mod orchestration;
 pub mod proto;
+pub mod registry;
+pub mod testing;
+mod versioning;
+
+pub use activity::{Activity, ActivityContext};
+pub use error::{Error, FailureDetails, Result, TaskError};
+pub use orchestration::{
+    OrchestrationContext, Orchestrator, RetryPolicy, SubOrchestratorOptions, Task, TaskRef,
+    when_all, when_any,
+};
+pub use registry::{Registry, RegistryError};
+pub use versioning::compare_versions;
+
+/// The names most programs need: `use durable::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Activity, ActivityContext, OrchestrationContext, Orchestrator, RetryPolicy, Task, when_all,
+        when_any,
+    };
+}
+
+/// Items the macros' generated code refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::future::{BoxFuture, LocalBoxFuture};
+    pub use inventory;
+    pub use serde;
+    pub use tracing;
+
+    pub use crate::registry::{ActivityRegistration, OrchestratorRegistration};
+}

@@ -1,0 +1,77 @@
+//! Activities: the [`Activity`] trait and the [`ActivityContext`] they receive.
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Result;
+
+/// An activity: a unit of real work (I/O, computation) that an orchestration schedules.
+///
+/// `#[durable::activity]` implements this trait for a unit value named after the function, so
+/// `ctx.call_activity(hello, "Tokyo")` checks the input and output types at compile time.
+/// Activities run at least once: make them idempotent where it matters.
+pub trait Activity: Copy + Send + Sync + 'static {
+    /// The input type (JSON on the wire; a missing input reads as `null`).
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The output type (JSON on the wire).
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The registered name that other SDKs and the sidecar see.
+    const NAME: &'static str;
+    /// Runs the activity body.
+    fn run(ctx: ActivityContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output>>;
+}
+
+/// What an activity knows about the task it runs for.
+///
+/// ```
+/// let ctx = durable::ActivityContext::new("order-42", "exec-1", 3, "charge_card");
+/// assert_eq!(ctx.orchestration_id(), "order-42");
+/// assert_eq!(ctx.task_id(), 3);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ActivityContext {
+    orchestration_id: String,
+    execution_id: String,
+    task_id: i32,
+    name: String,
+}
+
+impl ActivityContext {
+    /// A context for the activity `name` scheduled as task `task_id` of an orchestration.
+    /// The worker builds these; tests of activity bodies can build their own.
+    pub fn new(
+        orchestration_id: impl Into<String>,
+        execution_id: impl Into<String>,
+        task_id: i32,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            orchestration_id: orchestration_id.into(),
+            execution_id: execution_id.into(),
+            task_id,
+            name: name.into(),
+        }
+    }
+
+    /// The instance id of the orchestration that scheduled this activity.
+    pub fn orchestration_id(&self) -> &str {
+        &self.orchestration_id
+    }
+
+    /// The execution id of that orchestration (changes with continue-as-new).
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// The task's id within the orchestration (unique per scheduling, stable across retries of
+    /// delivery): together with [`orchestration_id`](Self::orchestration_id), an idempotency key.
+    pub fn task_id(&self) -> i32 {
+        self.task_id
+    }
+
+    /// The activity's registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}

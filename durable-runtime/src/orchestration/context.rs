@@ -1,0 +1,603 @@
+//! [`OrchestrationContext`]: everything an orchestrator may do, replay-safe.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::LocalBoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::retry::RetryPolicy;
+use super::task::{Outcome, Slot, Task};
+use crate::activity::Activity;
+use crate::convert::to_timestamp;
+use crate::error::{FailureDetails, TaskError};
+use crate::orchestration::Orchestrator;
+use crate::proto;
+use crate::proto::orchestrator_action::OrchestratorActionType;
+
+/// The namespace of deterministic GUIDs (the one the .NET SDK uses), so that ids are stable
+/// across replays.
+const GUID_NAMESPACE: uuid::Uuid = uuid::uuid!("9e952958-5e33-4daf-827f-2fa12937b875");
+
+/// What kind of action an id was used for; compared against history during replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ActionKind {
+    Activity,
+    SubOrchestration,
+    Timer,
+    SendEvent,
+}
+
+impl ActionKind {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            ActionKind::Activity => "activity",
+            ActionKind::SubOrchestration => "sub-orchestration",
+            ActionKind::Timer => "timer",
+            ActionKind::SendEvent => "event sent to",
+        }
+    }
+}
+
+/// An action scheduled in this run and not yet confirmed by history.
+pub(crate) struct PendingAction {
+    pub(crate) kind: ActionKind,
+    pub(crate) name: String,
+    pub(crate) action: proto::OrchestratorAction,
+}
+
+/// An external event that arrived before anyone waited for it.
+pub(crate) struct BufferedEvent {
+    pub(crate) name: String,
+    pub(crate) payload: Option<String>,
+    pub(crate) arrival: u64,
+}
+
+/// A continue-as-new request recorded by the orchestrator.
+pub(crate) struct ContinueAsNew {
+    pub(crate) input: Result<String, String>,
+    pub(crate) save_events: bool,
+    pub(crate) version: Option<String>,
+}
+
+/// The mutable state of one orchestration episode, shared by the context and the executor.
+pub(crate) struct State {
+    pub(crate) instance_id: String,
+    pub(crate) execution_id: String,
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
+    pub(crate) parent_instance_id: Option<String>,
+    pub(crate) current_time: DateTime<Utc>,
+    pub(crate) is_replaying: bool,
+    next_id: i32,
+    guid_counter: u64,
+    /// Actions scheduled in this run that history has not confirmed yet, by id.
+    pub(crate) pending_actions: BTreeMap<i32, PendingAction>,
+    /// Tasks waiting for a result event, by action id.
+    pub(crate) open_tasks: HashMap<i32, Rc<Slot>>,
+    /// Waiters for external events, by lower-cased name, oldest first.
+    pub(crate) event_waiters: HashMap<String, VecDeque<Rc<Slot>>>,
+    /// Events nobody waited for yet, by lower-cased name, oldest first.
+    pub(crate) event_buffer: HashMap<String, VecDeque<BufferedEvent>>,
+    /// Counts completions, so combinators know history order.
+    pub(crate) completion_seq: u64,
+    pub(crate) custom_status: Option<String>,
+    pub(crate) continue_as_new: Option<ContinueAsNew>,
+    /// Futures the SDK runs beside the orchestrator (retry loops), drained by the executor.
+    pub(crate) spawned: Vec<LocalBoxFuture<'static, ()>>,
+}
+
+impl State {
+    pub(crate) fn new(instance_id: String) -> Self {
+        Self {
+            instance_id,
+            execution_id: String::new(),
+            name: String::new(),
+            version: None,
+            parent_instance_id: None,
+            current_time: DateTime::<Utc>::UNIX_EPOCH,
+            is_replaying: false,
+            next_id: 0,
+            guid_counter: 0,
+            pending_actions: BTreeMap::new(),
+            open_tasks: HashMap::new(),
+            event_waiters: HashMap::new(),
+            event_buffer: HashMap::new(),
+            completion_seq: 0,
+            custom_status: None,
+            continue_as_new: None,
+            spawned: Vec::new(),
+        }
+    }
+
+    pub(crate) fn next_id(&mut self) -> i32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub(crate) fn next_completion_seq(&mut self) -> u64 {
+        self.completion_seq += 1;
+        self.completion_seq
+    }
+
+    fn schedule(
+        &mut self,
+        kind: ActionKind,
+        name: &str,
+        action: OrchestratorActionType,
+        waits: bool,
+    ) -> (i32, Rc<Slot>) {
+        let id = self.next_id();
+        let slot = Slot::new(name);
+        self.pending_actions.insert(
+            id,
+            PendingAction {
+                kind,
+                name: name.to_owned(),
+                action: proto::OrchestratorAction {
+                    id,
+                    orchestrator_action_type: Some(action),
+                },
+            },
+        );
+        if waits {
+            self.open_tasks.insert(id, slot.clone());
+        }
+        (id, slot)
+    }
+}
+
+/// Options for a sub-orchestration call.
+///
+/// ```
+/// use std::time::Duration;
+/// use durable::{RetryPolicy, SubOrchestratorOptions};
+/// let options = SubOrchestratorOptions::new()
+///     .instance_id("order-42-shipping")
+///     .version("2.0.0")
+///     .retry(RetryPolicy::new(3, Duration::from_secs(5)));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SubOrchestratorOptions {
+    instance_id: Option<String>,
+    version: Option<String>,
+    retry: Option<RetryPolicy>,
+}
+
+impl SubOrchestratorOptions {
+    /// Default options: a generated, deterministic instance id, no version, no retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs the child under this instance id.
+    pub fn instance_id(mut self, instance_id: impl Into<String>) -> Self {
+        self.instance_id = Some(instance_id.into());
+        self
+    }
+
+    /// Starts the child with this version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Retries the child (under a fresh instance id per attempt) when it fails.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+}
+
+/// The orchestrator's handle to the durable world. Every method is replay-safe: it records an
+/// action or reads history, never the wall clock or the outside world.
+///
+/// Cloning is cheap; clones share one orchestration.
+#[derive(Clone)]
+pub struct OrchestrationContext {
+    pub(crate) state: Rc<RefCell<State>>,
+}
+
+impl std::fmt::Debug for OrchestrationContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.borrow();
+        f.debug_struct("OrchestrationContext")
+            .field("instance_id", &state.instance_id)
+            .field("name", &state.name)
+            .field("is_replaying", &state.is_replaying)
+            .finish()
+    }
+}
+
+fn failed_slot(name: &str, error: TaskError) -> Rc<Slot> {
+    let slot = Slot::new(name);
+    slot.complete(Err(error), 0);
+    slot
+}
+
+fn serialization_error(name: &str, error: serde_json::Error) -> TaskError {
+    TaskError::Failed {
+        name: name.to_owned(),
+        details: FailureDetails::new(
+            "durable::InvalidInput",
+            format!("the input of `{name}` does not serialize to JSON: {error}"),
+        )
+        .non_retriable(),
+    }
+}
+
+impl OrchestrationContext {
+    pub(crate) fn new(state: Rc<RefCell<State>>) -> Self {
+        Self { state }
+    }
+
+    /// This orchestration's instance id.
+    pub fn instance_id(&self) -> String {
+        self.state.borrow().instance_id.clone()
+    }
+
+    /// The id of this execution (a new one after each continue-as-new).
+    pub fn execution_id(&self) -> String {
+        self.state.borrow().execution_id.clone()
+    }
+
+    /// The orchestrator's registered name.
+    pub fn name(&self) -> String {
+        self.state.borrow().name.clone()
+    }
+
+    /// The version this instance was scheduled with (empty when none was given). Compare with
+    /// [`crate::compare_versions`].
+    pub fn version(&self) -> String {
+        self.state.borrow().version.clone().unwrap_or_default()
+    }
+
+    /// The parent's instance id, when this runs as a sub-orchestration.
+    pub fn parent_instance_id(&self) -> Option<String> {
+        self.state.borrow().parent_instance_id.clone()
+    }
+
+    /// The orchestration's current time: the timestamp of the latest episode start in
+    /// history. Use it instead of `SystemTime::now()`: it is the same on every replay.
+    pub fn current_utc_datetime(&self) -> DateTime<Utc> {
+        self.state.borrow().current_time
+    }
+
+    /// `true` while the orchestrator re-executes code whose effects are already in history.
+    /// Log only when this is `false` (the `durable::info!` family does that for you).
+    pub fn is_replaying(&self) -> bool {
+        self.state.borrow().is_replaying
+    }
+
+    /// A deterministic UUID (v5 of the instance id, the current time and a counter): the same
+    /// on every replay, different for each call.
+    pub fn new_guid(&self) -> uuid::Uuid {
+        let mut state = self.state.borrow_mut();
+        let name = format!(
+            "{}_{}_{}",
+            state.instance_id,
+            state.current_time.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
+            state.guid_counter
+        );
+        state.guid_counter += 1;
+        uuid::Uuid::new_v5(&GUID_NAMESPACE, name.as_bytes())
+    }
+
+    /// Sets the custom status that clients see (any JSON-serializable value).
+    pub fn set_custom_status<S: Serialize>(&self, status: &S) {
+        let json = serde_json::to_string(status).ok();
+        self.state.borrow_mut().custom_status = json;
+    }
+
+    /// Clears the custom status.
+    pub fn clear_custom_status(&self) {
+        self.state.borrow_mut().custom_status = None;
+    }
+
+    /// Calls an activity with a typed input; the task resolves to its typed output.
+    pub fn call_activity<A: Activity>(
+        &self,
+        _activity: A,
+        input: impl Into<A::Input>,
+    ) -> Task<A::Output> {
+        self.call_activity_by_name(A::NAME, input.into())
+    }
+
+    /// Calls an activity by name (for activities defined in another SDK or crate).
+    pub fn call_activity_by_name<I: Serialize, O: DeserializeOwned>(
+        &self,
+        name: &str,
+        input: I,
+    ) -> Task<O> {
+        match serde_json::to_string(&input) {
+            Ok(json) => Task::from_slot(self.schedule_activity(name, Some(json))),
+            Err(e) => Task::from_slot(failed_slot(name, serialization_error(name, e))),
+        }
+    }
+
+    /// Calls an activity, retrying failures as the policy says (waiting on durable timers).
+    pub fn call_activity_with_retry<A: Activity>(
+        &self,
+        _activity: A,
+        input: impl Into<A::Input>,
+        policy: RetryPolicy,
+    ) -> Task<A::Output> {
+        self.call_activity_by_name_with_retry(A::NAME, input.into(), policy)
+    }
+
+    /// Calls an activity by name with a retry policy.
+    pub fn call_activity_by_name_with_retry<I: Serialize, O: DeserializeOwned>(
+        &self,
+        name: &str,
+        input: I,
+        policy: RetryPolicy,
+    ) -> Task<O> {
+        let input = match serde_json::to_string(&input) {
+            Ok(json) => Some(json),
+            Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
+        };
+        let ctx = self.clone();
+        let owned = name.to_owned();
+        self.retrying(name, policy, move |_| {
+            ctx.schedule_activity(&owned, input.clone())
+        })
+    }
+
+    /// Starts a sub-orchestration and waits for its output.
+    pub fn call_sub_orchestrator<O: Orchestrator>(
+        &self,
+        _orchestrator: O,
+        input: impl Into<O::Input>,
+    ) -> Task<O::Output> {
+        self.call_sub_orchestrator_by_name(O::NAME, input.into(), SubOrchestratorOptions::new())
+    }
+
+    /// Starts a sub-orchestration with options (instance id, version, retries).
+    pub fn call_sub_orchestrator_with<O: Orchestrator>(
+        &self,
+        _orchestrator: O,
+        input: impl Into<O::Input>,
+        options: SubOrchestratorOptions,
+    ) -> Task<O::Output> {
+        self.call_sub_orchestrator_by_name(O::NAME, input.into(), options)
+    }
+
+    /// Starts a sub-orchestration by name.
+    pub fn call_sub_orchestrator_by_name<I: Serialize, O: DeserializeOwned>(
+        &self,
+        name: &str,
+        input: I,
+        options: SubOrchestratorOptions,
+    ) -> Task<O> {
+        let input = match serde_json::to_string(&input) {
+            Ok(json) => Some(json),
+            Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
+        };
+        let SubOrchestratorOptions {
+            instance_id,
+            version,
+            retry,
+        } = options;
+        match retry {
+            None => {
+                Task::from_slot(self.schedule_sub_orchestration(name, instance_id, version, input))
+            }
+            Some(policy) => {
+                let ctx = self.clone();
+                let owned = name.to_owned();
+                self.retrying(name, policy, move |attempt| {
+                    // Each attempt needs its own child instance.
+                    let id = instance_id.as_ref().map(|id| {
+                        if attempt == 1 {
+                            id.clone()
+                        } else {
+                            format!("{id}:retry{attempt}")
+                        }
+                    });
+                    ctx.schedule_sub_orchestration(&owned, id, version.clone(), input.clone())
+                })
+            }
+        }
+    }
+
+    /// A durable timer that fires after `delay` of orchestration time.
+    pub fn create_timer(&self, delay: Duration) -> Task<()> {
+        let now = self.current_utc_datetime();
+        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let fire_at = now
+            .checked_add_signed(delay)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.create_timer_at(fire_at)
+    }
+
+    /// A durable timer that fires at an absolute UTC time (at once if it is in the past).
+    pub fn create_timer_at(&self, fire_at: DateTime<Utc>) -> Task<()> {
+        let action = OrchestratorActionType::CreateTimer(proto::CreateTimerAction {
+            fire_at: Some(to_timestamp(fire_at)),
+        });
+        let (_, slot) = self
+            .state
+            .borrow_mut()
+            .schedule(ActionKind::Timer, "timer", action, true);
+        Task::from_slot(slot)
+    }
+
+    /// Waits for an external event (raised by a client or sent by another orchestration).
+    /// Names match case-insensitively; events that arrived earlier are delivered in order.
+    pub fn wait_for_external_event<T: DeserializeOwned>(&self, name: &str) -> Task<T> {
+        let key = name.to_lowercase();
+        let mut state = self.state.borrow_mut();
+        let slot = Slot::new(name);
+        let buffered = state
+            .event_buffer
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front);
+        match buffered {
+            Some(event) => {
+                let seq = state.next_completion_seq();
+                slot.complete(Ok(event.payload), seq);
+            }
+            None => state
+                .event_waiters
+                .entry(key)
+                .or_default()
+                .push_back(slot.clone()),
+        }
+        Task::from_slot(slot)
+    }
+
+    /// Sends an event to another orchestration instance (fire and forget).
+    pub fn send_event<T: Serialize>(&self, instance_id: &str, name: &str, data: &T) {
+        let data = serde_json::to_string(data).ok();
+        let action = OrchestratorActionType::SendEvent(proto::SendEventAction {
+            instance: Some(proto::OrchestrationInstance {
+                instance_id: instance_id.to_owned(),
+                execution_id: None,
+            }),
+            name: name.to_owned(),
+            data,
+        });
+        let target = format!("{instance_id}/{name}");
+        self.state
+            .borrow_mut()
+            .schedule(ActionKind::SendEvent, &target, action, false);
+    }
+
+    /// Ends this execution and starts the orchestration again with a new input and a fresh
+    /// history. With `save_events`, external events that arrived but were not consumed yet are
+    /// carried into the new execution. Return from the orchestrator right after calling this:
+    /// whatever it returns is ignored.
+    pub fn continue_as_new<T: Serialize>(&self, input: &T, save_events: bool) {
+        let input = serde_json::to_string(input).map_err(|e| e.to_string());
+        self.state.borrow_mut().continue_as_new = Some(ContinueAsNew {
+            input,
+            save_events,
+            version: None,
+        });
+    }
+
+    /// Like [`continue_as_new`](Self::continue_as_new), moving the new execution to another
+    /// version.
+    pub fn continue_as_new_versioned<T: Serialize>(
+        &self,
+        input: &T,
+        save_events: bool,
+        version: &str,
+    ) {
+        self.continue_as_new(input, save_events);
+        if let Some(can) = self.state.borrow_mut().continue_as_new.as_mut() {
+            can.version = Some(version.to_owned());
+        }
+    }
+
+    fn schedule_activity(&self, name: &str, input: Option<String>) -> Rc<Slot> {
+        let action = OrchestratorActionType::ScheduleTask(proto::ScheduleTaskAction {
+            name: name.to_owned(),
+            version: None,
+            input,
+            tags: Default::default(),
+            parent_trace_context: None,
+        });
+        let (_, slot) = self
+            .state
+            .borrow_mut()
+            .schedule(ActionKind::Activity, name, action, true);
+        slot
+    }
+
+    fn schedule_sub_orchestration(
+        &self,
+        name: &str,
+        instance_id: Option<String>,
+        version: Option<String>,
+        input: Option<String>,
+    ) -> Rc<Slot> {
+        let instance_id = match instance_id {
+            Some(id) => id,
+            None => format!("{}:{}", self.instance_id(), self.new_guid().simple()),
+        };
+        let action =
+            OrchestratorActionType::CreateSubOrchestration(proto::CreateSubOrchestrationAction {
+                instance_id,
+                name: name.to_owned(),
+                version,
+                input,
+                parent_trace_context: None,
+                tags: Default::default(),
+            });
+        let (_, slot) =
+            self.state
+                .borrow_mut()
+                .schedule(ActionKind::SubOrchestration, name, action, true);
+        slot
+    }
+
+    /// Runs `attempt(n)` until it succeeds or the policy gives up, on a future the executor
+    /// drives beside the orchestrator; the returned task resolves with the final outcome.
+    fn retrying<O: DeserializeOwned>(
+        &self,
+        name: &str,
+        policy: RetryPolicy,
+        attempt: impl Fn(u32) -> Rc<Slot> + 'static,
+    ) -> Task<O> {
+        let result = Slot::new(name);
+        if let Err(problem) = policy.validate() {
+            result.complete(
+                Err(TaskError::Failed {
+                    name: name.to_owned(),
+                    details: FailureDetails::new(
+                        "durable::InvalidRetryPolicy",
+                        format!("the retry policy for `{name}` is invalid: {problem}"),
+                    )
+                    .non_retriable(),
+                }),
+                0,
+            );
+            return Task::from_slot(result);
+        }
+        let ctx = self.clone();
+        let name = name.to_owned();
+        let output = result.clone();
+        let driver = async move {
+            let started = ctx.current_utc_datetime();
+            let mut number = 1;
+            let outcome: Outcome = loop {
+                let slot = attempt(number);
+                let outcome = Task::<serde::de::IgnoredAny>::from_slot(slot.clone());
+                let _ = outcome.await;
+                let raw = slot.raw_outcome().expect("awaited slot is done");
+                let details = match &raw {
+                    Ok(_) => break raw,
+                    Err(error) => error.details(),
+                };
+                let delay = policy.delay_before_attempt(number + 1);
+                let next_start = ctx.current_utc_datetime()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                let timed_out = policy.timeout().is_some_and(|timeout| {
+                    next_start
+                        > started
+                            + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)
+                });
+                if details.non_retriable || number >= policy.max_attempts() || timed_out {
+                    break Err(TaskError::RetriesExhausted {
+                        name: name.clone(),
+                        attempts: number,
+                        details,
+                    });
+                }
+                let _ = ctx.create_timer(delay).await;
+                number += 1;
+            };
+            let seq = ctx.state.borrow_mut().next_completion_seq();
+            output.complete(outcome, seq);
+        };
+        self.state.borrow_mut().spawned.push(Box::pin(driver));
+        Task::from_slot(result)
+    }
+}

@@ -1,0 +1,728 @@
+//! The replay executor: runs one orchestration episode on an SDK-owned, single-threaded
+//! executor and turns history into actions.
+//!
+//! History is applied one event at a time and the orchestrator is polled after each event, so
+//! combinators observe completions in exactly the order of the original run. Every action the
+//! orchestrator takes gets a sequence id; history confirms it with an event carrying that id,
+//! and any disagreement in kind or name is reported as nondeterminism.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::future::LocalBoxFuture;
+
+use super::context::{ActionKind, BufferedEvent, OrchestrationContext, State};
+use crate::convert::to_datetime;
+use crate::error::{FailureDetails, Result, TaskError};
+use crate::proto::history_event::EventType;
+use crate::proto::orchestrator_action::OrchestratorActionType;
+use crate::proto::{self, HistoryEvent, OrchestrationStatus};
+use crate::registry::{OrchestratorFn, Registry};
+
+/// The error type recorded when replay finds the orchestrator disagreeing with history.
+pub const NONDETERMINISM_ERROR_TYPE: &str = "durable::NonDeterminismError";
+
+/// How many times in a row an orchestrator may wake itself before it counts as a busy loop.
+const MAX_SELF_WAKES: u32 = 10_000;
+
+thread_local! {
+    /// Set while this thread runs the executor: a wake from anywhere else is from outside.
+    static IN_EXECUTOR: Cell<bool> = const { Cell::new(false) };
+    /// Counts SDK futures that returned `Pending` during the current poll.
+    static SDK_PENDING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Called by every SDK future that returns `Pending`: the orchestrator waits on history.
+pub(crate) fn note_sdk_pending() {
+    SDK_PENDING.with(|c| c.set(c.get() + 1));
+}
+
+/// The waker of one future the executor drives.
+#[derive(Default)]
+struct Wakeup {
+    woken: AtomicBool,
+    from_outside: AtomicBool,
+}
+
+impl Wake for Wakeup {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !IN_EXECUTOR.with(Cell::get) {
+            self.from_outside.store(true, Ordering::SeqCst);
+        }
+        self.woken.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A future driven by the executor: the orchestrator itself or an SDK helper (retry loop).
+struct Driven<T> {
+    future: LocalBoxFuture<'static, T>,
+    wakeup: Arc<Wakeup>,
+    waker: Waker,
+}
+
+impl<T> Driven<T> {
+    fn new(future: LocalBoxFuture<'static, T>) -> Self {
+        let wakeup = Arc::new(Wakeup::default());
+        wakeup.woken.store(true, Ordering::SeqCst);
+        let waker = Waker::from(wakeup.clone());
+        Self {
+            future,
+            wakeup,
+            waker,
+        }
+    }
+}
+
+/// Why an episode stopped early.
+enum Halt {
+    /// History and code disagree.
+    Nondeterminism(String),
+    /// Code panicked or the SDK found an unrecoverable problem.
+    Failure(FailureDetails),
+}
+
+/// How the orchestration ended in this episode.
+enum Completion {
+    Completed(Option<String>),
+    Failed(FailureDetails),
+    Terminated(Option<String>),
+    ContinuedAsNew {
+        input: String,
+        version: Option<String>,
+        carryover: Vec<HistoryEvent>,
+        save_events: bool,
+    },
+}
+
+struct Episode<'r> {
+    registry: Option<&'r Registry>,
+    single: Option<&'r OrchestratorFn>,
+    ctx: OrchestrationContext,
+    main: Option<Driven<Result<Option<String>>>>,
+    helpers: Vec<Option<Driven<()>>>,
+    completion: Option<Completion>,
+    suspended: bool,
+    suspended_events: VecDeque<HistoryEvent>,
+    arrivals: u64,
+}
+
+/// Runs one episode: replays `pastEvents`, applies `newEvents`, and returns the actions the
+/// orchestration took, with its completion if it finished. The orchestrator is looked up in
+/// `registry` by the name in the `ExecutionStarted` event.
+///
+/// ```
+/// # use durable::proto;
+/// let registry = durable::Registry::new();
+/// let request = proto::OrchestratorRequest { instance_id: "i".into(), ..Default::default() };
+/// let response = durable::orchestration::execute(&registry, &request);
+/// assert_eq!(response.instance_id, "i");
+/// ```
+pub fn execute(
+    registry: &Registry,
+    request: &proto::OrchestratorRequest,
+) -> proto::OrchestratorResponse {
+    Episode::new(Some(registry), None, request).run(request)
+}
+
+/// Like [`execute`], with the orchestrator given directly instead of looked up by name.
+pub fn execute_orchestrator(
+    orchestrator: &OrchestratorFn,
+    request: &proto::OrchestratorRequest,
+) -> proto::OrchestratorResponse {
+    Episode::new(None, Some(orchestrator), request).run(request)
+}
+
+struct ExecutorGuard(bool);
+
+impl ExecutorGuard {
+    fn enter() -> Self {
+        Self(IN_EXECUTOR.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for ExecutorGuard {
+    fn drop(&mut self) {
+        let previous = self.0;
+        IN_EXECUTOR.with(|c| c.set(previous));
+    }
+}
+
+impl<'r> Episode<'r> {
+    fn new(
+        registry: Option<&'r Registry>,
+        single: Option<&'r OrchestratorFn>,
+        request: &proto::OrchestratorRequest,
+    ) -> Self {
+        let mut state = State::new(request.instance_id.clone());
+        state.execution_id = request.execution_id.clone().unwrap_or_default();
+        Self {
+            registry,
+            single,
+            ctx: OrchestrationContext::new(Rc::new(RefCell::new(state))),
+            main: None,
+            helpers: Vec::new(),
+            completion: None,
+            suspended: false,
+            suspended_events: VecDeque::new(),
+            arrivals: 0,
+        }
+    }
+
+    fn run(mut self, request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
+        let _guard = ExecutorGuard::enter();
+        let rewind = request
+            .new_events
+            .iter()
+            .any(|e| matches!(e.event_type, Some(EventType::ExecutionRewound(_))));
+        if rewind {
+            return rewind_response(request);
+        }
+        let past = request.past_events.iter().map(|e| (e, true));
+        let new = request.new_events.iter().map(|e| (e, false));
+        let mut unprocessed: Vec<&HistoryEvent> = Vec::new();
+        for (event, replaying) in past.chain(new) {
+            if self.completion.is_some() {
+                unprocessed.push(event);
+                continue;
+            }
+            self.ctx.state.borrow_mut().is_replaying = replaying;
+            if let Err(halt) = self.process(event.clone()) {
+                self.halt(halt);
+            }
+        }
+        self.finish_continue_as_new(&unprocessed);
+        self.response(request)
+    }
+
+    fn halt(&mut self, halt: Halt) {
+        let details = match halt {
+            Halt::Nondeterminism(message) => {
+                FailureDetails::new(NONDETERMINISM_ERROR_TYPE, message).non_retriable()
+            }
+            Halt::Failure(details) => details,
+        };
+        self.completion = Some(Completion::Failed(details));
+    }
+
+    fn process(&mut self, event: HistoryEvent) -> Result<(), Halt> {
+        let passes_suspension = matches!(
+            event.event_type,
+            Some(EventType::ExecutionResumed(_) | EventType::ExecutionTerminated(_))
+        );
+        if self.suspended && !passes_suspension {
+            self.suspended_events.push_back(event);
+            return Ok(());
+        }
+        self.apply(event)?;
+        self.run_ready()?;
+        if self.suspended {
+            return Ok(());
+        }
+        while let Some(buffered) = self.suspended_events.pop_front() {
+            if self.completion.is_some() {
+                break;
+            }
+            self.apply(buffered)?;
+            self.run_ready()?;
+        }
+        Ok(())
+    }
+
+    /// Applies one history event to the state, completing tasks it answers.
+    fn apply(&mut self, event: HistoryEvent) -> Result<(), Halt> {
+        let Some(kind) = event.event_type else {
+            return Ok(());
+        };
+        let id = event.event_id;
+        match kind {
+            EventType::OrchestratorStarted(_) => {
+                self.ctx.state.borrow_mut().current_time = to_datetime(event.timestamp.as_ref());
+            }
+            EventType::ExecutionStarted(started) => self.start(started)?,
+            EventType::TaskScheduled(e) => self.confirm(id, ActionKind::Activity, &e.name)?,
+            EventType::SubOrchestrationInstanceCreated(e) => {
+                self.confirm(id, ActionKind::SubOrchestration, &e.name)?
+            }
+            EventType::TimerCreated(_) => self.confirm(id, ActionKind::Timer, "timer")?,
+            EventType::EventSent(e) => self.confirm(
+                id,
+                ActionKind::SendEvent,
+                &format!("{}/{}", e.instance_id, e.name),
+            )?,
+            EventType::TaskCompleted(e) => self.resolve(e.task_scheduled_id, Ok(e.result)),
+            EventType::TaskFailed(e) => {
+                let details = e.failure_details.as_ref().map(FailureDetails::from);
+                self.resolve_failure(e.task_scheduled_id, details);
+            }
+            EventType::SubOrchestrationInstanceCompleted(e) => {
+                self.resolve(e.task_scheduled_id, Ok(e.result))
+            }
+            EventType::SubOrchestrationInstanceFailed(e) => {
+                let details = e.failure_details.as_ref().map(FailureDetails::from);
+                self.resolve_failure(e.task_scheduled_id, details);
+            }
+            EventType::TimerFired(e) => self.resolve(e.timer_id, Ok(None)),
+            EventType::EventRaised(e) => self.raise(e.name, e.input),
+            EventType::ExecutionSuspended(_) => self.suspended = true,
+            EventType::ExecutionResumed(_) => self.suspended = false,
+            EventType::ExecutionTerminated(e) => {
+                self.completion = Some(Completion::Terminated(e.input));
+            }
+            EventType::ExecutionCompleted(_)
+            | EventType::OrchestratorCompleted(_)
+            | EventType::GenericEvent(_)
+            | EventType::HistoryState(_)
+            | EventType::ContinueAsNew(_)
+            | EventType::ExecutionRewound(_) => {}
+            EventType::EntityOperationSignaled(_)
+            | EventType::EntityOperationCalled(_)
+            | EventType::EntityOperationCompleted(_)
+            | EventType::EntityOperationFailed(_)
+            | EventType::EntityLockRequested(_)
+            | EventType::EntityLockGranted(_)
+            | EventType::EntityUnlockSent(_) => {
+                return Err(Halt::Failure(
+                    FailureDetails::new(
+                        "durable::Unsupported",
+                        "this history holds entity events; entities are not supported by this SDK yet",
+                    )
+                    .non_retriable(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, started: proto::ExecutionStartedEvent) -> Result<(), Halt> {
+        let run = self.lookup(&started.name)?;
+        {
+            let mut state = self.ctx.state.borrow_mut();
+            state.name = started.name.clone();
+            state.version = started.version.clone().filter(|v| !v.is_empty());
+            if let Some(instance) = &started.orchestration_instance {
+                if let Some(execution_id) = &instance.execution_id {
+                    state.execution_id = execution_id.clone();
+                }
+            }
+            state.parent_instance_id = started
+                .parent_instance
+                .as_ref()
+                .and_then(|p| p.orchestration_instance.as_ref())
+                .map(|i| i.instance_id.clone());
+        }
+        self.main = Some(Driven::new(run(self.ctx.clone(), started.input)));
+        Ok(())
+    }
+
+    fn lookup(&self, name: &str) -> Result<OrchestratorFn, Halt> {
+        if let Some(run) = self.single {
+            return Ok(run.clone());
+        }
+        let registry = self
+            .registry
+            .expect("execute sets a registry or an orchestrator");
+        registry.orchestrator(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = registry.orchestrator_names().collect();
+            Halt::Failure(
+                FailureDetails::new(
+                    "OrchestratorTaskNotFound",
+                    format!(
+                        "no orchestrator named `{name}` is registered with this worker \
+                         (registered: {}); define it with #[durable::orchestrator] or register \
+                         it by hand",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+                .non_retriable(),
+            )
+        })
+    }
+
+    /// Matches a history event that confirms an action against what the code scheduled.
+    fn confirm(&mut self, id: i32, kind: ActionKind, name: &str) -> Result<(), Halt> {
+        let mut state = self.ctx.state.borrow_mut();
+        match state.pending_actions.remove(&id) {
+            Some(pending) if pending.kind == kind && pending.name == name => Ok(()),
+            Some(pending) => Err(Halt::Nondeterminism(format!(
+                "expected {} \"{name}\" at id {id}, but the orchestrator scheduled {} \"{}\" \
+                 there: the orchestrator code changed while instances were running; use \
+                 versioning (ctx.version()) to change running code",
+                kind.describe(),
+                pending.kind.describe(),
+                pending.name
+            ))),
+            None => Err(Halt::Nondeterminism(format!(
+                "expected {} \"{name}\" at id {id}, but the orchestrator scheduled nothing \
+                 with that id (a call was removed or reordered, or depends on something other \
+                 than history); use versioning (ctx.version()) to change running code",
+                kind.describe()
+            ))),
+        }
+    }
+
+    fn resolve(&mut self, id: i32, outcome: std::result::Result<Option<String>, TaskError>) {
+        let mut state = self.ctx.state.borrow_mut();
+        if let Some(slot) = state.open_tasks.remove(&id) {
+            let seq = state.next_completion_seq();
+            drop(state);
+            slot.complete(outcome, seq);
+        }
+    }
+
+    fn resolve_failure(&mut self, id: i32, details: Option<FailureDetails>) {
+        let name = {
+            let state = self.ctx.state.borrow();
+            state.open_tasks.get(&id).map(|slot| slot_name(slot))
+        };
+        let Some(name) = name else { return };
+        let details = details.unwrap_or_else(|| {
+            FailureDetails::new("durable::UnknownFailure", "no failure details")
+        });
+        self.resolve(id, Err(TaskError::Failed { name, details }));
+    }
+
+    fn raise(&mut self, name: String, payload: Option<String>) {
+        let key = name.to_lowercase();
+        let mut state = self.ctx.state.borrow_mut();
+        let waiter = state
+            .event_waiters
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front);
+        match waiter {
+            Some(slot) => {
+                let seq = state.next_completion_seq();
+                drop(state);
+                slot.complete(Ok(payload), seq);
+            }
+            None => {
+                self.arrivals += 1;
+                let arrival = self.arrivals;
+                state
+                    .event_buffer
+                    .entry(key)
+                    .or_default()
+                    .push_back(BufferedEvent {
+                        name,
+                        payload,
+                        arrival,
+                    });
+            }
+        }
+    }
+
+    /// Polls every woken future until none is woken: the orchestrator first, then helpers in
+    /// the order they were created.
+    fn run_ready(&mut self) -> Result<(), Halt> {
+        loop {
+            if self.completion.is_some() {
+                return Ok(());
+            }
+            if let Some(main) = self.main.as_mut() {
+                if let Some(result) = poll_driven(main, "the orchestrator")? {
+                    self.main = None;
+                    self.completion = Some(match result {
+                        Ok(output) => Completion::Completed(output),
+                        Err(error) => Completion::Failed(error.details()),
+                    });
+                }
+            }
+            self.adopt_spawned();
+            let mut index = 0;
+            while index < self.helpers.len() {
+                if let Some(helper) = self.helpers[index].as_mut() {
+                    if poll_driven(helper, "a retry loop")?.is_some() {
+                        self.helpers[index] = None;
+                    }
+                }
+                self.adopt_spawned();
+                index += 1;
+            }
+            if self.ctx.state.borrow().continue_as_new.is_some() {
+                self.completion = Some(self.continue_as_new());
+                return Ok(());
+            }
+            let woken = self
+                .main
+                .as_ref()
+                .is_some_and(|m| m.wakeup.woken.load(Ordering::SeqCst))
+                || self
+                    .helpers
+                    .iter()
+                    .flatten()
+                    .any(|h| h.wakeup.woken.load(Ordering::SeqCst));
+            if !woken {
+                return Ok(());
+            }
+        }
+    }
+
+    fn adopt_spawned(&mut self) {
+        let spawned: Vec<_> = self.ctx.state.borrow_mut().spawned.drain(..).collect();
+        self.helpers
+            .extend(spawned.into_iter().map(|f| Some(Driven::new(f))));
+    }
+
+    fn continue_as_new(&mut self) -> Completion {
+        let request = self
+            .ctx
+            .state
+            .borrow_mut()
+            .continue_as_new
+            .take()
+            .expect("checked by the caller");
+        match request.input {
+            Ok(input) => {
+                let carryover = if request.save_events {
+                    self.buffered_events()
+                } else {
+                    Vec::new()
+                };
+                Completion::ContinuedAsNew {
+                    input,
+                    version: request.version,
+                    carryover,
+                    save_events: request.save_events,
+                }
+            }
+            Err(message) => Completion::Failed(FailureDetails::new(
+                "durable::InvalidInput",
+                format!("the continue-as-new input does not serialize to JSON: {message}"),
+            )),
+        }
+    }
+
+    /// Unconsumed external events, in arrival order, as EventRaised events.
+    fn buffered_events(&self) -> Vec<HistoryEvent> {
+        let mut state = self.ctx.state.borrow_mut();
+        let mut events: Vec<BufferedEvent> = state
+            .event_buffer
+            .drain()
+            .flat_map(|(_, queue)| queue)
+            .collect();
+        events.sort_by_key(|e| e.arrival);
+        events
+            .into_iter()
+            .map(|e| event_raised(e.name, e.payload))
+            .collect()
+    }
+
+    /// Events after a continue-as-new in the same batch still belong to the next execution
+    /// when the orchestrator asked to keep its events.
+    fn finish_continue_as_new(&mut self, unprocessed: &[&HistoryEvent]) {
+        if let Some(Completion::ContinuedAsNew {
+            carryover,
+            save_events: true,
+            ..
+        }) = self.completion.as_mut()
+        {
+            carryover.extend(
+                unprocessed
+                    .iter()
+                    .filter(|e| matches!(e.event_type, Some(EventType::EventRaised(_))))
+                    .map(|e| (*e).clone()),
+            );
+        }
+    }
+
+    fn response(self, request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
+        let mut state = self.ctx.state.borrow_mut();
+        let mut actions: Vec<proto::OrchestratorAction> = Vec::new();
+        let completion = self.completion.map(|completion| {
+            let status;
+            let mut action = proto::CompleteOrchestrationAction::default();
+            match completion {
+                Completion::Completed(output) => {
+                    status = OrchestrationStatus::Completed;
+                    action.result = output;
+                }
+                Completion::Failed(details) => {
+                    status = OrchestrationStatus::Failed;
+                    action.failure_details = Some((&details).into());
+                }
+                Completion::Terminated(output) => {
+                    status = OrchestrationStatus::Terminated;
+                    action.result = output;
+                }
+                Completion::ContinuedAsNew {
+                    input,
+                    version,
+                    carryover,
+                    ..
+                } => {
+                    status = OrchestrationStatus::ContinuedAsNew;
+                    action.result = Some(input);
+                    action.new_version = version;
+                    action.carryover_events = carryover;
+                }
+            }
+            action.set_orchestration_status(status);
+            (status, action)
+        });
+        let keep_pending = !matches!(
+            completion,
+            Some((
+                OrchestrationStatus::Failed | OrchestrationStatus::Terminated,
+                _
+            ))
+        );
+        if keep_pending {
+            let pending = std::mem::take(&mut state.pending_actions);
+            actions.extend(pending.into_values().map(|p| p.action));
+        }
+        if let Some((_, action)) = completion {
+            let id = state.next_id();
+            actions.push(proto::OrchestratorAction {
+                id,
+                orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
+                    action,
+                )),
+            });
+        }
+        proto::OrchestratorResponse {
+            instance_id: request.instance_id.clone(),
+            actions,
+            custom_status: state.custom_status.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+fn slot_name(slot: &super::task::Slot) -> String {
+    slot.name().to_owned()
+}
+
+fn event_raised(name: String, payload: Option<String>) -> HistoryEvent {
+    HistoryEvent {
+        event_id: -1,
+        timestamp: None,
+        event_type: Some(EventType::EventRaised(proto::EventRaisedEvent {
+            name,
+            input: payload,
+        })),
+    }
+}
+
+/// Polls a woken future once (and again while it wakes itself), catching panics.
+fn poll_driven<T>(driven: &mut Driven<T>, what: &str) -> Result<Option<T>, Halt> {
+    let mut self_wakes = 0;
+    loop {
+        if !driven.wakeup.woken.swap(false, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        SDK_PENDING.with(|c| c.set(0));
+        let mut cx = Context::from_waker(&driven.waker);
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Pin::new(&mut driven.future).poll(&mut cx)
+        }));
+        match polled {
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+                return Err(Halt::Failure(FailureDetails::new(
+                    "panic",
+                    format!("{what} panicked: {message}"),
+                )));
+            }
+            Ok(Poll::Ready(value)) => return Ok(Some(value)),
+            Ok(Poll::Pending) => {}
+        }
+        if driven.wakeup.from_outside.swap(false, Ordering::SeqCst) {
+            return Err(Halt::Nondeterminism(format!(
+                "{what} was woken from outside the durable SDK (a tokio timer, channel or \
+                 other runtime future): orchestrators may only await durable tasks; use \
+                 ctx.create_timer(..) for delays and activities for I/O"
+            )));
+        }
+        if driven.wakeup.woken.load(Ordering::SeqCst) {
+            self_wakes += 1;
+            if self_wakes > MAX_SELF_WAKES {
+                return Err(Halt::Nondeterminism(format!(
+                    "{what} keeps waking itself without waiting on a durable task (a busy \
+                     loop or `yield_now`); await durable tasks instead"
+                )));
+            }
+            continue;
+        }
+        if SDK_PENDING.with(Cell::get) == 0 {
+            return Err(Halt::Nondeterminism(format!(
+                "{what} is waiting on a future that is not a durable task (a tokio timer, \
+                 channel or other runtime future): orchestrators may only await durable \
+                 tasks; use ctx.create_timer(..) for delays and activities for I/O"
+            )));
+        }
+        return Ok(None);
+    }
+}
+
+/// Answers a rewind request: history without the failures, so the failed work runs again.
+fn rewind_response(request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
+    let all = || request.past_events.iter().chain(request.new_events.iter());
+    let failed_tasks: std::collections::HashSet<i32> = all()
+        .filter_map(|e| match &e.event_type {
+            Some(EventType::TaskFailed(f)) => Some(f.task_scheduled_id),
+            _ => None,
+        })
+        .collect();
+    let new_execution_id = uuid::Uuid::new_v4().simple().to_string();
+    let rewound_parent_execution = all().find_map(|e| match &e.event_type {
+        Some(EventType::ExecutionRewound(r)) => {
+            r.parent_execution_id.clone().filter(|s| !s.is_empty())
+        }
+        _ => None,
+    });
+    let new_history = all()
+        .filter(|e| match &e.event_type {
+            Some(EventType::TaskFailed(_))
+            | Some(EventType::SubOrchestrationInstanceFailed(_))
+            | Some(EventType::ExecutionCompleted(_)) => false,
+            Some(EventType::TaskScheduled(_)) => !failed_tasks.contains(&e.event_id),
+            _ => true,
+        })
+        .map(|e| {
+            let mut event = e.clone();
+            if let Some(EventType::ExecutionStarted(started)) = event.event_type.as_mut() {
+                let instance = started
+                    .orchestration_instance
+                    .get_or_insert_with(Default::default);
+                instance.execution_id = Some(new_execution_id.clone());
+                if let (Some(parent_execution), Some(parent)) =
+                    (&rewound_parent_execution, started.parent_instance.as_mut())
+                {
+                    parent
+                        .orchestration_instance
+                        .get_or_insert_with(Default::default)
+                        .execution_id = Some(parent_execution.clone());
+                }
+            }
+            event
+        })
+        .collect();
+    proto::OrchestratorResponse {
+        instance_id: request.instance_id.clone(),
+        actions: vec![proto::OrchestratorAction {
+            id: -1,
+            orchestrator_action_type: Some(OrchestratorActionType::RewindOrchestration(
+                proto::RewindOrchestrationAction { new_history },
+            )),
+        }],
+        ..Default::default()
+    }
+}

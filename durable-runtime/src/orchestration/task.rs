@@ -1,0 +1,366 @@
+//! Durable tasks: futures that resolve only from history, and their combinators.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use serde::de::DeserializeOwned;
+
+use super::executor::note_sdk_pending;
+use crate::error::TaskError;
+
+/// What a finished task produced: a JSON payload (absent = null) or a failure.
+pub(crate) type Outcome = Result<Option<String>, TaskError>;
+
+/// The shared completion cell of one task. Tasks, their clones and combinators point to it.
+pub(crate) struct Slot {
+    /// What the task is (activity name, `timer`, event name) for error messages.
+    name: String,
+    outcome: RefCell<Option<Outcome>>,
+    /// Position of the completion in history order (for `when_any`).
+    completed_seq: Cell<u64>,
+    wakers: RefCell<Vec<Waker>>,
+    groups: RefCell<Vec<(Weak<Group>, usize)>>,
+}
+
+impl Slot {
+    pub(crate) fn new(name: impl Into<String>) -> Rc<Self> {
+        Rc::new(Self {
+            name: name.into(),
+            outcome: RefCell::new(None),
+            completed_seq: Cell::new(0),
+            wakers: RefCell::new(Vec::new()),
+            groups: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+
+    /// Completes the slot (first completion wins), waking whoever waits on it.
+    pub(crate) fn complete(&self, outcome: Outcome, seq: u64) {
+        if self.is_done() {
+            return;
+        }
+        let failed = outcome.is_err();
+        *self.outcome.borrow_mut() = Some(outcome);
+        self.completed_seq.set(seq);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+        let groups: Vec<_> = self.groups.borrow_mut().drain(..).collect();
+        for (group, index) in groups {
+            if let Some(group) = group.upgrade() {
+                group.member_done(index, failed);
+            }
+        }
+    }
+
+    fn register(&self, waker: &Waker) {
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self) -> Option<Result<T, TaskError>> {
+        let outcome = self.outcome.borrow();
+        let outcome = outcome.as_ref()?;
+        Some(match outcome {
+            Ok(payload) => {
+                serde_json::from_str(payload.as_deref().unwrap_or("null")).map_err(|e| {
+                    TaskError::Deserialize {
+                        name: self.name.clone(),
+                        message: format!("expected `{}`: {e}", std::any::type_name::<T>()),
+                    }
+                })
+            }
+            Err(error) => Err(error.clone()),
+        })
+    }
+
+    pub(crate) fn raw_outcome(&self) -> Option<Outcome> {
+        self.outcome.borrow().clone()
+    }
+}
+
+/// A durable task: an activity call, a sub-orchestration, a timer or an external event.
+///
+/// Await it for its typed result. A `Task` is a cheap handle: clones share one result, so a
+/// task that lost a [`when_any`] race can still be awaited or inspected later
+/// ([`is_completed`](Self::is_completed)).
+#[must_use = "a task does nothing useful unless awaited or passed to when_all/when_any"]
+pub struct Task<T> {
+    slot: Rc<Slot>,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Task<T> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: self.slot.clone(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("name", &self.slot.name)
+            .field("completed", &self.slot.is_done())
+            .finish()
+    }
+}
+
+impl<T> Task<T> {
+    pub(crate) fn from_slot(slot: Rc<Slot>) -> Self {
+        Self {
+            slot,
+            _output: PhantomData,
+        }
+    }
+
+    /// `true` once history holds this task's result (success or failure).
+    pub fn is_completed(&self) -> bool {
+        self.slot.is_done()
+    }
+
+    /// `true` once the task has failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(&*self.slot.outcome.borrow(), Some(Err(_)))
+    }
+
+    /// A type-erased handle to this task, for [`when_any`] over tasks of different types.
+    pub fn handle(&self) -> TaskRef {
+        TaskRef {
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Task<T> {
+    /// The result if the task has completed, without waiting.
+    pub fn result(&self) -> Option<Result<T, TaskError>> {
+        self.slot.decode()
+    }
+}
+
+impl<T: DeserializeOwned> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.slot.decode() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                self.slot.register(cx.waker());
+                note_sdk_pending();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A type-erased handle to a [`Task`], made with [`Task::handle`].
+#[derive(Clone)]
+pub struct TaskRef {
+    slot: Rc<Slot>,
+}
+
+impl std::fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRef")
+            .field("name", &self.slot.name)
+            .finish()
+    }
+}
+
+impl TaskRef {
+    /// `true` once history holds this task's result.
+    pub fn is_completed(&self) -> bool {
+        self.slot.is_done()
+    }
+}
+
+impl<T> From<&Task<T>> for TaskRef {
+    fn from(task: &Task<T>) -> Self {
+        task.handle()
+    }
+}
+
+impl<T> From<Task<T>> for TaskRef {
+    fn from(task: Task<T>) -> Self {
+        task.handle()
+    }
+}
+
+/// Bookkeeping shared by a combinator and its member slots, so each completion costs O(1).
+struct Group {
+    members: Vec<Rc<Slot>>,
+    remaining: Cell<usize>,
+    first_failed: Cell<Option<usize>>,
+    first_done: Cell<Option<usize>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Group {
+    fn new(members: Vec<Rc<Slot>>) -> Rc<Self> {
+        let group = Rc::new(Self {
+            remaining: Cell::new(members.len()),
+            first_failed: Cell::new(None),
+            first_done: Cell::new(None),
+            waker: RefCell::new(None),
+            members,
+        });
+        // Tasks that finished before the combinator was built count in history order.
+        let mut done: Vec<(u64, usize)> = Vec::new();
+        for (index, slot) in group.members.iter().enumerate() {
+            if slot.is_done() {
+                done.push((slot.completed_seq.get(), index));
+            } else {
+                slot.groups
+                    .borrow_mut()
+                    .push((Rc::downgrade(&group), index));
+            }
+        }
+        done.sort_unstable();
+        for (_, index) in done {
+            let failed = group.members[index]
+                .raw_outcome()
+                .is_some_and(|o| o.is_err());
+            group.record(index, failed);
+        }
+        group
+    }
+
+    fn member_done(&self, index: usize, failed: bool) {
+        self.record(index, failed);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    fn record(&self, index: usize, failed: bool) {
+        self.remaining.set(self.remaining.get().saturating_sub(1));
+        if self.first_done.get().is_none() {
+            self.first_done.set(Some(index));
+        }
+        if failed && self.first_failed.get().is_none() {
+            self.first_failed.set(Some(index));
+        }
+    }
+
+    fn park(&self, cx: &Context<'_>) {
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+    }
+}
+
+/// Waits for every task; resolves to their results in the order given, or to the first
+/// failure in history order (fail fast), like `task.when_all` in the other SDKs.
+///
+/// Each completion costs O(1), so a fan-out of N tasks replays in O(N).
+///
+/// ```no_run
+/// # use durable::prelude::*;
+/// # async fn body(ctx: OrchestrationContext, items: Vec<String>) -> durable::Result<usize> {
+/// let tasks: Vec<Task<usize>> = items
+///     .iter()
+///     .map(|item| ctx.call_activity_by_name("process_item", item))
+///     .collect();
+/// let results = durable::when_all(tasks).await?;
+/// # Ok(results.iter().sum())
+/// # }
+/// ```
+pub fn when_all<T: DeserializeOwned>(tasks: impl IntoIterator<Item = Task<T>>) -> WhenAll<T> {
+    let slots: Vec<Rc<Slot>> = tasks.into_iter().map(|t| t.slot).collect();
+    WhenAll {
+        group: Group::new(slots),
+        _output: PhantomData,
+    }
+}
+
+/// The future returned by [`when_all`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct WhenAll<T> {
+    group: Rc<Group>,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Future for WhenAll<T> {
+    type Output = Result<Vec<T>, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let group = &self.group;
+        if let Some(index) = group.first_failed.get() {
+            let failure = group.members[index]
+                .decode::<serde::de::IgnoredAny>()
+                .and_then(Result::err)
+                .expect("a recorded failure has an error outcome");
+            return Poll::Ready(Err(failure));
+        }
+        if group.remaining.get() > 0 {
+            group.park(cx);
+            note_sdk_pending();
+            return Poll::Pending;
+        }
+        let results = group
+            .members
+            .iter()
+            .map(|slot| slot.decode::<T>().expect("every member is done"))
+            .collect();
+        Poll::Ready(results)
+    }
+}
+
+/// Waits for the first of several tasks to complete (successfully or not) and resolves to its
+/// index. When several completed before this was awaited, the one that completed first in
+/// history wins, exactly as in the original run. The other tasks keep running and can still be
+/// awaited later.
+///
+/// ```no_run
+/// # use durable::prelude::*;
+/// # use std::time::Duration;
+/// # async fn body(ctx: OrchestrationContext) -> durable::Result<String> {
+/// let approval: Task<String> = ctx.wait_for_external_event("approval_received");
+/// let timeout = ctx.create_timer(Duration::from_secs(24 * 3600));
+/// if durable::when_any([approval.handle(), timeout.handle()]).await == 1 {
+///     return Ok("Canceled".into());
+/// }
+/// Ok(format!("Approved by '{}'", approval.await?))
+/// # }
+/// ```
+pub fn when_any<R: Into<TaskRef>>(tasks: impl IntoIterator<Item = R>) -> WhenAny {
+    let slots: Vec<Rc<Slot>> = tasks.into_iter().map(|t| t.into().slot).collect();
+    WhenAny {
+        group: Group::new(slots),
+    }
+}
+
+/// The future returned by [`when_any`]; resolves to the winning task's index.
+#[must_use = "futures do nothing unless awaited"]
+pub struct WhenAny {
+    group: Rc<Group>,
+}
+
+impl Future for WhenAny {
+    type Output = usize;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        match self.group.first_done.get() {
+            Some(index) => Poll::Ready(index),
+            None => {
+                self.group.park(cx);
+                note_sdk_pending();
+                Poll::Pending
+            }
+        }
+    }
+}
