@@ -1,0 +1,209 @@
+//! Runs every example program and checks that it prints what `examples/README.md` promises
+//! (the automated check the seed examples ask for).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// The example's binary, built on demand when `cargo test` did not build it.
+fn example_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let binary = target.join("debug").join("examples").join(name);
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "durable-examples", "--example", name])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building example {name} failed");
+    }
+    binary
+}
+
+/// Runs an example with its own embedded database, feeding `stdin` after `stdin_delay`,
+/// and returns what it printed.
+fn run_example(name: &str, args: &[&str], stdin: Option<(Duration, &str)>) -> String {
+    let dir = std::env::temp_dir().join(format!("durable-example-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut child = Command::new(example_binary(name))
+        .args(args)
+        .env("DURABLE_DB", dir.join("durable.db"))
+        .env_remove("DURABLE_SIDECAR")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let feeder = stdin.map(|(delay, text)| {
+        let text = text.to_owned();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = input.write_all(text.as_bytes());
+        })
+    });
+    let started = Instant::now();
+    let deadline = Duration::from_secs(120);
+    loop {
+        if child.try_wait().expect("wait works").is_some() {
+            break;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("example {name} did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "example {name} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    stdout
+}
+
+fn assert_prints(stdout: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(stdout.contains(line), "expected {line:?} in the output:\n{stdout}");
+    }
+}
+
+#[test]
+fn activity_sequence() {
+    let out = run_example("activity_sequence", &[], None);
+    assert_prints(&out, &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#]);
+}
+
+#[test]
+fn fanout_fanin() {
+    let out = run_example("fanout_fanin", &[], None);
+    assert_prints(&out, &["Orchestration completed! Result", "total"]);
+}
+
+#[test]
+fn human_interaction_approved() {
+    let out = run_example(
+        "human_interaction",
+        &["--timeout", "20", "--approver", "RUST-CI"],
+        Some((Duration::from_secs(2), "\n")),
+    );
+    assert_prints(&out, &["Approved by 'RUST-CI'"]);
+}
+
+#[test]
+fn human_interaction_times_out() {
+    let out = run_example("human_interaction", &["--timeout", "2"], None);
+    assert_prints(&out, &["Canceled"]);
+}
+
+#[test]
+fn sub_orchestrations() {
+    let out = run_example("sub_orchestrations", &[], None);
+    assert_prints(&out, &[r#"["<ALPHA>", "<BETA>", "<GAMMA>"]"#]);
+}
+
+#[test]
+fn eternal() {
+    let out = run_example("eternal", &[], None);
+    assert_prints(
+        &out,
+        &[
+            "iteration 1: history holds",
+            "iteration 4: history holds",
+            "finished after 4 iterations; note carried over: raised during iteration 1",
+        ],
+    );
+}
+
+#[test]
+fn monitoring() {
+    let out = run_example("monitoring", &[], None);
+    assert_prints(&out, &[r#"Verdict { status: "success", attempts: 3 }"#]);
+}
+
+#[test]
+fn delayed() {
+    let out = run_example("delayed", &[], None);
+    assert_prints(&out, &["Done after a durable wait of"]);
+}
+
+#[test]
+fn scheduled() {
+    let out = run_example("scheduled", &[], None);
+    assert_prints(
+        &out,
+        &[
+            "timer-scheduled work ran at",
+            "start-scheduled work ran at",
+            "(not before the scheduled time: true)",
+        ],
+    );
+    assert!(!out.contains("(not before the scheduled time: false)"), "{out}");
+}
+
+#[test]
+fn batched_fanout() {
+    let out = run_example("batched_fanout", &[], None);
+    assert_prints(&out, &["batch 3 of 5 items done", r#"{"total": 5525}"#]);
+}
+
+#[test]
+fn versioning() {
+    let out = run_example("versioning", &[], None);
+    assert_prints(
+        &out,
+        &[
+            r#"version 1.0.0: ["Hello, Rust!"]"#,
+            r#"version 2.0.0: ["Hello, Rust!", "Goodbye, Rust!"]"#,
+        ],
+    );
+}
+
+#[test]
+fn retries() {
+    let out = run_example("retries", &[], None);
+    assert_prints(
+        &out,
+        &["succeeded on attempt 3", "handled after 2 attempts: the service is down"],
+    );
+}
+
+#[test]
+fn external_events() {
+    let out = run_example("external_events", &[], None);
+    assert_prints(
+        &out,
+        &["first: one", "second: two", "third: timed out", "ping: hello from"],
+    );
+}
+
+#[test]
+fn async_http() {
+    let out = run_example("async_http", &[], None);
+    assert_prints(
+        &out,
+        &[
+            "-> 202 Accepted",
+            "runtimeStatus=\"Completed\"",
+            r#"Orchestration completed! Result: ["report on durable execution (summary)","report on durable execution (details)"]"#,
+        ],
+    );
+}
