@@ -116,7 +116,7 @@ pub(crate) async fn start(
     let name = path(name)?;
     let params = query(params)?;
     if let Some(known) = &state.orchestrators {
-        if !known.iter().any(|k| *k == name) {
+        if !known.contains(&name) {
             let list = if known.is_empty() {
                 "(none)".to_string()
             } else {
