@@ -94,7 +94,7 @@ pub(crate) struct AppState {
 ///
 /// Any orchestrator name may be started (the sidecar cannot know what workers registered); see
 /// [`router_with_orchestrators`] for an allow-list. The router can be nested into a larger
-/// application or served with [`axum::serve`].
+/// application or served with [`axum::serve()`].
 ///
 /// ```no_run
 /// use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
