@@ -44,6 +44,9 @@ impl ApiError {
             }
             code => format!("{operation} failed ({code:?}): {detail}"),
         };
+        if http.is_server_error() {
+            tracing::warn!(operation, code = ?status.code(), detail, "sidecar call failed");
+        }
         Self::new(http, message)
     }
 }

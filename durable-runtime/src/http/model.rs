@@ -258,5 +258,12 @@ mod tests {
             "http://example.com:8080/api/instances/a%20b%2Fc/raiseEvent/{eventName}"
         );
         assert_eq!(base_uri(&HeaderMap::new()), "");
+
+        headers.insert(
+            "x-forwarded-host",
+            "api.example.com".parse().expect("valid"),
+        );
+        headers.insert("x-forwarded-proto", "https, http".parse().expect("valid"));
+        assert_eq!(base_uri(&headers), "https://api.example.com");
     }
 }
