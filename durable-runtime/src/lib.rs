@@ -10,6 +10,7 @@ extern crate self as durable;
 pub mod activity;
 mod convert;
 pub mod error;
+pub mod http;
 mod logging;
 pub mod orchestration;
 pub mod proto;

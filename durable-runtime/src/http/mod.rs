@@ -1,0 +1,221 @@
+//! An HTTP management API for orchestrations: the classic "async HTTP API" pattern.
+//!
+//! The API is a thin [axum] layer **on top of the gRPC client**
+//! ([`TaskHubSidecarServiceClient`]), so it can sit in front of any Durable Task sidecar: the
+//! embedded one, `durabletask-go`, Dapr, or the Python SDK's in-memory backend.
+//!
+//! A caller starts an orchestration and gets `202 Accepted` with a `Location` header and a set of
+//! management URIs; it then polls the status URI, which answers `202 Accepted` while the instance
+//! is not finished and `200 OK` once it reached a terminal state (`Completed`, `Failed`,
+//! `Terminated`, `Canceled`).
+//!
+//! | method   | path                                              | success                   |
+//! |----------|---------------------------------------------------|---------------------------|
+//! | `POST`   | `/api/orchestrators/{name}[?instanceId=]`         | `202` + `Location`        |
+//! | `GET`    | `/api/instances/{id}`                             | `202` running, `200` done |
+//! | `POST`   | `/api/instances/{id}/raiseEvent/{eventName}`      | `202`                     |
+//! | `POST`   | `/api/instances/{id}/terminate`                   | `202`                     |
+//! | `POST`   | `/api/instances/{id}/suspend[?reason=]`           | `202`                     |
+//! | `POST`   | `/api/instances/{id}/resume[?reason=]`            | `202`                     |
+//! | `DELETE` | `/api/instances/{id}`                             | `200` (purged)            |
+//! | `GET`    | `/api/instances[?status=&prefix=&pageSize=&continuationToken=]` | `200`       |
+//!
+//! Errors are JSON objects `{"error": "..."}` with a 4xx/5xx status; gRPC failures of the
+//! sidecar are mapped as `NOT_FOUND`→404, `ALREADY_EXISTS`→409, `FAILED_PRECONDITION`→409,
+//! `INVALID_ARGUMENT`→400, `UNAVAILABLE`→503, `DEADLINE_EXCEEDED`→504, `UNIMPLEMENTED`→501 and
+//! anything else →502. See `docs/http-api.md` for the full reference and a curl session.
+//!
+//! **Unknown orchestrators.** A sidecar does not know which orchestrators its workers registered,
+//! so [`router`] accepts any name: starting an unregistered orchestrator succeeds, and the
+//! instance then fails (status `Failed`, `failureDetails.errorType` like
+//! `OrchestratorTaskNotFound`, depending on the worker SDK). Use [`router_with_orchestrators`]
+//! to reject unknown names up front with `404`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), durable::http::HttpError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! durable::http::serve(listener, "http://127.0.0.1:4001".to_string(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+mod error;
+mod handlers;
+mod model;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+
+/// Errors of [`serve`].
+///
+/// Failures of individual requests are never returned here: they become HTTP responses.
+///
+/// ```
+/// let err = durable::http::HttpError::InvalidEndpoint {
+///     endpoint: "::bad".into(),
+///     message: "invalid uri".into(),
+/// };
+/// assert!(err.to_string().contains("::bad"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The sidecar endpoint is not a valid URI.
+    #[error("invalid sidecar endpoint `{endpoint}`: {message}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it was rejected.
+        message: String,
+    },
+    /// Accepting or serving connections failed.
+    #[error("HTTP server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) client: TaskHubSidecarServiceClient<Channel>,
+    /// `Some` = only these orchestrator names may be started.
+    pub(crate) orchestrators: Option<Arc<[String]>>,
+}
+
+/// The HTTP management API as an [`axum::Router`], talking to a sidecar through `client`.
+///
+/// Any orchestrator name may be started (the sidecar cannot know what workers registered); see
+/// [`router_with_orchestrators`] for an allow-list. The router can be nested into a larger
+/// application or served with [`axum::serve()`].
+///
+/// ```no_run
+/// use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:4001").connect_lazy();
+/// let app = durable::http::router(TaskHubSidecarServiceClient::new(channel));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn router(client: TaskHubSidecarServiceClient<Channel>) -> Router {
+    build(AppState {
+        client,
+        orchestrators: None,
+    })
+}
+
+/// Like [`router`], but `POST /api/orchestrators/{name}` answers `404 Not Found`
+/// (`{"error": "no orchestrator named X; known: a, b"}`) for names not in `names`.
+///
+/// ```no_run
+/// use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+///
+/// let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:4001").connect_lazy();
+/// let app = durable::http::router_with_orchestrators(
+///     TaskHubSidecarServiceClient::new(channel),
+///     vec!["greet".to_string(), "order".to_string()],
+/// );
+/// # let _: axum::Router = app;
+/// ```
+pub fn router_with_orchestrators(
+    client: TaskHubSidecarServiceClient<Channel>,
+    names: Vec<String>,
+) -> Router {
+    build(AppState {
+        client,
+        orchestrators: Some(names.into()),
+    })
+}
+
+fn build(state: AppState) -> Router {
+    Router::new()
+        .route("/api/orchestrators/{name}", post(handlers::start))
+        .route("/api/instances", get(handlers::list))
+        .route(
+            "/api/instances/{id}",
+            get(handlers::status).delete(handlers::purge),
+        )
+        .route(
+            "/api/instances/{id}/raiseEvent/{event_name}",
+            post(handlers::raise_event),
+        )
+        .route("/api/instances/{id}/terminate", post(handlers::terminate))
+        .route("/api/instances/{id}/suspend", post(handlers::suspend))
+        .route("/api/instances/{id}/resume", post(handlers::resume))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves the HTTP API on `listener` in front of the sidecar at `sidecar_endpoint` until
+/// `shutdown` completes.
+///
+/// The gRPC channel connects lazily: the server starts even if the sidecar is not up yet, and
+/// requests answer `503 Service Unavailable` until it is. `sidecar_endpoint` may omit the scheme
+/// (`127.0.0.1:4001` means `http://127.0.0.1:4001`).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), durable::http::HttpError> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// println!("HTTP API on http://{}", listener.local_addr()?);
+/// durable::http::serve(listener, "127.0.0.1:4001".to_string(), async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sidecar_endpoint: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    let channel = lazy_channel(&sidecar_endpoint)?;
+    let app = router(TaskHubSidecarServiceClient::new(channel));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+fn lazy_channel(endpoint: &str) -> Result<Channel, HttpError> {
+    let uri = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let endpoint_err = |message: String| HttpError::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        message,
+    };
+    let parsed = Endpoint::from_shared(uri).map_err(|e| endpoint_err(e.to_string()))?;
+    Ok(parsed
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect_lazy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoint_without_scheme_is_accepted() {
+        assert!(lazy_channel("127.0.0.1:4001").is_ok());
+        assert!(lazy_channel("http://localhost:4001").is_ok());
+        assert!(matches!(
+            lazy_channel("http://bad host:1"),
+            Err(HttpError::InvalidEndpoint { .. })
+        ));
+    }
+}
