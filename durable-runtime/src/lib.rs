@@ -1,3 +1,4 @@
 //! durable
 extern crate self as durable;
 pub mod proto;
+pub mod sidecar;
