@@ -369,7 +369,10 @@ def test_scheduled_start(c):
     assert state.runtime_status == client.OrchestrationStatus.COMPLETED
     history = c.get_orchestration_history(iid)
     first_started = next(e for e in history if type(e).__name__ == "OrchestratorStartedEvent")
-    assert first_started.timestamp >= start_at.replace(tzinfo=None) - timedelta(milliseconds=5)
+    ts = first_started.timestamp
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    assert ts >= start_at - timedelta(milliseconds=5), "the orchestration ran before its start time"
 
 
 def test_duplicate_instance_id(c):
