@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
 use super::storage::{
-    ActivityRecord, CommitSignal, InstanceRecord, LoadedState, Storage, StorageError,
-    TimerRecord, WriteOp,
+    ActivityRecord, CommitSignal, InstanceRecord, LoadedState, Storage, StorageError, TimerRecord,
+    WriteOp,
 };
 use super::time::{from_ms, now_ms, to_ms};
 use super::work_queue::{Filters, WorkStream};
@@ -185,7 +185,8 @@ impl Engine {
                 if !is_terminal(rec.status) {
                     let key = st.next_key;
                     st.next_key += 1;
-                    st.timers.insert((start, key), TimerEntry::Start(id.clone()));
+                    st.timers
+                        .insert((start, key), TimerEntry::Start(id.clone()));
                 }
             }
             st.instances.insert(
@@ -562,7 +563,13 @@ impl Engine {
         input: Option<String>,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
-        let terminal = is_terminal(st.instances.get(id).ok_or_else(|| not_found(id))?.rec.status);
+        let terminal = is_terminal(
+            st.instances
+                .get(id)
+                .ok_or_else(|| not_found(id))?
+                .rec
+                .status,
+        );
         let mut b = self.begin(&mut st);
         if !terminal {
             let ev = event(
@@ -640,7 +647,11 @@ impl Engine {
         Ok(self.submit(&mut st, b))
     }
 
-    pub(crate) fn restart(&self, id: &str, new_instance_id: bool) -> Result<(String, CommitWait), Status> {
+    pub(crate) fn restart(
+        &self,
+        id: &str,
+        new_instance_id: bool,
+    ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
         let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
         if !is_terminal(inst.rec.status) {
@@ -650,7 +661,11 @@ impl Engine {
             )));
         }
         let ni = NewInstance {
-            instance_id: if new_instance_id { new_id() } else { id.to_string() },
+            instance_id: if new_instance_id {
+                new_id()
+            } else {
+                id.to_string()
+            },
             name: inst.rec.name.clone(),
             version: inst.rec.version.clone(),
             input: inst.rec.input.clone(),
@@ -888,9 +903,8 @@ impl Engine {
             .tokens
             .iter()
             .filter(|(_, d)| match d {
-                Dispatched::Orchestration { stream: s, .. } | Dispatched::Activity { stream: s, .. } => {
-                    *s == stream
-                }
+                Dispatched::Orchestration { stream: s, .. }
+                | Dispatched::Activity { stream: s, .. } => *s == stream,
             })
             .map(|(t, _)| t.clone())
             .collect();
@@ -1150,7 +1164,10 @@ impl Engine {
         } else {
             resp.completion_token.clone()
         };
-        let Some(Dispatched::Orchestration { instance_id, stream }) = st.tokens.get(&token).cloned()
+        let Some(Dispatched::Orchestration {
+            instance_id,
+            stream,
+        }) = st.tokens.get(&token).cloned()
         else {
             return None;
         };
@@ -1215,10 +1232,12 @@ impl Engine {
 
         let old_len = inst.history.len();
         let mut replaced = false;
-        let rewind = actions.iter().find_map(|a| match &a.orchestrator_action_type {
-            Some(OrchestratorActionType::RewindOrchestration(r)) => Some(r.new_history.clone()),
-            _ => None,
-        });
+        let rewind = actions
+            .iter()
+            .find_map(|a| match &a.orchestrator_action_type {
+                Some(OrchestratorActionType::RewindOrchestration(r)) => Some(r.new_history.clone()),
+                _ => None,
+            });
         if let Some(new_history) = rewind {
             // The worker rewrote the history (rewind): replace it and replay from scratch.
             inst.history = new_history;

@@ -137,9 +137,9 @@ impl SidecarBuilder {
     pub async fn start(self) -> Result<SidecarHandle, SidecarError> {
         let signal = Arc::new(CommitSignal::default());
         let storage: Arc<dyn Storage> = match &self.storage {
-            StorageChoice::Memory => Arc::new(storage::memory::MemoryStorage::new(Arc::clone(
-                &signal,
-            ))),
+            StorageChoice::Memory => {
+                Arc::new(storage::memory::MemoryStorage::new(Arc::clone(&signal)))
+            }
             StorageChoice::Sqlite(path) => {
                 let opened =
                     storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
@@ -158,8 +158,8 @@ impl SidecarBuilder {
             message: e.to_string(),
         };
         let loaded = storage.load().map_err(storage_error)?;
-        let engine = engine::Engine::new(Arc::clone(&storage), signal, loaded)
-            .map_err(storage_error)?;
+        let engine =
+            engine::Engine::new(Arc::clone(&storage), signal, loaded).map_err(storage_error)?;
 
         let addr = format!("{}:{}", self.host, self.port);
         let listener = tokio::net::TcpListener::bind(&addr)

@@ -124,7 +124,9 @@ impl TaskHubSidecarService for SidecarService {
         };
         let (id, wait) = self.engine.start_instance(ni, &replaceable)?;
         committed(wait).await?;
-        Ok(Response::new(proto::CreateInstanceResponse { instance_id: id }))
+        Ok(Response::new(proto::CreateInstanceResponse {
+            instance_id: id,
+        }))
     }
 
     async fn get_instance(
@@ -132,7 +134,9 @@ impl TaskHubSidecarService for SidecarService {
         req: Request<proto::GetInstanceRequest>,
     ) -> Result<Response<proto::GetInstanceResponse>, Status> {
         let r = req.into_inner();
-        let state = self.engine.get_state(&r.instance_id, r.get_inputs_and_outputs);
+        let state = self
+            .engine
+            .get_state(&r.instance_id, r.get_inputs_and_outputs);
         Ok(Response::new(proto::GetInstanceResponse {
             exists: state.is_some(),
             orchestration_state: state,
@@ -159,7 +163,9 @@ impl TaskHubSidecarService for SidecarService {
             .engine
             .restart(&r.instance_id, r.restart_with_new_instance_id)?;
         committed(wait).await?;
-        Ok(Response::new(proto::RestartInstanceResponse { instance_id: id }))
+        Ok(Response::new(proto::RestartInstanceResponse {
+            instance_id: id,
+        }))
     }
 
     async fn wait_for_instance_start(
@@ -188,7 +194,12 @@ impl TaskHubSidecarService for SidecarService {
         let r = req.into_inner();
         let state = self
             .engine
-            .wait_for(&r.instance_id, r.get_inputs_and_outputs, deadline, is_terminal)
+            .wait_for(
+                &r.instance_id,
+                r.get_inputs_and_outputs,
+                deadline,
+                is_terminal,
+            )
             .await?;
         Ok(Response::new(proto::GetInstanceResponse {
             exists: state.is_some(),
@@ -212,7 +223,11 @@ impl TaskHubSidecarService for SidecarService {
     ) -> Result<Response<proto::TerminateResponse>, Status> {
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(self.engine.terminate(&r.instance_id, r.output, r.recursive)?).await?;
+        committed(
+            self.engine
+                .terminate(&r.instance_id, r.output, r.recursive)?,
+        )
+        .await?;
         Ok(Response::new(proto::TerminateResponse {}))
     }
 
@@ -232,7 +247,11 @@ impl TaskHubSidecarService for SidecarService {
     ) -> Result<Response<proto::ResumeResponse>, Status> {
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(self.engine.suspend_resume(&r.instance_id, r.reason, false)?).await?;
+        committed(
+            self.engine
+                .suspend_resume(&r.instance_id, r.reason, false)?,
+        )
+        .await?;
         Ok(Response::new(proto::ResumeResponse {}))
     }
 
@@ -426,11 +445,7 @@ impl TaskHubSidecarService for SidecarService {
         })?;
         let chunks: Vec<Result<proto::HistoryChunk, Status>> = history
             .chunks(HISTORY_CHUNK)
-            .map(|c| {
-                Ok(proto::HistoryChunk {
-                    events: c.to_vec(),
-                })
-            })
+            .map(|c| Ok(proto::HistoryChunk { events: c.to_vec() }))
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }

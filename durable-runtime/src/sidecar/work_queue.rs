@@ -70,7 +70,10 @@ pub(crate) struct WorkStream {
 
 /// A concurrency hint: 0 or negative = no limit.
 pub(crate) fn cap(hint: i32) -> usize {
-    usize::try_from(hint).ok().filter(|n| *n > 0).unwrap_or(usize::MAX)
+    usize::try_from(hint)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -101,6 +104,9 @@ mod tests {
         assert!(f.accepts(false, "a", Some("2")));
         assert!(!f.accepts(false, "a", Some("1")));
         assert!(!f.accepts(false, "b", None));
-        assert!(!f.accepts(true, "o", None), "empty category matches nothing");
+        assert!(
+            !f.accepts(true, "o", None),
+            "empty category matches nothing"
+        );
     }
 }

@@ -119,7 +119,12 @@ impl Worker {
         }
     }
 
-    pub async fn complete(&mut self, instance_id: &str, token: String, actions: Vec<OrchestratorAction>) {
+    pub async fn complete(
+        &mut self,
+        instance_id: &str,
+        token: String,
+        actions: Vec<OrchestratorAction>,
+    ) {
         self.client
             .complete_orchestrator_task(OrchestratorResponse {
                 instance_id: instance_id.to_string(),
@@ -131,7 +136,12 @@ impl Worker {
             .expect("complete orchestrator task");
     }
 
-    pub async fn complete_activity(&mut self, req: &proto::ActivityRequest, token: String, result: &str) {
+    pub async fn complete_activity(
+        &mut self,
+        req: &proto::ActivityRequest,
+        token: String,
+        result: &str,
+    ) {
         self.client
             .complete_activity_task(proto::ActivityResponse {
                 instance_id: req
@@ -174,20 +184,24 @@ pub fn kinds(events: &[HistoryEvent]) -> Vec<&'static str> {
 pub fn schedule(id: i32, name: &str, input: &str) -> OrchestratorAction {
     OrchestratorAction {
         id,
-        orchestrator_action_type: Some(OrchestratorActionType::ScheduleTask(proto::ScheduleTaskAction {
-            name: name.to_string(),
-            input: Some(input.to_string()),
-            ..Default::default()
-        })),
+        orchestrator_action_type: Some(OrchestratorActionType::ScheduleTask(
+            proto::ScheduleTaskAction {
+                name: name.to_string(),
+                input: Some(input.to_string()),
+                ..Default::default()
+            },
+        )),
     }
 }
 
 pub fn timer(id: i32, fire_at: prost_types::Timestamp) -> OrchestratorAction {
     OrchestratorAction {
         id,
-        orchestrator_action_type: Some(OrchestratorActionType::CreateTimer(proto::CreateTimerAction {
-            fire_at: Some(fire_at),
-        })),
+        orchestrator_action_type: Some(OrchestratorActionType::CreateTimer(
+            proto::CreateTimerAction {
+                fire_at: Some(fire_at),
+            },
+        )),
     }
 }
 

@@ -118,7 +118,10 @@ pub(crate) enum WriteOp {
         event: Vec<u8>,
     },
     /// Deletes inbox entries with `seq <= up_to`.
-    DeleteInbox { instance_id: String, up_to: u64 },
+    DeleteInbox {
+        instance_id: String,
+        up_to: u64,
+    },
     ClearInbox(String),
     PutActivity(Box<ActivityRecord>),
     DeleteActivity(u64),

@@ -15,8 +15,8 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::{
-    ActivityRecord, CommitSignal, InstanceRecord, LoadedState, Storage, StorageError,
-    TimerRecord, WriteOp,
+    ActivityRecord, CommitSignal, InstanceRecord, LoadedState, Storage, StorageError, TimerRecord,
+    WriteOp,
 };
 
 type Done = Option<oneshot::Sender<Result<(), Arc<StorageError>>>>;
@@ -155,7 +155,10 @@ fn apply(c: &Connection, op: &WriteOp) -> Result<(), StorageError> {
                 stmt.execute(params![instance_id, idx, ev])?;
             }
         }
-        WriteOp::ReplaceHistory { instance_id, events } => {
+        WriteOp::ReplaceHistory {
+            instance_id,
+            events,
+        } => {
             c.prepare_cached("DELETE FROM history WHERE instance_id = ?1")?
                 .execute(params![instance_id])?;
             let mut stmt = c.prepare_cached(
@@ -203,7 +206,11 @@ fn apply(c: &Connection, op: &WriteOp) -> Result<(), StorageError> {
             c.prepare_cached(
                 "INSERT OR REPLACE INTO timers (key, instance_id, record) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![rec.key as i64, rec.instance_id, rec.encode_to_vec()])?;
+            .execute(params![
+                rec.key as i64,
+                rec.instance_id,
+                rec.encode_to_vec()
+            ])?;
         }
         WriteOp::DeleteTimer(key) => {
             c.prepare_cached("DELETE FROM timers WHERE key = ?1")?
@@ -222,13 +229,17 @@ impl Storage for SqliteStorage {
             let mut stmt = conn.prepare("SELECT record FROM instances")?;
             let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
             for row in rows {
-                state.instances.push(InstanceRecord::decode(row?.as_slice())?);
+                state
+                    .instances
+                    .push(InstanceRecord::decode(row?.as_slice())?);
             }
         }
         {
             let mut stmt =
                 conn.prepare("SELECT instance_id, event FROM history ORDER BY instance_id, idx")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
             for row in rows {
                 let (id, ev) = row?;
                 state.history.entry(id).or_default().push(ev);
@@ -257,7 +268,9 @@ impl Storage for SqliteStorage {
             let mut stmt = conn.prepare("SELECT record FROM activities ORDER BY key")?;
             let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
             for row in rows {
-                state.activities.push(ActivityRecord::decode(row?.as_slice())?);
+                state
+                    .activities
+                    .push(ActivityRecord::decode(row?.as_slice())?);
             }
         }
         {
@@ -285,7 +298,12 @@ impl Storage for SqliteStorage {
         if let Some(tx) = self.tx.lock().expect("sqlite sender lock poisoned").take() {
             let _ = tx.send(Command::Close);
         }
-        if let Some(handle) = self.writer.lock().expect("sqlite writer lock poisoned").take() {
+        if let Some(handle) = self
+            .writer
+            .lock()
+            .expect("sqlite writer lock poisoned")
+            .take()
+        {
             let _ = handle.join();
         }
     }
