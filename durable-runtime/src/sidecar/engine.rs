@@ -87,7 +87,7 @@ enum Dispatched {
 
 /// Events or commands for other instances, applied after the current instance is updated.
 enum Outbound {
-    Event(String, HistoryEvent),
+    Event(String, Box<HistoryEvent>),
     Terminate {
         target: String,
         output: Option<String>,
@@ -420,7 +420,7 @@ impl Engine {
                         .get(&target)
                         .is_some_and(|i| !is_terminal(i.rec.status));
                     if live {
-                        Self::push_inbox(st, b, &target, ev);
+                        Self::push_inbox(st, b, &target, *ev);
                     }
                 }
                 Outbound::Terminate {
@@ -474,7 +474,7 @@ impl Engine {
                                 },
                             ),
                         );
-                        out.push(Outbound::Event(parent_id, ev));
+                        out.push(Outbound::Event(parent_id, Box::new(ev)));
                         continue;
                     }
                     let child = ni.instance_id.clone();
@@ -522,7 +522,7 @@ impl Engine {
                             },
                         )
                     };
-                    out.push(Outbound::Event(parent_id, event(-1, ev)));
+                    out.push(Outbound::Event(parent_id, Box::new(event(-1, ev))));
                 }
             }
         }
@@ -1429,7 +1429,7 @@ impl Engine {
                         });
                         inst.inbox.push_back((seq, ev));
                     } else {
-                        out.push(Outbound::Event(target, ev));
+                        out.push(Outbound::Event(target, Box::new(ev)));
                     }
                 }
                 OrchestratorActionType::TerminateOrchestration(a) => {
