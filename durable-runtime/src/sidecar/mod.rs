@@ -2,7 +2,7 @@
 //! clients of any Durable Task SDK (Python, .NET, JS, Go, and this crate) can run orchestrations
 //! against it.
 //!
-//! Storage is either in memory or a SQLite file (WAL journal, `synchronous=FULL`, group commit).
+//! Storage is either in memory or a SQLite file (WAL journal, `synchronous=NORMAL`, group commit).
 //! With SQLite, every orchestration step commits its new history, activity tasks, timers,
 //! sub-orchestration starts and events to other instances in one transaction before anything is
 //! dispatched or acknowledged; after a restart on the same file every unfinished instance

@@ -1,9 +1,12 @@
-//! SQLite storage: one file, WAL journal, `synchronous=FULL`, one writer thread with group commit.
+//! SQLite storage: one file, WAL journal, `synchronous=NORMAL`, one writer thread with group commit.
 //!
-//! `synchronous=FULL` makes every commit survive an OS crash or power loss, not only a process
-//! crash. Its cost (one fsync of the WAL per commit) is amortised by group commit: the writer
-//! thread drains every batch queued while the previous commit was running and commits them all
-//! in one transaction, so under load many orchestration steps share one fsync.
+//! With WAL, `synchronous=NORMAL` makes every commit survive a crash of the sidecar process
+//! (including `kill -9`): a commit is in the WAL file, in the OS page cache, before it returns.
+//! An OS crash or power loss may lose the most recent commits (never corrupt the file); the WAL
+//! is fsynced at checkpoints. We chose it over `FULL` because SDK workers complete work items
+//! from a small thread pool and wait for each acknowledgement, so a per-commit fsync would cap
+//! throughput; the writer thread still does group commit (it drains every batch queued while the
+//! previous commit ran and commits them in one transaction).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -50,7 +53,7 @@ CREATE INDEX IF NOT EXISTS timers_by_instance ON timers (instance_id);
 fn open(path: &Path) -> Result<Connection, StorageError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
