@@ -15,6 +15,7 @@ mod logging;
 pub mod orchestration;
 pub mod proto;
 pub mod registry;
+pub mod sidecar;
 pub mod testing;
 mod versioning;
 

@@ -1,1 +1,102 @@
-fn main() {}
+//! The `durable` command line: `durable sidecar` runs a standalone Durable Task sidecar that the
+//! official SDKs (Python, .NET, JS, Go) and this crate's worker/client can connect to.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use durable::sidecar::SidecarBuilder;
+
+#[derive(Parser)]
+#[command(name = "durable", version, about = "Durable Task tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Durable Task sidecar (gRPC `TaskHubSidecarService`).
+    Sidecar {
+        /// TCP port to listen on (0 = pick a free one).
+        #[arg(long, default_value_t = 4001)]
+        port: u16,
+        /// Interface to listen on; loopback by default (the protocol has no authentication).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// SQLite database file; created if missing. Default: `durable.db` in the current directory.
+        #[arg(long, conflicts_with = "in_memory")]
+        db: Option<PathBuf>,
+        /// Keep everything in memory (lost on exit) instead of a database file.
+        #[arg(long)]
+        in_memory: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sidecar {
+            port,
+            host,
+            db,
+            in_memory,
+        } => {
+            let mut builder = SidecarBuilder::new().host(host).port(port);
+            let storage = if in_memory {
+                builder = builder.in_memory();
+                "in memory".to_string()
+            } else {
+                let path = db.unwrap_or_else(|| PathBuf::from("durable.db"));
+                let shown = path.display().to_string();
+                builder = builder.sqlite(path);
+                format!("sqlite {shown}")
+            };
+            let sidecar = match builder.start().await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("durable sidecar: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "durable sidecar listening on {} ({storage})",
+                sidecar.local_addr()
+            );
+            wait_for_signal().await;
+            println!("durable sidecar shutting down");
+            sidecar.shutdown().await;
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,259 @@
+//! A Durable Task sidecar: a gRPC server implementing `TaskHubSidecarService`, so workers and
+//! clients of any Durable Task SDK (Python, .NET, JS, Go, and this crate) can run orchestrations
+//! against it.
+//!
+//! Storage is either in memory or a SQLite file (WAL journal, `synchronous=NORMAL`, group commit).
+//! With SQLite, every orchestration step commits its new history, activity tasks, timers,
+//! sub-orchestration starts and events to other instances in one transaction before anything is
+//! dispatched or acknowledged; after a restart on the same file every unfinished instance
+//! continues, un-acknowledged work is redelivered (activities run at least once) and timers are
+//! re-armed.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), durable::sidecar::SidecarError> {
+//! use durable::sidecar::SidecarBuilder;
+//!
+//! let sidecar = SidecarBuilder::new()
+//!     .port(4001)
+//!     .sqlite("durable.db")
+//!     .start()
+//!     .await?;
+//! println!("point your workers at {}", sidecar.endpoint());
+//! // ... run workers and clients against it ...
+//! sidecar.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod server;
+mod storage;
+mod time;
+mod work_queue;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
+use storage::{CommitSignal, Storage};
+
+/// Largest gRPC message the sidecar accepts or sends (payloads, histories): 16 MiB.
+/// Larger requests are rejected with `RESOURCE_EXHAUSTED`/`OUT_OF_RANGE` by the transport.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SidecarError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another process using the port? try --port 0)")]
+    Bind {
+        /// The address that was asked for.
+        addr: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The SQLite database could not be opened or read.
+    #[error("cannot open the sidecar database {path}: {message}")]
+    Storage {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum StorageChoice {
+    Memory,
+    Sqlite(PathBuf),
+}
+
+/// Configures and starts a sidecar.
+///
+/// Defaults: listen on `127.0.0.1`, an ephemeral port (0), in-memory storage.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), durable::sidecar::SidecarError> {
+/// let sidecar = durable::sidecar::SidecarBuilder::new().in_memory().start().await?;
+/// assert!(sidecar.endpoint().starts_with("http://127.0.0.1:"));
+/// sidecar.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SidecarBuilder {
+    host: String,
+    port: u16,
+    storage: StorageChoice,
+}
+
+impl Default for SidecarBuilder {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            storage: StorageChoice::Memory,
+        }
+    }
+}
+
+impl SidecarBuilder {
+    /// A builder with the defaults (`127.0.0.1`, ephemeral port, in memory).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The interface to listen on (default `"127.0.0.1"`; use `"0.0.0.0"` to accept remote
+    /// workers — the protocol has no authentication).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The TCP port (default 0 = pick a free one; read it back with [`SidecarHandle::local_addr`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Keep instances in a SQLite file (created if missing), so they survive restarts.
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.storage = StorageChoice::Sqlite(path.into());
+        self
+    }
+
+    /// Keep instances in memory only (the default); everything is lost on shutdown.
+    pub fn in_memory(mut self) -> Self {
+        self.storage = StorageChoice::Memory;
+        self
+    }
+
+    /// Opens the storage, recovers unfinished instances, binds the port and starts serving.
+    pub async fn start(self) -> Result<SidecarHandle, SidecarError> {
+        let signal = Arc::new(CommitSignal::default());
+        let storage: Arc<dyn Storage> = match &self.storage {
+            StorageChoice::Memory => {
+                Arc::new(storage::memory::MemoryStorage::new(Arc::clone(&signal)))
+            }
+            StorageChoice::Sqlite(path) => {
+                let opened =
+                    storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
+                        .map_err(|e| SidecarError::Storage {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                Arc::new(opened)
+            }
+        };
+        let storage_error = |e: storage::StorageError| SidecarError::Storage {
+            path: match &self.storage {
+                StorageChoice::Sqlite(p) => p.clone(),
+                StorageChoice::Memory => PathBuf::from(":memory:"),
+            },
+            message: e.to_string(),
+        };
+        let loaded = storage.load().map_err(storage_error)?;
+        let engine =
+            engine::Engine::new(Arc::clone(&storage), signal, loaded).map_err(storage_error)?;
+
+        let addr = format!("{}:{}", self.host, self.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| SidecarError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SidecarError::Bind { addr, source })?;
+        engine.spawn_tasks();
+
+        let service = TaskHubSidecarServiceServer::new(server::SidecarService {
+            engine: Arc::clone(&engine),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let incoming = TcpListenerStream::new(listener).map(|s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        });
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "sidecar server stopped with an error");
+            }
+        });
+        tracing::info!(%local_addr, "durable sidecar listening");
+        Ok(SidecarHandle {
+            local_addr,
+            engine,
+            stop: Some(stop_tx),
+            server: Some(server),
+        })
+    }
+}
+
+/// A running sidecar. Stop it with [`SidecarHandle::shutdown`]; dropping the handle stops
+/// accepting connections too, but without waiting for storage to be flushed.
+pub struct SidecarHandle {
+    local_addr: SocketAddr,
+    engine: Arc<engine::Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SidecarHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SidecarHandle {
+    /// The address the server listens on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL to give SDK workers and clients, e.g. `"http://127.0.0.1:4001"`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Graceful stop: no new work is dispatched, work-item streams and long polls are closed,
+    /// in-flight RPCs finish, then storage is flushed and closed.
+    pub async fn shutdown(mut self) {
+        self.engine.begin_shutdown();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let engine = Arc::clone(&self.engine);
+        let _ = tokio::task::spawn_blocking(move || engine.close_storage()).await;
+    }
+}
+
+impl Drop for SidecarHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            self.engine.begin_shutdown();
+            let _ = stop.send(());
+        }
+    }
+}

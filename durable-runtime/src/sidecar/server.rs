@@ -1,0 +1,529 @@
+//! The tonic service: validates requests, calls the engine, maps results to gRPC statuses.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::engine::{CommitWait, Engine, NewInstance, is_terminal};
+use super::time::{given_ms, now_ms};
+use super::work_queue::{Filters, cap};
+use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarService;
+use crate::proto::{self, OrchestrationStatus, WorkItem, purge_instances_request, work_item};
+
+const HEALTH_PING_EVERY: Duration = Duration::from_secs(20);
+const HISTORY_CHUNK: usize = 100;
+const DEFAULT_PAGE: usize = 100;
+
+const ENTITIES_UNSUPPORTED: &str = "entities are not supported by this sidecar yet";
+
+pub(crate) struct SidecarService {
+    pub(crate) engine: Arc<Engine>,
+}
+
+async fn committed(wait: CommitWait) -> Result<(), Status> {
+    match wait.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Status::unavailable(format!(
+            "the sidecar could not persist the change: {e}"
+        ))),
+        Err(_) => Err(Status::unavailable(
+            "the sidecar storage stopped before the change was persisted",
+        )),
+    }
+}
+
+fn require_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument("instanceId must not be empty"));
+    }
+    Ok(())
+}
+
+/// The client's deadline from the `grpc-timeout` header, a little early so we answer
+/// DEADLINE_EXCEEDED before the transport cancels the call.
+fn deadline<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    let d = d.saturating_sub(Duration::from_millis(25));
+    tokio::time::Instant::now().checked_add(d)
+}
+
+/// The work-item stream; dropping it (client gone) requeues the stream's in-flight work.
+pub(crate) struct WorkItemStream {
+    rx: mpsc::UnboundedReceiver<Result<WorkItem, Status>>,
+    engine: Arc<Engine>,
+    id: u64,
+}
+
+impl Stream for WorkItemStream {
+    type Item = Result<WorkItem, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for WorkItemStream {
+    fn drop(&mut self) {
+        self.engine.remove_stream(self.id);
+    }
+}
+
+type HistoryStream = Pin<Box<dyn Stream<Item = Result<proto::HistoryChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TaskHubSidecarService for SidecarService {
+    async fn hello(&self, _req: Request<()>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
+    }
+
+    async fn start_instance(
+        &self,
+        req: Request<proto::CreateInstanceRequest>,
+    ) -> Result<Response<proto::CreateInstanceResponse>, Status> {
+        let r = req.into_inner();
+        if r.name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name (the orchestrator name) must not be empty",
+            ));
+        }
+        let instance_id = if r.instance_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            r.instance_id
+        };
+        let replaceable = r
+            .orchestration_id_reuse_policy
+            .map(|p| p.replaceable_status)
+            .unwrap_or_default();
+        let ni = NewInstance {
+            instance_id,
+            name: r.name,
+            version: r.version,
+            input: r.input,
+            execution_id: r.execution_id.filter(|e| !e.is_empty()),
+            scheduled_start_ms: given_ms(r.scheduled_start_timestamp.as_ref()),
+            tags: r.tags,
+            parent: None,
+            parent_trace_context: r.parent_trace_context,
+        };
+        let (id, wait) = self.engine.start_instance(ni, &replaceable)?;
+        committed(wait).await?;
+        Ok(Response::new(proto::CreateInstanceResponse {
+            instance_id: id,
+        }))
+    }
+
+    async fn get_instance(
+        &self,
+        req: Request<proto::GetInstanceRequest>,
+    ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let r = req.into_inner();
+        let state = self
+            .engine
+            .get_state(&r.instance_id, r.get_inputs_and_outputs);
+        Ok(Response::new(proto::GetInstanceResponse {
+            exists: state.is_some(),
+            orchestration_state: state,
+        }))
+    }
+
+    async fn rewind_instance(
+        &self,
+        req: Request<proto::RewindInstanceRequest>,
+    ) -> Result<Response<proto::RewindInstanceResponse>, Status> {
+        let r = req.into_inner();
+        require_id(&r.instance_id)?;
+        committed(self.engine.rewind(&r.instance_id, r.reason)?).await?;
+        Ok(Response::new(proto::RewindInstanceResponse {}))
+    }
+
+    async fn restart_instance(
+        &self,
+        req: Request<proto::RestartInstanceRequest>,
+    ) -> Result<Response<proto::RestartInstanceResponse>, Status> {
+        let r = req.into_inner();
+        require_id(&r.instance_id)?;
+        let (id, wait) = self
+            .engine
+            .restart(&r.instance_id, r.restart_with_new_instance_id)?;
+        committed(wait).await?;
+        Ok(Response::new(proto::RestartInstanceResponse {
+            instance_id: id,
+        }))
+    }
+
+    async fn wait_for_instance_start(
+        &self,
+        req: Request<proto::GetInstanceRequest>,
+    ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let deadline = deadline(&req);
+        let r = req.into_inner();
+        let state = self
+            .engine
+            .wait_for(&r.instance_id, r.get_inputs_and_outputs, deadline, |s| {
+                s != OrchestrationStatus::Pending as i32
+            })
+            .await?;
+        Ok(Response::new(proto::GetInstanceResponse {
+            exists: state.is_some(),
+            orchestration_state: state,
+        }))
+    }
+
+    async fn wait_for_instance_completion(
+        &self,
+        req: Request<proto::GetInstanceRequest>,
+    ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let deadline = deadline(&req);
+        let r = req.into_inner();
+        let state = self
+            .engine
+            .wait_for(
+                &r.instance_id,
+                r.get_inputs_and_outputs,
+                deadline,
+                is_terminal,
+            )
+            .await?;
+        Ok(Response::new(proto::GetInstanceResponse {
+            exists: state.is_some(),
+            orchestration_state: state,
+        }))
+    }
+
+    async fn raise_event(
+        &self,
+        req: Request<proto::RaiseEventRequest>,
+    ) -> Result<Response<proto::RaiseEventResponse>, Status> {
+        let r = req.into_inner();
+        require_id(&r.instance_id)?;
+        committed(self.engine.raise_event(&r.instance_id, r.name, r.input)?).await?;
+        Ok(Response::new(proto::RaiseEventResponse {}))
+    }
+
+    async fn terminate_instance(
+        &self,
+        req: Request<proto::TerminateRequest>,
+    ) -> Result<Response<proto::TerminateResponse>, Status> {
+        let r = req.into_inner();
+        require_id(&r.instance_id)?;
+        committed(
+            self.engine
+                .terminate(&r.instance_id, r.output, r.recursive)?,
+        )
+        .await?;
+        Ok(Response::new(proto::TerminateResponse {}))
+    }
+
+    async fn suspend_instance(
+        &self,
+        req: Request<proto::SuspendRequest>,
+    ) -> Result<Response<proto::SuspendResponse>, Status> {
+        let r = req.into_inner();
+        require_id(&r.instance_id)?;
+        committed(self.engine.suspend_resume(&r.instance_id, r.reason, true)?).await?;
+        Ok(Response::new(proto::SuspendResponse {}))
+    }
+
+    async fn resume_instance(
+        &self,
+        req: Request<proto::ResumeRequest>,
+    ) -> Result<Response<proto::ResumeResponse>, Status> {
+        let r = req.into_inner();
+        require_id(&r.instance_id)?;
+        committed(
+            self.engine
+                .suspend_resume(&r.instance_id, r.reason, false)?,
+        )
+        .await?;
+        Ok(Response::new(proto::ResumeResponse {}))
+    }
+
+    async fn query_instances(
+        &self,
+        req: Request<proto::QueryInstancesRequest>,
+    ) -> Result<Response<proto::QueryInstancesResponse>, Status> {
+        let q = req.into_inner().query.unwrap_or_default();
+        let start: usize = match q.continuation_token.as_deref() {
+            None | Some("") => 0,
+            Some(t) => t.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "continuationToken '{t}' was not issued by this sidecar; pass the token from the previous page"
+                ))
+            })?,
+        };
+        let all = self.engine.query(
+            &q.runtime_status,
+            given_ms(q.created_time_from.as_ref()),
+            given_ms(q.created_time_to.as_ref()),
+            q.instance_id_prefix.as_deref().filter(|p| !p.is_empty()),
+            q.fetch_inputs_and_outputs,
+        );
+        let page = usize::try_from(q.max_instance_count)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(usize::MAX);
+        let end = start.saturating_add(page).min(all.len());
+        let states = all.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
+        let continuation_token = (end < all.len()).then(|| end.to_string());
+        Ok(Response::new(proto::QueryInstancesResponse {
+            orchestration_state: states,
+            continuation_token,
+        }))
+    }
+
+    async fn list_instance_ids(
+        &self,
+        req: Request<proto::ListInstanceIdsRequest>,
+    ) -> Result<Response<proto::ListInstanceIdsResponse>, Status> {
+        let r = req.into_inner();
+        let all = self.engine.completed_ids(
+            &r.runtime_status,
+            given_ms(r.completed_time_from.as_ref()),
+            given_ms(r.completed_time_to.as_ref()),
+        );
+        let start = match r.last_instance_key.as_deref().filter(|k| !k.is_empty()) {
+            None => 0,
+            Some(key) => {
+                let (ms, id) = key.split_once('|').ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "lastInstanceKey '{key}' was not issued by this sidecar"
+                    ))
+                })?;
+                let ms: i64 = ms.parse().map_err(|_| {
+                    Status::invalid_argument(format!(
+                        "lastInstanceKey '{key}' was not issued by this sidecar"
+                    ))
+                })?;
+                all.partition_point(|(c, i)| (*c, i.as_str()) <= (ms, id))
+            }
+        };
+        let page = usize::try_from(r.page_size)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_PAGE);
+        let end = start.saturating_add(page).min(all.len());
+        let slice = all.get(start..end).unwrap_or_default();
+        let last_instance_key = (end < all.len())
+            .then(|| slice.last().map(|(c, i)| format!("{c}|{i}")))
+            .flatten();
+        Ok(Response::new(proto::ListInstanceIdsResponse {
+            instance_ids: slice.iter().map(|(_, i)| i.clone()).collect(),
+            last_instance_key,
+        }))
+    }
+
+    async fn purge_instances(
+        &self,
+        req: Request<proto::PurgeInstancesRequest>,
+    ) -> Result<Response<proto::PurgeInstancesResponse>, Status> {
+        let r = req.into_inner();
+        let ids = match r.request {
+            Some(purge_instances_request::Request::InstanceId(id)) => vec![id],
+            Some(purge_instances_request::Request::InstanceBatch(b)) => b.instance_ids,
+            Some(purge_instances_request::Request::PurgeInstanceFilter(f)) => {
+                self.engine.purge_candidates(
+                    given_ms(f.created_time_from.as_ref()),
+                    given_ms(f.created_time_to.as_ref()),
+                    &f.runtime_status,
+                )
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "give an instanceId, a purgeInstanceFilter or an instanceBatch",
+                ));
+            }
+        };
+        let (count, wait) = self.engine.purge(ids, r.recursive);
+        committed(wait).await?;
+        Ok(Response::new(proto::PurgeInstancesResponse {
+            deleted_instance_count: count,
+            is_complete: Some(true),
+        }))
+    }
+
+    type GetWorkItemsStream = WorkItemStream;
+
+    async fn get_work_items(
+        &self,
+        req: Request<proto::GetWorkItemsRequest>,
+    ) -> Result<Response<Self::GetWorkItemsStream>, Status> {
+        let r = req.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let last_send = Arc::new(AtomicI64::new(now_ms()));
+        let id = self.engine.add_stream(
+            tx.clone(),
+            Filters::from_request(&r),
+            cap(r.max_concurrent_orchestration_work_items),
+            cap(r.max_concurrent_activity_work_items),
+            Arc::clone(&last_send),
+        )?;
+        // Health pings keep idle workers from reconnecting (they give up after 120 s of silence).
+        let mut stop = self.engine.shutdown_signal();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(HEALTH_PING_EVERY) => {}
+                    _ = tx.closed() => break,
+                    _ = stop.changed() => break,
+                }
+                let idle = now_ms() - last_send.load(Ordering::Relaxed);
+                if idle >= 15_000 {
+                    let ping = WorkItem {
+                        request: Some(work_item::Request::HealthPing(proto::HealthPing {})),
+                        completion_token: String::new(),
+                    };
+                    if tx.send(Ok(ping)).is_err() {
+                        break;
+                    }
+                    last_send.store(now_ms(), Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(Response::new(WorkItemStream {
+            rx,
+            engine: Arc::clone(&self.engine),
+            id,
+        }))
+    }
+
+    async fn complete_activity_task(
+        &self,
+        req: Request<proto::ActivityResponse>,
+    ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
+        if let Some(wait) = self.engine.complete_activity(req.into_inner()) {
+            committed(wait).await?;
+        }
+        Ok(Response::new(proto::CompleteTaskResponse {}))
+    }
+
+    async fn complete_orchestrator_task(
+        &self,
+        req: Request<proto::OrchestratorResponse>,
+    ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
+        if let Some(wait) = self.engine.complete_orchestration(req.into_inner()) {
+            committed(wait).await?;
+        }
+        Ok(Response::new(proto::CompleteTaskResponse {}))
+    }
+
+    async fn complete_entity_task(
+        &self,
+        _req: Request<proto::EntityBatchResult>,
+    ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
+        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+    }
+
+    type StreamInstanceHistoryStream = HistoryStream;
+
+    async fn stream_instance_history(
+        &self,
+        req: Request<proto::StreamInstanceHistoryRequest>,
+    ) -> Result<Response<Self::StreamInstanceHistoryStream>, Status> {
+        let r = req.into_inner();
+        let history = self.engine.history(&r.instance_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "no orchestration instance with id '{}'",
+                r.instance_id
+            ))
+        })?;
+        let chunks: Vec<Result<proto::HistoryChunk, Status>> = history
+            .chunks(HISTORY_CHUNK)
+            .map(|c| Ok(proto::HistoryChunk { events: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn create_task_hub(
+        &self,
+        _req: Request<proto::CreateTaskHubRequest>,
+    ) -> Result<Response<proto::CreateTaskHubResponse>, Status> {
+        // There is one implicit task hub; creating it is a no-op.
+        Ok(Response::new(proto::CreateTaskHubResponse {}))
+    }
+
+    async fn delete_task_hub(
+        &self,
+        _req: Request<proto::DeleteTaskHubRequest>,
+    ) -> Result<Response<proto::DeleteTaskHubResponse>, Status> {
+        Err(Status::unimplemented(
+            "DeleteTaskHub is not supported; purge instances or delete the database file instead",
+        ))
+    }
+
+    async fn signal_entity(
+        &self,
+        _req: Request<proto::SignalEntityRequest>,
+    ) -> Result<Response<proto::SignalEntityResponse>, Status> {
+        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+    }
+
+    async fn get_entity(
+        &self,
+        _req: Request<proto::GetEntityRequest>,
+    ) -> Result<Response<proto::GetEntityResponse>, Status> {
+        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+    }
+
+    async fn query_entities(
+        &self,
+        _req: Request<proto::QueryEntitiesRequest>,
+    ) -> Result<Response<proto::QueryEntitiesResponse>, Status> {
+        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+    }
+
+    async fn clean_entity_storage(
+        &self,
+        _req: Request<proto::CleanEntityStorageRequest>,
+    ) -> Result<Response<proto::CleanEntityStorageResponse>, Status> {
+        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+    }
+
+    async fn abandon_task_activity_work_item(
+        &self,
+        req: Request<proto::AbandonActivityTaskRequest>,
+    ) -> Result<Response<proto::AbandonActivityTaskResponse>, Status> {
+        self.engine.abandon(&req.into_inner().completion_token);
+        Ok(Response::new(proto::AbandonActivityTaskResponse {}))
+    }
+
+    async fn abandon_task_orchestrator_work_item(
+        &self,
+        req: Request<proto::AbandonOrchestrationTaskRequest>,
+    ) -> Result<Response<proto::AbandonOrchestrationTaskResponse>, Status> {
+        self.engine.abandon(&req.into_inner().completion_token);
+        Ok(Response::new(proto::AbandonOrchestrationTaskResponse {}))
+    }
+
+    async fn abandon_task_entity_work_item(
+        &self,
+        _req: Request<proto::AbandonEntityTaskRequest>,
+    ) -> Result<Response<proto::AbandonEntityTaskResponse>, Status> {
+        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+    }
+
+    async fn skip_graceful_orchestration_terminations(
+        &self,
+        _req: Request<proto::SkipGracefulOrchestrationTerminationsRequest>,
+    ) -> Result<Response<proto::SkipGracefulOrchestrationTerminationsResponse>, Status> {
+        Err(Status::unimplemented(
+            "SkipGracefulOrchestrationTerminations is not supported; use TerminateInstance",
+        ))
+    }
+}

@@ -1,0 +1,167 @@
+//! Durable storage behind the sidecar engine.
+//!
+//! The engine keeps the whole working set in memory and treats storage as a write-ahead copy:
+//! every state change is expressed as a batch of [`WriteOp`]s that is committed atomically,
+//! in submission order. On start the engine rebuilds its state from [`Storage::load`].
+//!
+//! Each batch carries a sequence number. A storage reports the highest committed sequence
+//! through the shared `durable_seq` counter, and the engine only dispatches work (and only
+//! answers RPCs) once the batch that produced it is durable.
+
+pub(crate) mod memory;
+pub(crate) mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::{Notify, oneshot};
+
+use crate::proto::{ParentInstanceInfo, TaskFailureDetails};
+
+/// Errors raised by a storage backend.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StorageError {
+    #[error("sqlite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt record in the sidecar database: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("the storage writer has stopped")]
+    WriterStopped,
+}
+
+/// The persisted metadata of one orchestration instance (everything but its history and inbox).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct InstanceRecord {
+    #[prost(string, tag = "1")]
+    pub(crate) instance_id: String,
+    #[prost(string, tag = "2")]
+    pub(crate) name: String,
+    #[prost(string, optional, tag = "3")]
+    pub(crate) version: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub(crate) input: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub(crate) output: Option<String>,
+    #[prost(string, optional, tag = "6")]
+    pub(crate) custom_status: Option<String>,
+    #[prost(message, optional, tag = "7")]
+    pub(crate) failure_details: Option<TaskFailureDetails>,
+    #[prost(int32, tag = "8")]
+    pub(crate) status: i32,
+    #[prost(string, tag = "9")]
+    pub(crate) execution_id: String,
+    /// Milliseconds since the Unix epoch.
+    #[prost(int64, tag = "10")]
+    pub(crate) created_ms: i64,
+    #[prost(int64, tag = "11")]
+    pub(crate) updated_ms: i64,
+    #[prost(int64, optional, tag = "12")]
+    pub(crate) completed_ms: Option<i64>,
+    #[prost(int64, optional, tag = "13")]
+    pub(crate) scheduled_start_ms: Option<i64>,
+    #[prost(message, optional, tag = "14")]
+    pub(crate) parent: Option<ParentInstanceInfo>,
+    #[prost(map = "string, string", tag = "15")]
+    pub(crate) tags: HashMap<String, String>,
+    /// Sub-orchestrations started by this instance (all generations), for recursive
+    /// terminate and purge.
+    #[prost(string, repeated, tag = "16")]
+    pub(crate) children: Vec<String>,
+    /// Dispatch even with an empty inbox (after a rewind the worker must replay the new history).
+    #[prost(bool, tag = "17")]
+    pub(crate) force_dispatch: bool,
+}
+
+/// One pending activity work item (un-acknowledged until its completion commits).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ActivityRecord {
+    #[prost(uint64, tag = "1")]
+    pub(crate) key: u64,
+    #[prost(message, optional, tag = "2")]
+    pub(crate) request: Option<crate::proto::ActivityRequest>,
+}
+
+/// One armed durable timer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct TimerRecord {
+    #[prost(uint64, tag = "1")]
+    pub(crate) key: u64,
+    #[prost(string, tag = "2")]
+    pub(crate) instance_id: String,
+    #[prost(string, tag = "3")]
+    pub(crate) execution_id: String,
+    #[prost(int64, tag = "4")]
+    pub(crate) fire_at_ms: i64,
+    #[prost(message, optional, tag = "5")]
+    pub(crate) event: Option<crate::proto::HistoryEvent>,
+}
+
+/// A single change; a batch of them commits atomically.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    PutInstance(Box<InstanceRecord>),
+    /// Removes the instance with its history, inbox, activities and timers.
+    DeleteInstance(String),
+    AppendHistory {
+        instance_id: String,
+        start_index: u64,
+        events: Vec<Vec<u8>>,
+    },
+    ReplaceHistory {
+        instance_id: String,
+        events: Vec<Vec<u8>>,
+    },
+    PutInbox {
+        instance_id: String,
+        seq: u64,
+        event: Vec<u8>,
+    },
+    /// Deletes inbox entries with `seq <= up_to`.
+    DeleteInbox {
+        instance_id: String,
+        up_to: u64,
+    },
+    ClearInbox(String),
+    PutActivity(Box<ActivityRecord>),
+    DeleteActivity(u64),
+    PutTimer(Box<TimerRecord>),
+    DeleteTimer(u64),
+}
+
+/// Everything a storage holds, read once at start.
+#[derive(Debug, Default)]
+pub(crate) struct LoadedState {
+    pub(crate) instances: Vec<InstanceRecord>,
+    /// instance id → history events (encoded), in order.
+    pub(crate) history: HashMap<String, Vec<Vec<u8>>>,
+    /// instance id → (seq, encoded event), in seq order.
+    pub(crate) inbox: HashMap<String, Vec<(u64, Vec<u8>)>>,
+    pub(crate) activities: Vec<ActivityRecord>,
+    pub(crate) timers: Vec<TimerRecord>,
+}
+
+/// Shared signals between a storage writer and the engine.
+#[derive(Debug, Default)]
+pub(crate) struct CommitSignal {
+    /// Highest batch sequence number known to be committed.
+    pub(crate) durable_seq: AtomicU64,
+    /// Woken after every commit so the engine can dispatch newly durable work.
+    pub(crate) committed: Notify,
+}
+
+/// A place to keep instances durably.
+pub(crate) trait Storage: Send + Sync + 'static {
+    /// Reads the whole stored state.
+    fn load(&self) -> Result<LoadedState, StorageError>;
+    /// Queues a batch for commit. Batches commit in submission order; `done` (if any) receives
+    /// the outcome once the batch is durable.
+    fn submit(
+        &self,
+        seq: u64,
+        batch: Vec<WriteOp>,
+        done: Option<oneshot::Sender<Result<(), Arc<StorageError>>>>,
+    );
+    /// Flushes every submitted batch and stops the writer.
+    fn close(&self);
+}

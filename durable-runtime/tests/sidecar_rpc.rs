@@ -1,0 +1,429 @@
+//! The sidecar over gRPC on 127.0.0.1:0 with a hand-driven worker.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use durable::proto::{self, GetInstanceRequest, OrchestrationStatus, history_event::EventType};
+use durable::sidecar::SidecarBuilder;
+
+#[tokio::test]
+async fn worker_loop_runs_an_activity_chain() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let id = start(&mut c, "chain-1", "Chain", Some("1")).await;
+    assert_eq!(id, "chain-1");
+
+    let (req, token) = w.next_orchestration().await;
+    assert!(req.past_events.is_empty());
+    assert_eq!(
+        kinds(&req.new_events),
+        ["OrchestratorStarted", "ExecutionStarted"]
+    );
+    let exec = req.execution_id.clone().expect("execution id");
+    assert!(!exec.is_empty());
+    w.complete(&id, token, vec![schedule(1, "Double", "1")])
+        .await;
+
+    let (act, token) = w.next_activity().await;
+    assert_eq!(act.task_id, 1);
+    assert_eq!(act.name, "Double");
+    assert_eq!(
+        act.orchestration_instance
+            .as_ref()
+            .and_then(|i| i.execution_id.clone()),
+        Some(exec)
+    );
+    w.complete_activity(&act, token, "2").await;
+
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(
+        kinds(&req.past_events),
+        ["OrchestratorStarted", "ExecutionStarted", "TaskScheduled"]
+    );
+    assert_eq!(
+        kinds(&req.new_events),
+        ["OrchestratorStarted", "TaskCompleted"]
+    );
+    match &req.new_events[1].event_type {
+        Some(EventType::TaskCompleted(t)) => {
+            assert_eq!(t.task_scheduled_id, 1);
+            assert_eq!(t.result.as_deref(), Some("2"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    w.complete(
+        &id,
+        token.clone(),
+        vec![finish(2, OrchestrationStatus::Completed, "2")],
+    )
+    .await;
+    // A duplicate completion with a stale token is accepted and ignored.
+    w.complete(
+        &id,
+        token,
+        vec![finish(2, OrchestrationStatus::Failed, "x")],
+    )
+    .await;
+
+    let state = wait_done(&mut c, &id).await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+    assert_eq!(state.output.as_deref(), Some("2"));
+    assert_eq!(state.input.as_deref(), Some("1"));
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn timers_fire_no_earlier_than_asked() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let id = start(&mut c, "timer-1", "T", None).await;
+    let (_, token) = w.next_orchestration().await;
+    let asked = Instant::now();
+    w.complete(
+        &id,
+        token,
+        vec![timer(1, now_ts(Duration::from_millis(300)))],
+    )
+    .await;
+    let (req, token) = w.next_orchestration().await;
+    assert!(
+        asked.elapsed() >= Duration::from_millis(250),
+        "timer fired early"
+    );
+    let fired = req.new_events.iter().find_map(|e| match &e.event_type {
+        Some(EventType::TimerFired(t)) => Some(t.timer_id),
+        _ => None,
+    });
+    assert_eq!(fired, Some(1));
+    w.complete(
+        &id,
+        token,
+        vec![finish(2, OrchestrationStatus::Completed, "null")],
+    )
+    .await;
+    assert_eq!(
+        wait_done(&mut c, &id).await.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_suspend_resume_and_terminate() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let id = start(&mut c, "ev-1", "E", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(&id, token, vec![]).await;
+    assert_eq!(
+        get(&mut c, &id).await.expect("exists").orchestration_status,
+        OrchestrationStatus::Running as i32
+    );
+
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: id.clone(),
+        name: "go".into(),
+        input: Some("1".into()),
+    })
+    .await
+    .expect("raise");
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(
+        kinds(&req.new_events),
+        ["OrchestratorStarted", "EventRaised"]
+    );
+    w.complete(&id, token, vec![]).await;
+
+    // Suspended: events are held until resume.
+    c.suspend_instance(proto::SuspendRequest {
+        instance_id: id.clone(),
+        reason: None,
+    })
+    .await
+    .expect("suspend");
+    assert_eq!(
+        get(&mut c, &id).await.expect("exists").orchestration_status,
+        OrchestrationStatus::Suspended as i32
+    );
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: id.clone(),
+        name: "go".into(),
+        input: None,
+    })
+    .await
+    .expect("raise while suspended");
+    assert!(
+        w.try_next(Duration::from_millis(300)).await.is_none(),
+        "dispatched while suspended"
+    );
+    c.resume_instance(proto::ResumeRequest {
+        instance_id: id.clone(),
+        reason: None,
+    })
+    .await
+    .expect("resume");
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(
+        kinds(&req.new_events),
+        [
+            "OrchestratorStarted",
+            "ExecutionSuspended",
+            "EventRaised",
+            "ExecutionResumed"
+        ]
+    );
+    w.complete(&id, token, vec![]).await;
+
+    c.terminate_instance(proto::TerminateRequest {
+        instance_id: id.clone(),
+        output: Some("\"bye\"".into()),
+        recursive: true,
+    })
+    .await
+    .expect("terminate");
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(
+        kinds(&req.new_events),
+        ["OrchestratorStarted", "ExecutionTerminated"]
+    );
+    w.complete(
+        &id,
+        token,
+        vec![finish(-1, OrchestrationStatus::Terminated, "\"bye\"")],
+    )
+    .await;
+    let state = wait_done(&mut c, &id).await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Terminated as i32
+    );
+    assert_eq!(state.output.as_deref(), Some("\"bye\""));
+
+    // Events to terminal instances are dropped; unknown instances are NOT_FOUND.
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: id.clone(),
+        name: "late".into(),
+        input: None,
+    })
+    .await
+    .expect("raise to a terminal instance is accepted and dropped");
+    let err = c
+        .raise_event(proto::RaiseEventRequest {
+            instance_id: "nope".into(),
+            name: "x".into(),
+            input: None,
+        })
+        .await
+        .expect_err("unknown instance");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn continue_as_new_starts_a_fresh_generation() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let id = start(&mut c, "can-1", "C", Some("0")).await;
+    let (req, token) = w.next_orchestration().await;
+    let first_exec = req.execution_id.clone();
+    w.complete(
+        &id,
+        token,
+        vec![finish(1, OrchestrationStatus::ContinuedAsNew, "1")],
+    )
+    .await;
+    let (req, token) = w.next_orchestration().await;
+    assert!(
+        req.past_events.is_empty(),
+        "continue-as-new resets the history"
+    );
+    assert_eq!(
+        kinds(&req.new_events),
+        ["OrchestratorStarted", "ExecutionStarted"]
+    );
+    match &req.new_events[1].event_type {
+        Some(EventType::ExecutionStarted(s)) => assert_eq!(s.input.as_deref(), Some("1")),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_ne!(req.execution_id, first_exec);
+    let state = get(&mut c, &id).await.expect("exists");
+    assert_eq!(state.execution_id, req.execution_id);
+    w.complete(
+        &id,
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "\"done\"")],
+    )
+    .await;
+    assert_eq!(
+        wait_done(&mut c, &id).await.output.as_deref(),
+        Some("\"done\"")
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_get_wait_duplicate_scheduled_purge_and_query() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+
+    assert!(get(&mut c, "missing").await.is_none());
+    let generated = start(&mut c, "", "G", None).await;
+    assert!(!generated.is_empty(), "an empty id gets a generated one");
+    let state = get(&mut c, &generated).await.expect("exists");
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Pending as i32
+    );
+
+    let err = c
+        .start_instance(proto::CreateInstanceRequest {
+            instance_id: generated.clone(),
+            name: "G".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("duplicate id");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+
+    // Waiting honours the client's deadline.
+    let mut req = tonic::Request::new(GetInstanceRequest {
+        instance_id: generated.clone(),
+        get_inputs_and_outputs: false,
+    });
+    req.set_timeout(Duration::from_millis(300));
+    let err = c
+        .wait_for_instance_completion(req)
+        .await
+        .expect_err("times out");
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
+
+    // Scheduled start: never dispatched before the asked time.
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let (req, token) = w.next_orchestration().await; // the generated instance, due now
+    w.complete(
+        &req.instance_id,
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "1")],
+    )
+    .await;
+    let asked = Instant::now();
+    c.start_instance(proto::CreateInstanceRequest {
+        instance_id: "later".into(),
+        name: "L".into(),
+        scheduled_start_timestamp: Some(now_ts(Duration::from_millis(500))),
+        ..Default::default()
+    })
+    .await
+    .expect("scheduled start");
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(req.instance_id, "later");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(450),
+        "dispatched before its scheduled start"
+    );
+    w.complete(
+        "later",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "2")],
+    )
+    .await;
+
+    // Query paging.
+    for i in 0..5 {
+        let id = format!("q-{i}");
+        start(&mut c, &id, "Q", None).await;
+        let (_, token) = w.next_orchestration().await;
+        w.complete(
+            &id,
+            token,
+            vec![finish(1, OrchestrationStatus::Completed, "0")],
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let resp = c
+            .query_instances(proto::QueryInstancesRequest {
+                query: Some(proto::InstanceQuery {
+                    max_instance_count: 2,
+                    instance_id_prefix: Some("q-".into()),
+                    continuation_token: token.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("query")
+            .into_inner();
+        pages += 1;
+        seen.extend(resp.orchestration_state.into_iter().map(|s| s.instance_id));
+        token = resp.continuation_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    seen.sort();
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["q-0", "q-1", "q-2", "q-3", "q-4"]);
+
+    // Purge: single and by filter; only terminal instances.
+    let r = c
+        .purge_instances(proto::PurgeInstancesRequest {
+            request: Some(proto::purge_instances_request::Request::InstanceId(
+                "q-0".into(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("purge")
+        .into_inner();
+    assert_eq!(r.deleted_instance_count, 1);
+    assert!(get(&mut c, "q-0").await.is_none());
+    start(&mut c, "running", "R", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete("running", token, vec![]).await;
+    let r = c
+        .purge_instances(proto::PurgeInstancesRequest {
+            request: Some(
+                proto::purge_instances_request::Request::PurgeInstanceFilter(
+                    proto::PurgeInstanceFilter::default(),
+                ),
+            ),
+            ..Default::default()
+        })
+        .await
+        .expect("purge by filter")
+        .into_inner();
+    assert_eq!(r.deleted_instance_count, 6, "4 q-* + generated + later");
+    assert!(
+        get(&mut c, "running").await.is_some(),
+        "running instances are never purged"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn entity_rpcs_are_unimplemented() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let err = c
+        .get_entity(proto::GetEntityRequest {
+            instance_id: "@c@k".into(),
+            include_state: true,
+        })
+        .await
+        .expect_err("entities");
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(err.message().contains("entities are not supported"));
+    sidecar.shutdown().await;
+}

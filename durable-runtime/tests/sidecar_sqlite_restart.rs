@@ -1,0 +1,106 @@
+//! Restart on the same SQLite file: unfinished instances continue.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use durable::proto::{OrchestrationStatus, history_event::EventType};
+use durable::sidecar::SidecarBuilder;
+
+#[tokio::test]
+async fn instances_continue_after_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "durable-sidecar-test-{}-{}",
+        std::process::id(),
+        now_ts(Duration::ZERO).nanos
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("restart.db");
+
+    let sidecar = SidecarBuilder::new()
+        .sqlite(&db)
+        .start()
+        .await
+        .expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    start(&mut c, "act", "A", Some("1")).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete("act", token, vec![schedule(1, "Work", "1")])
+        .await;
+    let (act, _token_never_completed) = w.next_activity().await;
+    assert_eq!(act.task_id, 1);
+    start(&mut c, "tmr", "T", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "tmr",
+        token,
+        vec![timer(1, now_ts(Duration::from_millis(600)))],
+    )
+    .await;
+    start(&mut c, "fresh", "F", None).await; // never dispatched before the restart
+    drop(w);
+    sidecar.shutdown().await;
+
+    let sidecar = SidecarBuilder::new()
+        .sqlite(&db)
+        .start()
+        .await
+        .expect("restart sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let mut done = 0;
+    while done < 3 {
+        let item = w.next().await;
+        match item.request {
+            Some(durable::proto::work_item::Request::ActivityRequest(a)) => {
+                assert_eq!(
+                    a.name, "Work",
+                    "the un-acknowledged activity is redelivered"
+                );
+                w.complete_activity(&a, item.completion_token, "2").await;
+            }
+            Some(durable::proto::work_item::Request::OrchestratorRequest(r)) => {
+                let id = r.instance_id.clone();
+                match id.as_str() {
+                    "act" => assert!(
+                        r.new_events
+                            .iter()
+                            .any(|e| matches!(e.event_type, Some(EventType::TaskCompleted(_))))
+                    ),
+                    "tmr" => assert!(
+                        r.new_events
+                            .iter()
+                            .any(|e| matches!(e.event_type, Some(EventType::TimerFired(_))))
+                    ),
+                    "fresh" => assert!(
+                        r.new_events
+                            .iter()
+                            .any(|e| matches!(e.event_type, Some(EventType::ExecutionStarted(_))))
+                    ),
+                    other => panic!("unexpected instance {other}"),
+                }
+                w.complete(
+                    &id,
+                    item.completion_token,
+                    vec![finish(9, OrchestrationStatus::Completed, "\"ok\"")],
+                )
+                .await;
+                done += 1;
+            }
+            other => panic!("unexpected work item {other:?}"),
+        }
+    }
+    for id in ["act", "tmr", "fresh"] {
+        let state = wait_done(&mut c, id).await;
+        assert_eq!(
+            state.orchestration_status,
+            OrchestrationStatus::Completed as i32,
+            "{id}"
+        );
+        assert_eq!(state.output.as_deref(), Some("\"ok\""));
+    }
+    sidecar.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
