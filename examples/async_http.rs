@@ -19,9 +19,13 @@ async fn build_report(_ctx: ActivityContext, topic: String) -> String {
 #[durable::orchestrator]
 async fn report_workflow(ctx: OrchestrationContext, topic: String) -> durable::Result<Vec<String>> {
     ctx.set_custom_status(&"building the summary");
-    let summary = ctx.call_activity(build_report, format!("{topic} (summary)")).await?;
+    let summary = ctx
+        .call_activity(build_report, format!("{topic} (summary)"))
+        .await?;
     ctx.set_custom_status(&"building the details");
-    let details = ctx.call_activity(build_report, format!("{topic} (details)")).await?;
+    let details = ctx
+        .call_activity(build_report, format!("{topic} (details)"))
+        .await?;
     ctx.set_custom_status(&"done");
     Ok(vec![summary, details])
 }
@@ -32,7 +36,10 @@ async fn main() -> anyhow::Result<()> {
         .http("127.0.0.1:0".parse()?)
         .start()
         .await?;
-    let base = format!("http://{}", runtime.http_addr().expect("the HTTP API was enabled"));
+    let base = format!(
+        "http://{}",
+        runtime.http_addr().expect("the HTTP API was enabled")
+    );
     println!("HTTP API listening on {base}");
 
     let http = reqwest::Client::new();
@@ -41,7 +48,10 @@ async fn main() -> anyhow::Result<()> {
         .json(&"durable execution")
         .send()
         .await?;
-    println!("POST /api/orchestrators/report_workflow -> {}", response.status());
+    println!(
+        "POST /api/orchestrators/report_workflow -> {}",
+        response.status()
+    );
     let location = response
         .headers()
         .get(reqwest::header::LOCATION)

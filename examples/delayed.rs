@@ -29,7 +29,10 @@ async fn delayed_workflow(ctx: OrchestrationContext, _input: ()) -> durable::Res
     ctx.create_timer(Duration::from_secs(2)).await?;
     let waited = ctx.current_utc_datetime() - before;
     ctx.call_activity(continue_activity, ()).await?;
-    Ok(format!("Done after a durable wait of {} ms", waited.num_milliseconds()))
+    Ok(format!(
+        "Done after a durable wait of {} ms",
+        waited.num_milliseconds()
+    ))
 }
 
 #[tokio::main]
@@ -37,7 +40,9 @@ async fn main() -> anyhow::Result<()> {
     let runtime = durable::run().await?;
     let client = runtime.client();
 
-    let id = client.schedule_new_orchestration(delayed_workflow, ()).await?;
+    let id = client
+        .schedule_new_orchestration(delayed_workflow, ())
+        .await?;
     println!("Orchestration scheduled with ID: {id}");
     let state = client
         .wait_for_orchestration_completion(&id, Duration::from_secs(60))

@@ -24,7 +24,10 @@ async fn periodic_work(_ctx: ActivityContext, iteration: u32) -> String {
 
 /// One iteration, then continue-as-new with the next iteration number.
 #[durable::orchestrator]
-async fn eternal_orchestration(ctx: OrchestrationContext, progress: Progress) -> durable::Result<String> {
+async fn eternal_orchestration(
+    ctx: OrchestrationContext,
+    progress: Progress,
+) -> durable::Result<String> {
     ctx.set_custom_status(&progress.iteration);
     ctx.call_activity(periodic_work, progress.iteration).await?;
     ctx.create_timer(Duration::from_secs(1)).await?;
@@ -57,7 +60,13 @@ async fn main() -> anyhow::Result<()> {
     let client = runtime.client();
 
     let id = client
-        .schedule_new_orchestration(eternal_orchestration, Progress { iteration: 1, last: 4 })
+        .schedule_new_orchestration(
+            eternal_orchestration,
+            Progress {
+                iteration: 1,
+                last: 4,
+            },
+        )
         .await?;
     println!("Orchestration scheduled with ID: {id}");
     client

@@ -40,7 +40,11 @@ async fn collector(ctx: OrchestrationContext, _input: ()) -> durable::Result<Vec
 /// Sends `ping` to the collector instance.
 #[durable::orchestrator]
 async fn pinger(ctx: OrchestrationContext, target: String) -> durable::Result<()> {
-    ctx.send_event(&target, "ping", &format!("hello from {}", ctx.instance_id()));
+    ctx.send_event(
+        &target,
+        "ping",
+        &format!("hello from {}", ctx.instance_id()),
+    );
     Ok(())
 }
 
@@ -51,8 +55,12 @@ async fn main() -> anyhow::Result<()> {
 
     let id = client.schedule_new_orchestration(collector, ()).await?;
     println!("Orchestration scheduled with ID: {id}");
-    client.raise_orchestration_event(&id, "first", &"one").await?;
-    client.raise_orchestration_event(&id, "second", &"two").await?;
+    client
+        .raise_orchestration_event(&id, "first", &"one")
+        .await?;
+    client
+        .raise_orchestration_event(&id, "second", &"two")
+        .await?;
     println!("raised `first` and `second` before the orchestrator waits for them");
 
     client

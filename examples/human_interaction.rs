@@ -63,7 +63,8 @@ async fn purchase_order_workflow(
         return Ok("Auto-approved".to_owned());
     }
 
-    ctx.call_activity(send_approval_request, order.clone()).await?;
+    ctx.call_activity(send_approval_request, order.clone())
+        .await?;
 
     let approval: Task<Approval> = ctx.wait_for_external_event("approval_received");
     let timeout = ctx.create_timer(Duration::from_secs(request.timeout_seconds));
@@ -118,7 +119,10 @@ async fn main() -> anyhow::Result<()> {
             println!("Orchestration {id} is already running; continuing from its durable state");
         }
         Some(state) => {
-            println!("Orchestration {id} already finished: {}", state.output_json().unwrap_or("null"));
+            println!(
+                "Orchestration {id} already finished: {}",
+                state.output_json().unwrap_or("null")
+            );
             runtime.shutdown().await;
             return Ok(());
         }

@@ -30,13 +30,26 @@ struct Verdict {
 
 /// Polls up to ten times, one second apart.
 #[durable::orchestrator]
-async fn monitoring_workflow(ctx: OrchestrationContext, job_id: String) -> durable::Result<Verdict> {
+async fn monitoring_workflow(
+    ctx: OrchestrationContext,
+    job_id: String,
+) -> durable::Result<Verdict> {
     let max_attempts = 10;
     for attempt in 1..=max_attempts {
         let status = ctx.call_activity(check_job_status, job_id.clone()).await?;
         match status.as_str() {
-            "completed" => return Ok(Verdict { status: "success".into(), attempts: attempt }),
-            "failed" => return Ok(Verdict { status: "failed".into(), attempts: attempt }),
+            "completed" => {
+                return Ok(Verdict {
+                    status: "success".into(),
+                    attempts: attempt,
+                });
+            }
+            "failed" => {
+                return Ok(Verdict {
+                    status: "failed".into(),
+                    attempts: attempt,
+                });
+            }
             _ => ctx.create_timer(Duration::from_secs(1)).await?,
         }
     }

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use durable::prelude::*;
 use durable::TaskError;
+use durable::prelude::*;
 
 /// Attempts of the flaky activity so far.
 static FLAKY_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
@@ -39,7 +39,9 @@ async fn retry_workflow(ctx: OrchestrationContext, _input: ()) -> durable::Resul
     let policy = RetryPolicy::new(2, Duration::from_millis(500));
     let broken_result = match ctx.call_activity_with_retry(broken, (), policy).await {
         Ok(value) => value,
-        Err(TaskError::RetriesExhausted { attempts, details, .. }) => {
+        Err(TaskError::RetriesExhausted {
+            attempts, details, ..
+        }) => {
             format!("handled after {attempts} attempts: {}", details.message)
         }
         Err(other) => return Err(other.into()),
@@ -52,7 +54,9 @@ async fn main() -> anyhow::Result<()> {
     let runtime = durable::run().await?;
     let client = runtime.client();
 
-    let id = client.schedule_new_orchestration(retry_workflow, ()).await?;
+    let id = client
+        .schedule_new_orchestration(retry_workflow, ())
+        .await?;
     println!("Orchestration scheduled with ID: {id}");
     let state = client
         .wait_for_orchestration_completion(&id, Duration::from_secs(60))

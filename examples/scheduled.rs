@@ -44,7 +44,9 @@ async fn main() -> anyhow::Result<()> {
 
     let at = Utc::now() + chrono::Duration::seconds(2);
     println!("Scheduling work for {}", at.format("%H:%M:%S%.3f"));
-    let timer_id = client.schedule_new_orchestration(scheduled_workflow, at).await?;
+    let timer_id = client
+        .schedule_new_orchestration(scheduled_workflow, at)
+        .await?;
 
     let start_at = Utc::now() + chrono::Duration::seconds(2);
     let options = durable::client::ScheduleOptions::new().start_at(start_at);
@@ -59,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let result: String = state.output()?;
         let on_time = Utc::now() >= at;
-        println!("Orchestration completed! Result: {result} (not before the scheduled time: {on_time})");
+        println!(
+            "Orchestration completed! Result: {result} (not before the scheduled time: {on_time})"
+        );
     }
 
     runtime.shutdown().await;

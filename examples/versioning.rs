@@ -30,7 +30,10 @@ struct Outcome {
 
 /// v1.0.0: hello. v2.0.0: hello, then goodbye.
 #[durable::orchestrator]
-async fn versioned_orchestration(ctx: OrchestrationContext, name: String) -> durable::Result<Outcome> {
+async fn versioned_orchestration(
+    ctx: OrchestrationContext,
+    name: String,
+) -> durable::Result<Outcome> {
     let version = ctx.version();
     let mut results = vec![ctx.call_activity(say_hello, name.clone()).await?];
     if durable::compare_versions(&version, "2.0.0").is_ge() {

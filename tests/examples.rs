@@ -21,7 +21,14 @@ fn example_binary(name: &str) -> PathBuf {
     let binary = target.join("debug").join("examples").join(name);
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "durable-examples", "--example", name])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "durable-examples",
+                "--example",
+                name,
+            ])
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");
@@ -82,14 +89,20 @@ fn run_example(name: &str, args: &[&str], stdin: Option<(Duration, &str)>) -> St
 
 fn assert_prints(stdout: &str, expected: &[&str]) {
     for line in expected {
-        assert!(stdout.contains(line), "expected {line:?} in the output:\n{stdout}");
+        assert!(
+            stdout.contains(line),
+            "expected {line:?} in the output:\n{stdout}"
+        );
     }
 }
 
 #[test]
 fn activity_sequence() {
     let out = run_example("activity_sequence", &[], None);
-    assert_prints(&out, &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#]);
+    assert_prints(
+        &out,
+        &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#],
+    );
 }
 
 #[test]
@@ -156,7 +169,10 @@ fn scheduled() {
             "(not before the scheduled time: true)",
         ],
     );
-    assert!(!out.contains("(not before the scheduled time: false)"), "{out}");
+    assert!(
+        !out.contains("(not before the scheduled time: false)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -182,7 +198,10 @@ fn retries() {
     let out = run_example("retries", &[], None);
     assert_prints(
         &out,
-        &["succeeded on attempt 3", "handled after 2 attempts: the service is down"],
+        &[
+            "succeeded on attempt 3",
+            "handled after 2 attempts: the service is down",
+        ],
     );
 }
 
@@ -191,7 +210,12 @@ fn external_events() {
     let out = run_example("external_events", &[], None);
     assert_prints(
         &out,
-        &["first: one", "second: two", "third: timed out", "ping: hello from"],
+        &[
+            "first: one",
+            "second: two",
+            "third: timed out",
+            "ping: hello from",
+        ],
     );
 }
 

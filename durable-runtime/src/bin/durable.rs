@@ -30,6 +30,10 @@ enum Command {
         /// Keep everything in memory (lost on exit) instead of a database file.
         #[arg(long)]
         in_memory: bool,
+        /// Also serve the HTTP management API (start, status, events, terminate, purge) on
+        /// this port, on the same host.
+        #[arg(long, value_name = "PORT")]
+        http: Option<u16>,
     },
 }
 
@@ -49,7 +53,9 @@ async fn main() -> ExitCode {
             host,
             db,
             in_memory,
+            http,
         } => {
+            let http_host = host.clone();
             let mut builder = SidecarBuilder::new().host(host).port(port);
             let storage = if in_memory {
                 builder = builder.in_memory();
@@ -71,8 +77,46 @@ async fn main() -> ExitCode {
                 "durable sidecar listening on {} ({storage})",
                 sidecar.local_addr()
             );
+            let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+            let http_server = match http {
+                None => None,
+                Some(http_port) => {
+                    let listener = match tokio::net::TcpListener::bind((
+                        http_host.as_str(),
+                        http_port,
+                    ))
+                    .await
+                    {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            eprintln!(
+                                "durable sidecar: cannot listen for HTTP on {http_host}:{http_port}: {e}"
+                            );
+                            sidecar.shutdown().await;
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    if let Ok(addr) = listener.local_addr() {
+                        println!("durable HTTP API listening on http://{addr}/api/");
+                    }
+                    let endpoint = sidecar.endpoint();
+                    Some(tokio::spawn(durable::http::serve(
+                        listener,
+                        endpoint,
+                        async move {
+                            let _ = http_stopped.await;
+                        },
+                    )))
+                }
+            };
             wait_for_signal().await;
             println!("durable sidecar shutting down");
+            let _ = stop_http.send(());
+            if let Some(server) = http_server {
+                if let Ok(Err(e)) = server.await {
+                    eprintln!("durable sidecar: HTTP API: {e}");
+                }
+            }
             sidecar.shutdown().await;
             ExitCode::SUCCESS
         }
