@@ -27,7 +27,10 @@ impl Orchestrator for Sequence {
     type Input = ();
     type Output = Vec<String>;
     const NAME: &'static str = "sequence";
-    fn run(ctx: OrchestrationContext, _input: ()) -> LocalBoxFuture<'static, durable::Result<Vec<String>>> {
+    fn run(
+        ctx: OrchestrationContext,
+        _input: (),
+    ) -> LocalBoxFuture<'static, durable::Result<Vec<String>>> {
         Box::pin(async move {
             let mut out = Vec::new();
             for city in ["Tokyo", "Seattle", "London"] {
@@ -89,7 +92,11 @@ fn whole_history_in_one_request_completes_without_new_activity_actions() {
     let registry = sequence_registry();
     for new in [2, 1] {
         let r = durable::orchestration::execute(&registry, &history.request_replaying_all_but(new));
-        assert_eq!(summary(&r), [(3, "complete", "Completed".to_owned())], "new={new}");
+        assert_eq!(
+            summary(&r),
+            [(3, "complete", "Completed".to_owned())],
+            "new={new}"
+        );
         assert_eq!(output(&r), r#"["a","b","c"]"#);
     }
 }
@@ -115,7 +122,9 @@ fn activity_result_of_the_wrong_type_is_a_catchable_task_error() {
     let registry = registry("typed", |ctx: OrchestrationContext, _: ()| async move {
         let r: Result<u32, _> = ctx.call_activity_by_name("f", ()).await;
         match r {
-            Err(durable::TaskError::Deserialize { name, .. }) => Ok(format!("bad result of {name}")),
+            Err(durable::TaskError::Deserialize { name, .. }) => {
+                Ok(format!("bad result of {name}"))
+            }
             other => Ok(format!("unexpected {other:?}")),
         }
     });
@@ -133,12 +142,14 @@ fn missing_activity_result_reads_as_null() {
     });
     let mut sim = Sim::new(registry);
     sim.start("unit", "null");
-    let r = sim.episode(vec![durable::proto::history_event::EventType::TaskCompleted(
-        durable::proto::TaskCompletedEvent {
-            task_scheduled_id: 0,
-            result: None,
-        },
-    )]);
+    let r = sim.episode(vec![
+        durable::proto::history_event::EventType::TaskCompleted(
+            durable::proto::TaskCompletedEvent {
+                task_scheduled_id: 0,
+                result: None,
+            },
+        ),
+    ]);
     assert_eq!(output(&r), "true");
 }
 
@@ -180,7 +191,9 @@ fn fan_in_with_completions_out_of_order_keeps_results_in_call_order() {
 fn large_fan_out_replays_from_one_history() {
     let n = 2_000;
     let mut history = HistoryBuilder::new("big");
-    history.orchestrator_started().execution_started("fan", "null");
+    history
+        .orchestrator_started()
+        .execution_started("fan", "null");
     for i in 0..n {
         history.task_scheduled(i, "square");
     }
@@ -189,7 +202,10 @@ fn large_fan_out_replays_from_one_history() {
         let v = (i as u64) * (i as u64);
         history.task_completed(i, &v.to_string());
     }
-    let r = durable::orchestration::execute(&fan_out(n as usize), &history.request_replaying_all_but(n as usize + 1));
+    let r = durable::orchestration::execute(
+        &fan_out(n as usize),
+        &history.request_replaying_all_but(n as usize + 1),
+    );
     assert_eq!(summary(&r), [(n, "complete", "Completed".to_owned())]);
     let out: Vec<u64> = serde_json::from_str(&output(&r)).unwrap();
     assert_eq!(out.len(), n as usize);

@@ -28,7 +28,11 @@ fn typed_event_payload_is_decoded() {
 
 #[test]
 fn event_names_match_case_insensitively() {
-    for (waited, raised_as) in [("Approval", "approval"), ("approval", "APPROVAL"), ("ÄRGER", "ärger")] {
+    for (waited, raised_as) in [
+        ("Approval", "approval"),
+        ("approval", "APPROVAL"),
+        ("ÄRGER", "ärger"),
+    ] {
         let w = waited.to_owned();
         let registry = registry("ci", move |ctx: OrchestrationContext, _: ()| {
             let w = w.clone();
@@ -58,7 +62,11 @@ fn early_events_are_buffered_and_delivered_in_arrival_order() {
     });
     let mut sim = Sim::new(registry);
     sim.start("fifo", "null");
-    let r = sim.episode(vec![raised("item", "1"), raised("ITEM", "2"), raised("other", "0")]);
+    let r = sim.episode(vec![
+        raised("item", "1"),
+        raised("ITEM", "2"),
+        raised("other", "0"),
+    ]);
     assert!(r.actions.is_empty());
     let r = sim.episode(vec![raised("Item", "3")]);
     assert!(r.actions.is_empty());
@@ -123,7 +131,11 @@ fn send_event_emits_a_send_action_and_is_confirmed_on_replay() {
         summary(&r),
         [
             (0, "send", "other-instance/Ping".to_owned()),
-            (1, "timer", (t0() + chrono::Duration::seconds(1)).to_rfc3339()),
+            (
+                1,
+                "timer",
+                (t0() + chrono::Duration::seconds(1)).to_rfc3339()
+            ),
         ]
     );
     match r.actions[0].orchestrator_action_type.as_ref().unwrap() {

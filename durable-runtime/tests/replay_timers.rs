@@ -19,7 +19,11 @@ fn relative_timer_fires_at_orchestration_time_plus_delay() {
     let r = sim.start("sleep", "90");
     assert_eq!(
         summary(&r),
-        [(0, "timer", (t0() + chrono::Duration::seconds(90)).to_rfc3339())]
+        [(
+            0,
+            "timer",
+            (t0() + chrono::Duration::seconds(90)).to_rfc3339()
+        )]
     );
     let r = sim.fire_timer(0);
     assert_eq!(summary(&r), [(1, "complete", "Completed".to_owned())]);
@@ -29,10 +33,13 @@ fn relative_timer_fires_at_orchestration_time_plus_delay() {
 #[test]
 fn absolute_timer_uses_the_given_time() {
     let at = chrono::Utc.with_ymd_and_hms(2024, 6, 1, 12, 30, 0).unwrap();
-    let registry = registry("until", move |ctx: OrchestrationContext, _: ()| async move {
-        ctx.create_timer_at(at).await?;
-        Ok("woke")
-    });
+    let registry = registry(
+        "until",
+        move |ctx: OrchestrationContext, _: ()| async move {
+            ctx.create_timer_at(at).await?;
+            Ok("woke")
+        },
+    );
     let mut sim = Sim::new(registry);
     let r = sim.start("until", "null");
     assert_eq!(summary(&r), [(0, "timer", at.to_rfc3339())]);
@@ -40,7 +47,10 @@ fn absolute_timer_uses_the_given_time() {
     assert_eq!(output(&r), "\"woke\"");
 }
 
-fn sim_timer(id: i32, at: chrono::DateTime<chrono::Utc>) -> durable::proto::history_event::EventType {
+fn sim_timer(
+    id: i32,
+    at: chrono::DateTime<chrono::Utc>,
+) -> durable::proto::history_event::EventType {
     timer_fired(id, at)
 }
 
@@ -52,7 +62,10 @@ fn timer_with_sub_second_delay_keeps_nanoseconds() {
     });
     let mut sim = Sim::new(registry);
     let r = sim.start("short", "null");
-    assert_eq!(sim.timer_fire_at(0), t0() + chrono::Duration::milliseconds(1500));
+    assert_eq!(
+        sim.timer_fire_at(0),
+        t0() + chrono::Duration::milliseconds(1500)
+    );
     assert_eq!(r.actions.len(), 1);
     let r = sim.fire_timer(0);
     assert_eq!(output(&r), "null");

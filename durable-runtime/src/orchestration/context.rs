@@ -1,7 +1,7 @@
 //! [`OrchestrationContext`]: everything an orchestrator may do, replay-safe.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -46,15 +46,36 @@ impl ActionKind {
 /// An action scheduled in this run and not yet confirmed by history.
 pub(crate) struct PendingAction {
     pub(crate) kind: ActionKind,
-    pub(crate) name: String,
     pub(crate) action: proto::OrchestratorAction,
+}
+
+impl PendingAction {
+    /// What the action calls (activity or orchestrator name, `timer`, `instance/event`), for
+    /// comparison with history and for error messages.
+    pub(crate) fn name(&self) -> std::borrow::Cow<'_, str> {
+        match &self.action.orchestrator_action_type {
+            Some(OrchestratorActionType::ScheduleTask(a)) => a.name.as_str().into(),
+            Some(OrchestratorActionType::CreateSubOrchestration(a)) => a.name.as_str().into(),
+            Some(OrchestratorActionType::SendEvent(a)) => format!(
+                "{}/{}",
+                a.instance
+                    .as_ref()
+                    .map_or("", |instance| instance.instance_id.as_str()),
+                a.name
+            )
+            .into(),
+            _ => "timer".into(),
+        }
+    }
 }
 
 /// An external event that arrived before anyone waited for it.
 pub(crate) struct BufferedEvent {
     pub(crate) name: String,
     pub(crate) payload: Option<String>,
-    pub(crate) arrival: u64,
+    /// Its place in history order (a completion sequence number), so `when_any` and
+    /// continue-as-new see events in arrival order.
+    pub(crate) seq: u64,
 }
 
 /// A continue-as-new request recorded by the orchestrator.
@@ -75,10 +96,11 @@ pub(crate) struct State {
     pub(crate) is_replaying: bool,
     next_id: i32,
     guid_counter: u64,
-    /// Actions scheduled in this run that history has not confirmed yet, by id.
-    pub(crate) pending_actions: BTreeMap<i32, PendingAction>,
-    /// Tasks waiting for a result event, by action id.
-    pub(crate) open_tasks: HashMap<i32, Rc<Slot>>,
+    /// Actions scheduled in this run that history has not confirmed yet, indexed by id (ids
+    /// are dense from 0, so a vector gives O(1) lookups without hashing).
+    pub(crate) pending_actions: Vec<Option<PendingAction>>,
+    /// Tasks waiting for a result event, indexed by action id.
+    pub(crate) open_tasks: Vec<Option<Rc<Slot>>>,
     /// Waiters for external events, by lower-cased name, oldest first.
     pub(crate) event_waiters: HashMap<String, VecDeque<Rc<Slot>>>,
     /// Events nobody waited for yet, by lower-cased name, oldest first.
@@ -103,8 +125,8 @@ impl State {
             is_replaying: false,
             next_id: 0,
             guid_counter: 0,
-            pending_actions: BTreeMap::new(),
-            open_tasks: HashMap::new(),
+            pending_actions: Vec::new(),
+            open_tasks: Vec::new(),
             event_waiters: HashMap::new(),
             event_buffer: HashMap::new(),
             completion_seq: 0,
@@ -134,11 +156,12 @@ impl State {
     ) -> (i32, Rc<Slot>) {
         let id = self.next_id();
         let slot = Slot::new(name);
-        self.pending_actions.insert(
-            id,
+        let index = usize::try_from(id).expect("action ids start at 0 and only grow");
+        put(
+            &mut self.pending_actions,
+            index,
             PendingAction {
                 kind,
-                name: name.to_owned(),
                 action: proto::OrchestratorAction {
                     id,
                     orchestrator_action_type: Some(action),
@@ -146,10 +169,30 @@ impl State {
             },
         );
         if waits {
-            self.open_tasks.insert(id, slot.clone());
+            put(&mut self.open_tasks, index, slot.clone());
         }
         (id, slot)
     }
+
+    /// Removes the unconfirmed action with this id.
+    pub(crate) fn take_pending(&mut self, id: i32) -> Option<PendingAction> {
+        let index = usize::try_from(id).ok()?;
+        self.pending_actions.get_mut(index).and_then(Option::take)
+    }
+
+    /// Removes the task waiting for the result with this id.
+    pub(crate) fn take_open_task(&mut self, id: i32) -> Option<Rc<Slot>> {
+        let index = usize::try_from(id).ok()?;
+        self.open_tasks.get_mut(index).and_then(Option::take)
+    }
+}
+
+/// Stores `value` at `index`, growing the vector with empty entries as needed.
+fn put<T>(entries: &mut Vec<Option<T>>, index: usize, value: T) {
+    if entries.len() <= index {
+        entries.resize_with(index + 1, || None);
+    }
+    entries[index] = Some(value);
 }
 
 /// Options for a sub-orchestration call.
@@ -279,10 +322,13 @@ impl OrchestrationContext {
     /// on every replay, different for each call.
     pub fn new_guid(&self) -> uuid::Uuid {
         let mut state = self.state.borrow_mut();
+        // .NET's round-trip format ("o"): seven fractional digits. chrono has no `%.7f`, so
+        // the fraction is written by hand.
         let name = format!(
-            "{}_{}_{}",
+            "{}_{}.{:07}Z_{}",
             state.instance_id,
-            state.current_time.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
+            state.current_time.format("%Y-%m-%dT%H:%M:%S"),
+            state.current_time.timestamp_subsec_nanos() / 100,
             state.guid_counter
         );
         state.guid_counter += 1;
@@ -439,10 +485,8 @@ impl OrchestrationContext {
             .get_mut(&key)
             .and_then(VecDeque::pop_front);
         match buffered {
-            Some(event) => {
-                let seq = state.next_completion_seq();
-                slot.complete(Ok(event.payload), seq);
-            }
+            // It completed when it arrived: that is its place in history order.
+            Some(event) => slot.complete(Ok(event.payload), event.seq),
             None => state
                 .event_waiters
                 .entry(key)
@@ -564,11 +608,17 @@ impl OrchestrationContext {
         let ctx = self.clone();
         let name = name.to_owned();
         let output = result.clone();
+        // The first attempt is scheduled now, so it takes its id in call order.
+        let first = attempt(1);
         let driver = async move {
             let started = ctx.current_utc_datetime();
             let mut number = 1;
+            let mut next = Some(first);
             let outcome: Outcome = loop {
-                let slot = attempt(number);
+                let slot = match next.take() {
+                    Some(slot) => slot,
+                    None => attempt(number),
+                };
                 let outcome = Task::<serde::de::IgnoredAny>::from_slot(slot.clone());
                 let _ = outcome.await;
                 let raw = slot.raw_outcome().expect("awaited slot is done");

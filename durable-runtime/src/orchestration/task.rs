@@ -53,10 +53,11 @@ impl Slot {
         let failed = outcome.is_err();
         *self.outcome.borrow_mut() = Some(outcome);
         self.completed_seq.set(seq);
-        for waker in self.wakers.borrow_mut().drain(..) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers {
             waker.wake();
         }
-        let groups: Vec<_> = self.groups.borrow_mut().drain(..).collect();
+        let groups = std::mem::take(&mut *self.groups.borrow_mut());
         for (group, index) in groups {
             if let Some(group) = group.upgrade() {
                 group.member_done(index, failed);

@@ -44,7 +44,9 @@ where
                 let input: I = serde_json::from_str(input.as_deref().unwrap_or("null"))
                     .map_err(durable::Error::from)?;
                 let output = body(ctx, input).await?;
-                Ok(Some(serde_json::to_string(&output).map_err(durable::Error::from)?))
+                Ok(Some(
+                    serde_json::to_string(&output).map_err(durable::Error::from)?,
+                ))
             })
         })
         .unwrap();
@@ -72,7 +74,10 @@ pub fn event(event_id: i32, time: DateTime<Utc>, event_type: EventType) -> Histo
 }
 
 /// The history events a sidecar appends to confirm `actions` (protocol.md §3.3).
-pub fn confirmations(actions: &[proto::OrchestratorAction], now: DateTime<Utc>) -> Vec<HistoryEvent> {
+pub fn confirmations(
+    actions: &[proto::OrchestratorAction],
+    now: DateTime<Utc>,
+) -> Vec<HistoryEvent> {
     actions
         .iter()
         .filter_map(|action| {
@@ -86,9 +91,7 @@ pub fn confirmations(actions: &[proto::OrchestratorAction], now: DateTime<Utc>) 
                     })
                 }
                 OrchestratorActionType::CreateTimer(a) => {
-                    EventType::TimerCreated(proto::TimerCreatedEvent {
-                        fire_at: a.fire_at,
-                    })
+                    EventType::TimerCreated(proto::TimerCreatedEvent { fire_at: a.fire_at })
                 }
                 OrchestratorActionType::CreateSubOrchestration(a) => {
                     EventType::SubOrchestrationInstanceCreated(
@@ -101,15 +104,17 @@ pub fn confirmations(actions: &[proto::OrchestratorAction], now: DateTime<Utc>) 
                         },
                     )
                 }
-                OrchestratorActionType::SendEvent(a) => EventType::EventSent(proto::EventSentEvent {
-                    instance_id: a
-                        .instance
-                        .as_ref()
-                        .map(|i| i.instance_id.clone())
-                        .unwrap_or_default(),
-                    name: a.name.clone(),
-                    input: a.data.clone(),
-                }),
+                OrchestratorActionType::SendEvent(a) => {
+                    EventType::EventSent(proto::EventSentEvent {
+                        instance_id: a
+                            .instance
+                            .as_ref()
+                            .map(|i| i.instance_id.clone())
+                            .unwrap_or_default(),
+                        name: a.name.clone(),
+                        input: a.data.clone(),
+                    })
+                }
                 OrchestratorActionType::CompleteOrchestration(a)
                     if a.orchestration_status() != OrchestrationStatus::ContinuedAsNew =>
                 {
@@ -384,7 +389,11 @@ pub fn output(response: &proto::OrchestratorResponse) -> String {
 #[track_caller]
 pub fn failure(response: &proto::OrchestratorResponse) -> proto::TaskFailureDetails {
     let c = completion(response).unwrap_or_else(|| panic!("not completed: {response:?}"));
-    assert_eq!(c.orchestration_status(), OrchestrationStatus::Failed, "{c:?}");
+    assert_eq!(
+        c.orchestration_status(),
+        OrchestrationStatus::Failed,
+        "{c:?}"
+    );
     c.failure_details.clone().unwrap()
 }
 
