@@ -651,3 +651,66 @@ impl OrchestrationContext {
         Task::from_slot(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn ctx_at(time: DateTime<Utc>) -> OrchestrationContext {
+        let mut state = State::new("inst".into());
+        state.current_time = time;
+        OrchestrationContext::new(Rc::new(RefCell::new(state)))
+    }
+
+    #[test]
+    fn guids_are_v5_of_instance_time_and_counter() {
+        let time = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let ctx = ctx_at(time);
+        let first = ctx.new_guid();
+        let second = ctx.new_guid();
+        assert_ne!(first, second);
+        let expected = uuid::Uuid::new_v5(&GUID_NAMESPACE, b"inst_2024-05-01T12:00:00.1234567Z_0");
+        assert_eq!(first, expected);
+        assert_eq!(
+            ctx_at(time).new_guid(),
+            first,
+            "a replay yields the same ids"
+        );
+    }
+
+    #[test]
+    fn action_ids_are_dense_and_tables_are_indexed_by_them() {
+        let ctx = ctx_at(DateTime::<Utc>::UNIX_EPOCH);
+        let _a: Task<u8> = ctx.call_activity_by_name("a", ());
+        ctx.send_event("other", "e", &1);
+        let _t = ctx.create_timer(Duration::from_secs(1));
+        let mut state = ctx.state.borrow_mut();
+        assert_eq!(state.pending_actions.len(), 3);
+        assert_eq!(state.take_pending(1).unwrap().name(), "other/e");
+        assert!(state.take_pending(1).is_none());
+        assert!(state.take_pending(-1).is_none());
+        assert!(
+            state.take_open_task(1).is_none(),
+            "send_event has no result"
+        );
+        assert_eq!(state.take_open_task(2).unwrap().name(), "timer");
+    }
+
+    #[test]
+    fn early_events_complete_waiters_with_their_arrival_order() {
+        let ctx = ctx_at(DateTime::<Utc>::UNIX_EPOCH);
+        ctx.state.borrow_mut().event_buffer.insert(
+            "go".into(),
+            VecDeque::from([BufferedEvent {
+                name: "Go".into(),
+                payload: Some("1".into()),
+                seq: 4,
+            }]),
+        );
+        let task: Task<u8> = ctx.wait_for_external_event("GO");
+        assert_eq!(task.result().unwrap().unwrap(), 1);
+    }
+}

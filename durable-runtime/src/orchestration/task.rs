@@ -365,3 +365,78 @@ impl Future for WhenAny {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::error::FailureDetails;
+
+    fn done(name: &str, outcome: Outcome, seq: u64) -> Task<u32> {
+        let slot = Slot::new(name);
+        slot.complete(outcome, seq);
+        Task::from_slot(slot)
+    }
+
+    #[test]
+    fn when_any_over_completed_tasks_picks_the_lowest_sequence() {
+        let a = done("a", Ok(Some("1".into())), 7);
+        let b = done("b", Ok(Some("2".into())), 3);
+        let c = Task::<u32>::from_slot(Slot::new("c"));
+        assert_eq!(when_any([&a, &b, &c]).now_or_never(), Some(1));
+    }
+
+    #[test]
+    fn when_any_waits_then_takes_the_first_completion() {
+        let a = Task::<u32>::from_slot(Slot::new("a"));
+        let b = Task::<u32>::from_slot(Slot::new("b"));
+        let mut race = when_any([&a, &b]);
+        assert_eq!((&mut race).now_or_never(), None);
+        b.slot.complete(Ok(Some("2".into())), 1);
+        a.slot.complete(Ok(Some("1".into())), 2);
+        assert_eq!(race.now_or_never(), Some(1));
+        assert_eq!(a.result().unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn first_completion_wins_and_later_ones_are_ignored() {
+        let slot = Slot::new("x");
+        slot.complete(Ok(Some("1".into())), 1);
+        slot.complete(Ok(Some("2".into())), 2);
+        assert_eq!(Task::<u32>::from_slot(slot).result().unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn when_all_fails_with_the_earliest_failure() {
+        let failed = |name: &str, seq| {
+            done(
+                name,
+                Err(TaskError::Failed {
+                    name: name.into(),
+                    details: FailureDetails::new("E", name),
+                }),
+                seq,
+            )
+        };
+        let tasks = vec![
+            done("ok", Ok(Some("1".into())), 1),
+            failed("late", 9),
+            failed("early", 4),
+        ];
+        let error = when_all(tasks).now_or_never().unwrap().unwrap_err();
+        assert_eq!(error.details().message, "early");
+    }
+
+    #[test]
+    fn when_all_collects_in_argument_order() {
+        let a = Task::<u32>::from_slot(Slot::new("a"));
+        let b = Task::<u32>::from_slot(Slot::new("b"));
+        let mut all = when_all([a.clone(), b.clone()]);
+        assert!((&mut all).now_or_never().is_none());
+        b.slot.complete(Ok(Some("2".into())), 1);
+        assert!((&mut all).now_or_never().is_none());
+        a.slot.complete(Ok(Some("1".into())), 2);
+        assert_eq!(all.now_or_never().unwrap().unwrap(), vec![1, 2]);
+    }
+}
