@@ -1,5 +1,8 @@
 //! Replay of activity calls: chains, fan-out/fan-in, typed and by-name calls.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

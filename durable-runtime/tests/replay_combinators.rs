@@ -1,5 +1,8 @@
 //! Replay of when_all / when_any: history order decides, losers stay usable.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! Context facts: guids, time, replaying flag, custom status, version, ids, logging.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

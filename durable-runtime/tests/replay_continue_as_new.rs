@@ -1,5 +1,8 @@
 //! continue_as_new: new input, versions, carrying unprocessed events.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,8 @@
 //! Replay of external events: typed payloads, case-insensitive names, FIFO buffering, send.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

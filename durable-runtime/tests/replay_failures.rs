@@ -1,6 +1,9 @@
 //! Failures: caught task errors and compensation, panics, unknown orchestrators, bad input,
 //! rewind.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,9 @@
 //! Golden histories written with `HistoryBuilder`, replayed in one request, plus the typed
 //! retry entry points and `execute_orchestrator`.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

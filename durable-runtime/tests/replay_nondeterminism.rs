@@ -1,5 +1,8 @@
 //! Orchestrator code that disagrees with history fails with a clear nondeterminism error.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! Retry policies: waits on durable timers, backoff, caps, attempts, timeouts, exhaustion.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

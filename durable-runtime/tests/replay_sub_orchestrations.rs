@@ -1,5 +1,8 @@
 //! Replay of sub-orchestrations: typed calls, instance ids, versions, failures.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

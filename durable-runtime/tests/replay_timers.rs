@@ -1,5 +1,8 @@
 //! Replay of durable timers: relative and absolute, fired and pending.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

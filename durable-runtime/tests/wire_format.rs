@@ -6,6 +6,9 @@
 //! (`StringValue`) are messages with the value in field 1; prost writes fields in tag order and
 //! always writes a set oneof member, even an empty message.
 
+// Helpers outside #[test] fns unwrap too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use durable::proto::history_event::EventType;
 use durable::proto::orchestrator_action::OrchestratorActionType;
 use durable::proto::{self, HistoryEvent, OrchestratorAction, work_item};

@@ -1,6 +1,8 @@
 //! Helpers shared by the replay tests: registering typed closures, a tiny in-memory sidecar
 //! that feeds actions back as confirming events, and readers of responses.
-#![allow(dead_code, unreachable_pub)]
+// Not every test file uses every helper; helpers unwrap because a failed unwrap is a
+// failed test.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::future::Future;
 
