@@ -496,10 +496,13 @@ impl<'r> Episode<'r> {
                 }
             }
             self.adopt_spawned();
-            std::mem::swap(
-                &mut ready,
-                &mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner),
-            );
+            // Most orchestrations have no helpers: skip the queue's lock for them.
+            if !self.helpers.is_empty() {
+                std::mem::swap(
+                    &mut ready,
+                    &mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner),
+                );
+            }
             for index in ready.drain(..) {
                 if let Some(helper) = self.helpers[index].as_mut() {
                     if poll_driven(helper, "a retry loop")?.is_some() {
@@ -514,11 +517,12 @@ impl<'r> Episode<'r> {
                 return Ok(());
             }
             let main_woken = self.main.as_ref().is_some_and(Driven::is_woken);
-            let helpers_woken = !self
-                .ready
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty();
+            let helpers_woken = !self.helpers.is_empty()
+                && !self
+                    .ready
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty();
             if !main_woken && !helpers_woken {
                 return Ok(());
             }
