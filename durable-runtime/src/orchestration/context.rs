@@ -109,6 +109,8 @@ pub(crate) struct State {
     pub(crate) completion_seq: u64,
     pub(crate) custom_status: Option<String>,
     pub(crate) continue_as_new: Option<ContinueAsNew>,
+    /// The name of the latest scheduled task, shared by the next task with the same name.
+    last_name: Option<Rc<str>>,
     /// Futures the SDK runs beside the orchestrator (retry loops), drained by the executor.
     pub(crate) spawned: Vec<LocalBoxFuture<'static, ()>>,
 }
@@ -132,6 +134,7 @@ impl State {
             completion_seq: 0,
             custom_status: None,
             continue_as_new: None,
+            last_name: None,
             spawned: Vec::new(),
         }
     }
@@ -155,7 +158,15 @@ impl State {
         waits: bool,
     ) -> (i32, Rc<Slot>) {
         let id = self.next_id();
-        let slot = Slot::new(name);
+        let shared = match &self.last_name {
+            Some(last) if **last == *name => last.clone(),
+            _ => {
+                let fresh: Rc<str> = Rc::from(name);
+                self.last_name = Some(fresh.clone());
+                fresh
+            }
+        };
+        let slot = Slot::named(shared);
         let index = usize::try_from(id).expect("action ids start at 0 and only grow");
         put(
             &mut self.pending_actions,

@@ -18,22 +18,29 @@ pub(crate) type Outcome = Result<Option<String>, TaskError>;
 /// The shared completion cell of one task. Tasks, their clones and combinators point to it.
 pub(crate) struct Slot {
     /// What the task is (activity name, `timer`, event name) for error messages.
-    name: String,
+    name: Rc<str>,
     outcome: RefCell<Option<Outcome>>,
     /// Position of the completion in history order (for `when_any`).
     completed_seq: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
-    groups: RefCell<Vec<(Weak<Group>, usize)>>,
+    /// Combinators watching this slot. A task is almost always in at most one, so the
+    /// first needs no allocation of its own.
+    groups: RefCell<GroupLinks>,
 }
 
 impl Slot {
-    pub(crate) fn new(name: impl Into<String>) -> Rc<Self> {
+    pub(crate) fn new(name: &str) -> Rc<Self> {
+        Self::named(Rc::from(name))
+    }
+
+    /// A slot with a shared name (a fan-out of one activity shares one name allocation).
+    pub(crate) fn named(name: Rc<str>) -> Rc<Self> {
         Rc::new(Self {
-            name: name.into(),
+            name,
             outcome: RefCell::new(None),
             completed_seq: Cell::new(0),
             wakers: RefCell::new(Vec::new()),
-            groups: RefCell::new(Vec::new()),
+            groups: RefCell::new(GroupLinks::default()),
         })
     }
 
@@ -58,7 +65,7 @@ impl Slot {
             waker.wake();
         }
         let groups = std::mem::take(&mut *self.groups.borrow_mut());
-        for (group, index) in groups {
+        for (group, index) in groups.first.into_iter().chain(groups.more) {
             if let Some(group) = group.upgrade() {
                 group.member_done(index, failed);
             }
@@ -79,7 +86,7 @@ impl Slot {
             Ok(payload) => {
                 serde_json::from_str(payload.as_deref().unwrap_or("null")).map_err(|e| {
                     TaskError::Deserialize {
-                        name: self.name.clone(),
+                        name: self.name.to_string(),
                         message: format!("expected `{}`: {e}", std::any::type_name::<T>()),
                     }
                 })
@@ -200,6 +207,23 @@ impl<T> From<&Task<T>> for TaskRef {
 impl<T> From<Task<T>> for TaskRef {
     fn from(task: Task<T>) -> Self {
         task.handle()
+    }
+}
+
+/// The combinators a slot reports its completion to.
+#[derive(Default)]
+struct GroupLinks {
+    first: Option<(Weak<Group>, usize)>,
+    more: Vec<(Weak<Group>, usize)>,
+}
+
+impl GroupLinks {
+    fn push(&mut self, link: (Weak<Group>, usize)) {
+        if self.first.is_none() {
+            self.first = Some(link);
+        } else {
+            self.more.push(link);
+        }
     }
 }
 
