@@ -1,1 +1,137 @@
-fn main() {}
+//! Replay throughput: how fast the executor replays long histories.
+//!
+//! `cargo bench -p durable-runtime --bench replay` prints history events per second and time
+//! per event for a fan-out of N completed activities (N = 1k, 10k, 100k: the time per event
+//! must stay flat, i.e. replay is linear) and a 10k-step chain.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use durable::proto::{self, OrchestratorRequest};
+use durable::testing::HistoryBuilder;
+use durable::{OrchestrationContext, Registry, Task};
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .add_orchestrator_fn("fan_out", |ctx: OrchestrationContext, input| {
+            Box::pin(async move {
+                let n: u64 = input.as_deref().unwrap_or("0").parse().unwrap_or(0);
+                let tasks: Vec<Task<u64>> = (0..n)
+                    .map(|i| ctx.call_activity_by_name("work", i))
+                    .collect();
+                let results = durable::when_all(tasks).await?;
+                Ok(Some(results.iter().sum::<u64>().to_string()))
+            })
+        })
+        .expect("one registration");
+    registry
+        .add_orchestrator_fn("chain", |ctx: OrchestrationContext, input| {
+            Box::pin(async move {
+                let n: u64 = input.as_deref().unwrap_or("0").parse().unwrap_or(0);
+                let mut total = 0u64;
+                for i in 0..n {
+                    total += ctx.call_activity_by_name::<_, u64>("work", i).await?;
+                }
+                Ok(Some(total.to_string()))
+            })
+        })
+        .expect("one registration");
+    registry
+}
+
+/// N activities scheduled in one episode, all completed (in reverse order) in the next.
+fn fan_out_history(n: i32) -> OrchestratorRequest {
+    let mut history = HistoryBuilder::new("bench");
+    history
+        .orchestrator_started()
+        .execution_started("fan_out", &n.to_string());
+    for i in 0..n {
+        history.task_scheduled(i, "work");
+    }
+    history.orchestrator_started();
+    for i in (0..n).rev() {
+        history.task_completed(i, "1");
+    }
+    history.request_replaying_all_but(1)
+}
+
+/// N activities one after another, one episode each.
+fn chain_history(n: i32) -> OrchestratorRequest {
+    let mut history = HistoryBuilder::new("bench");
+    history
+        .orchestrator_started()
+        .execution_started("chain", &n.to_string());
+    for i in 0..n {
+        history.task_scheduled(i, "work");
+        history.orchestrator_started();
+        history.task_completed(i, "1");
+    }
+    history.request_replaying_all_but(2)
+}
+
+fn measure(label: &str, registry: &Registry, request: &OrchestratorRequest, expected: u64) {
+    let events = request.past_events.len() + request.new_events.len();
+    // Check the result once, then time several runs and keep the best and the median.
+    let response = durable::orchestration::execute(registry, request);
+    let done = response.actions.iter().any(|a| {
+        matches!(
+            &a.orchestrator_action_type,
+            Some(proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(c))
+                if c.result.as_deref() == Some(expected.to_string().as_str())
+        )
+    });
+    assert!(
+        done,
+        "{label}: unexpected response {:?}",
+        response.actions.first()
+    );
+    let runs = if events > 100_000 { 5 } else { 15 };
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(durable::orchestration::execute(
+                registry,
+                black_box(request),
+            ));
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let best = times[0];
+    let median = times[times.len() / 2];
+    let per_event = median.as_secs_f64() / events as f64;
+    println!(
+        "{label:<16} {events:>8} events  median {:>9.3} ms  best {:>9.3} ms  {:>7.1} ns/event  {:>6.2} M events/s",
+        median.as_secs_f64() * 1e3,
+        best.as_secs_f64() * 1e3,
+        per_event * 1e9,
+        1e-6 / per_event,
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs this with `--bench`-less args; keep that fast.
+    let quick = std::env::args().any(|a| a == "--test");
+    let registry = registry();
+    let sizes: &[i32] = if quick {
+        &[100]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    for &n in sizes {
+        measure(
+            &format!("fan-out {n}"),
+            &registry,
+            &fan_out_history(n),
+            n as u64,
+        );
+    }
+    let chain = if quick { 100 } else { 10_000 };
+    measure(
+        &format!("chain {chain}"),
+        &registry,
+        &chain_history(chain),
+        chain as u64,
+    );
+}

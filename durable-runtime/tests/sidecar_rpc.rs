@@ -1,5 +1,6 @@
 //! The sidecar over gRPC on 127.0.0.1:0 with a hand-driven worker.
 
+#[path = "sidecar_common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

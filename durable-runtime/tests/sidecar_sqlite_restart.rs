@@ -1,5 +1,6 @@
 //! Restart on the same SQLite file: unfinished instances continue.
 
+#[path = "sidecar_common/mod.rs"]
 mod common;
 
 use std::time::Duration;

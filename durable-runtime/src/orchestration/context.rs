@@ -1,7 +1,7 @@
 //! [`OrchestrationContext`]: everything an orchestrator may do, replay-safe.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -46,15 +46,36 @@ impl ActionKind {
 /// An action scheduled in this run and not yet confirmed by history.
 pub(crate) struct PendingAction {
     pub(crate) kind: ActionKind,
-    pub(crate) name: String,
     pub(crate) action: proto::OrchestratorAction,
+}
+
+impl PendingAction {
+    /// What the action calls (activity or orchestrator name, `timer`, `instance/event`), for
+    /// comparison with history and for error messages.
+    pub(crate) fn name(&self) -> std::borrow::Cow<'_, str> {
+        match &self.action.orchestrator_action_type {
+            Some(OrchestratorActionType::ScheduleTask(a)) => a.name.as_str().into(),
+            Some(OrchestratorActionType::CreateSubOrchestration(a)) => a.name.as_str().into(),
+            Some(OrchestratorActionType::SendEvent(a)) => format!(
+                "{}/{}",
+                a.instance
+                    .as_ref()
+                    .map_or("", |instance| instance.instance_id.as_str()),
+                a.name
+            )
+            .into(),
+            _ => "timer".into(),
+        }
+    }
 }
 
 /// An external event that arrived before anyone waited for it.
 pub(crate) struct BufferedEvent {
     pub(crate) name: String,
     pub(crate) payload: Option<String>,
-    pub(crate) arrival: u64,
+    /// Its place in history order (a completion sequence number), so `when_any` and
+    /// continue-as-new see events in arrival order.
+    pub(crate) seq: u64,
 }
 
 /// A continue-as-new request recorded by the orchestrator.
@@ -75,10 +96,11 @@ pub(crate) struct State {
     pub(crate) is_replaying: bool,
     next_id: i32,
     guid_counter: u64,
-    /// Actions scheduled in this run that history has not confirmed yet, by id.
-    pub(crate) pending_actions: BTreeMap<i32, PendingAction>,
-    /// Tasks waiting for a result event, by action id.
-    pub(crate) open_tasks: HashMap<i32, Rc<Slot>>,
+    /// Actions scheduled in this run that history has not confirmed yet, indexed by id (ids
+    /// are dense from 0, so a vector gives O(1) lookups without hashing).
+    pub(crate) pending_actions: Vec<Option<PendingAction>>,
+    /// Tasks waiting for a result event, indexed by action id.
+    pub(crate) open_tasks: Vec<Option<Rc<Slot>>>,
     /// Waiters for external events, by lower-cased name, oldest first.
     pub(crate) event_waiters: HashMap<String, VecDeque<Rc<Slot>>>,
     /// Events nobody waited for yet, by lower-cased name, oldest first.
@@ -87,6 +109,8 @@ pub(crate) struct State {
     pub(crate) completion_seq: u64,
     pub(crate) custom_status: Option<String>,
     pub(crate) continue_as_new: Option<ContinueAsNew>,
+    /// The name of the latest scheduled task, shared by the next task with the same name.
+    last_name: Option<Rc<str>>,
     /// Futures the SDK runs beside the orchestrator (retry loops), drained by the executor.
     pub(crate) spawned: Vec<LocalBoxFuture<'static, ()>>,
 }
@@ -103,13 +127,14 @@ impl State {
             is_replaying: false,
             next_id: 0,
             guid_counter: 0,
-            pending_actions: BTreeMap::new(),
-            open_tasks: HashMap::new(),
+            pending_actions: Vec::new(),
+            open_tasks: Vec::new(),
             event_waiters: HashMap::new(),
             event_buffer: HashMap::new(),
             completion_seq: 0,
             custom_status: None,
             continue_as_new: None,
+            last_name: None,
             spawned: Vec::new(),
         }
     }
@@ -133,12 +158,21 @@ impl State {
         waits: bool,
     ) -> (i32, Rc<Slot>) {
         let id = self.next_id();
-        let slot = Slot::new(name);
-        self.pending_actions.insert(
-            id,
+        let shared = match &self.last_name {
+            Some(last) if **last == *name => last.clone(),
+            _ => {
+                let fresh: Rc<str> = Rc::from(name);
+                self.last_name = Some(fresh.clone());
+                fresh
+            }
+        };
+        let slot = Slot::named(shared);
+        let index = usize::try_from(id).expect("action ids start at 0 and only grow");
+        put(
+            &mut self.pending_actions,
+            index,
             PendingAction {
                 kind,
-                name: name.to_owned(),
                 action: proto::OrchestratorAction {
                     id,
                     orchestrator_action_type: Some(action),
@@ -146,10 +180,30 @@ impl State {
             },
         );
         if waits {
-            self.open_tasks.insert(id, slot.clone());
+            put(&mut self.open_tasks, index, slot.clone());
         }
         (id, slot)
     }
+
+    /// Removes the unconfirmed action with this id.
+    pub(crate) fn take_pending(&mut self, id: i32) -> Option<PendingAction> {
+        let index = usize::try_from(id).ok()?;
+        self.pending_actions.get_mut(index).and_then(Option::take)
+    }
+
+    /// Removes the task waiting for the result with this id.
+    pub(crate) fn take_open_task(&mut self, id: i32) -> Option<Rc<Slot>> {
+        let index = usize::try_from(id).ok()?;
+        self.open_tasks.get_mut(index).and_then(Option::take)
+    }
+}
+
+/// Stores `value` at `index`, growing the vector with empty entries as needed.
+fn put<T>(entries: &mut Vec<Option<T>>, index: usize, value: T) {
+    if entries.len() <= index {
+        entries.resize_with(index + 1, || None);
+    }
+    entries[index] = Some(value);
 }
 
 /// Options for a sub-orchestration call.
@@ -279,10 +333,13 @@ impl OrchestrationContext {
     /// on every replay, different for each call.
     pub fn new_guid(&self) -> uuid::Uuid {
         let mut state = self.state.borrow_mut();
+        // .NET's round-trip format ("o"): seven fractional digits. chrono has no `%.7f`, so
+        // the fraction is written by hand.
         let name = format!(
-            "{}_{}_{}",
+            "{}_{}.{:07}Z_{}",
             state.instance_id,
-            state.current_time.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
+            state.current_time.format("%Y-%m-%dT%H:%M:%S"),
+            state.current_time.timestamp_subsec_nanos() / 100,
             state.guid_counter
         );
         state.guid_counter += 1;
@@ -439,10 +496,8 @@ impl OrchestrationContext {
             .get_mut(&key)
             .and_then(VecDeque::pop_front);
         match buffered {
-            Some(event) => {
-                let seq = state.next_completion_seq();
-                slot.complete(Ok(event.payload), seq);
-            }
+            // It completed when it arrived: that is its place in history order.
+            Some(event) => slot.complete(Ok(event.payload), event.seq),
             None => state
                 .event_waiters
                 .entry(key)
@@ -564,11 +619,17 @@ impl OrchestrationContext {
         let ctx = self.clone();
         let name = name.to_owned();
         let output = result.clone();
+        // The first attempt is scheduled now, so it takes its id in call order.
+        let first = attempt(1);
         let driver = async move {
             let started = ctx.current_utc_datetime();
             let mut number = 1;
+            let mut next = Some(first);
             let outcome: Outcome = loop {
-                let slot = attempt(number);
+                let slot = match next.take() {
+                    Some(slot) => slot,
+                    None => attempt(number),
+                };
                 let outcome = Task::<serde::de::IgnoredAny>::from_slot(slot.clone());
                 let _ = outcome.await;
                 let raw = slot.raw_outcome().expect("awaited slot is done");
@@ -599,5 +660,68 @@ impl OrchestrationContext {
         };
         self.state.borrow_mut().spawned.push(Box::pin(driver));
         Task::from_slot(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn ctx_at(time: DateTime<Utc>) -> OrchestrationContext {
+        let mut state = State::new("inst".into());
+        state.current_time = time;
+        OrchestrationContext::new(Rc::new(RefCell::new(state)))
+    }
+
+    #[test]
+    fn guids_are_v5_of_instance_time_and_counter() {
+        let time = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let ctx = ctx_at(time);
+        let first = ctx.new_guid();
+        let second = ctx.new_guid();
+        assert_ne!(first, second);
+        let expected = uuid::Uuid::new_v5(&GUID_NAMESPACE, b"inst_2024-05-01T12:00:00.1234567Z_0");
+        assert_eq!(first, expected);
+        assert_eq!(
+            ctx_at(time).new_guid(),
+            first,
+            "a replay yields the same ids"
+        );
+    }
+
+    #[test]
+    fn action_ids_are_dense_and_tables_are_indexed_by_them() {
+        let ctx = ctx_at(DateTime::<Utc>::UNIX_EPOCH);
+        let _a: Task<u8> = ctx.call_activity_by_name("a", ());
+        ctx.send_event("other", "e", &1);
+        let _t = ctx.create_timer(Duration::from_secs(1));
+        let mut state = ctx.state.borrow_mut();
+        assert_eq!(state.pending_actions.len(), 3);
+        assert_eq!(state.take_pending(1).unwrap().name(), "other/e");
+        assert!(state.take_pending(1).is_none());
+        assert!(state.take_pending(-1).is_none());
+        assert!(
+            state.take_open_task(1).is_none(),
+            "send_event has no result"
+        );
+        assert_eq!(state.take_open_task(2).unwrap().name(), "timer");
+    }
+
+    #[test]
+    fn early_events_complete_waiters_with_their_arrival_order() {
+        let ctx = ctx_at(DateTime::<Utc>::UNIX_EPOCH);
+        ctx.state.borrow_mut().event_buffer.insert(
+            "go".into(),
+            VecDeque::from([BufferedEvent {
+                name: "Go".into(),
+                payload: Some("1".into()),
+                seq: 4,
+            }]),
+        );
+        let task: Task<u8> = ctx.wait_for_external_event("GO");
+        assert_eq!(task.result().unwrap().unwrap(), 1);
     }
 }

@@ -12,8 +12,8 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::future::LocalBoxFuture;
@@ -44,11 +44,17 @@ pub(crate) fn note_sdk_pending() {
     SDK_PENDING.with(|c| c.set(c.get() + 1));
 }
 
+/// Indexes of helper futures that were woken, in wake order. Shared with their wakers, so the
+/// executor polls only what was woken: the cost per event does not grow with the number of
+/// helpers (a fan-out of N retried calls stays linear).
+type ReadyQueue = Arc<Mutex<Vec<usize>>>;
+
 /// The waker of one future the executor drives.
-#[derive(Default)]
 struct Wakeup {
     woken: AtomicBool,
     from_outside: AtomicBool,
+    /// For helpers: their index and the queue to join when woken.
+    ready: Option<(usize, ReadyQueue)>,
 }
 
 impl Wake for Wakeup {
@@ -60,7 +66,14 @@ impl Wake for Wakeup {
         if !IN_EXECUTOR.with(Cell::get) {
             self.from_outside.store(true, Ordering::SeqCst);
         }
-        self.woken.store(true, Ordering::SeqCst);
+        if !self.woken.swap(true, Ordering::SeqCst) {
+            if let Some((index, queue)) = &self.ready {
+                queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(*index);
+            }
+        }
     }
 }
 
@@ -72,15 +85,29 @@ struct Driven<T> {
 }
 
 impl<T> Driven<T> {
-    fn new(future: LocalBoxFuture<'static, T>) -> Self {
-        let wakeup = Arc::new(Wakeup::default());
-        wakeup.woken.store(true, Ordering::SeqCst);
+    /// A future that starts woken; a helper (`ready` set) is queued for its first poll.
+    fn new(future: LocalBoxFuture<'static, T>, ready: Option<(usize, ReadyQueue)>) -> Self {
+        if let Some((index, queue)) = &ready {
+            queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(*index);
+        }
+        let wakeup = Arc::new(Wakeup {
+            woken: AtomicBool::new(true),
+            from_outside: AtomicBool::new(false),
+            ready,
+        });
         let waker = Waker::from(wakeup.clone());
         Self {
             future,
             wakeup,
             waker,
         }
+    }
+
+    fn is_woken(&self) -> bool {
+        self.wakeup.woken.load(Ordering::SeqCst)
     }
 }
 
@@ -93,6 +120,7 @@ enum Halt {
 }
 
 /// How the orchestration ended in this episode.
+#[derive(Debug)]
 enum Completion {
     Completed(Option<String>),
     Failed(FailureDetails),
@@ -111,10 +139,15 @@ struct Episode<'r> {
     ctx: OrchestrationContext,
     main: Option<Driven<Result<Option<String>>>>,
     helpers: Vec<Option<Driven<()>>>,
+    ready: ReadyQueue,
     completion: Option<Completion>,
+    /// Whether history after the completion must still match the code: true when the
+    /// orchestrator itself finished (a removed call shows up as an unmatched confirmation),
+    /// false after termination or a halt.
+    verify_after_completion: bool,
     suspended: bool,
-    suspended_events: VecDeque<HistoryEvent>,
-    arrivals: u64,
+    /// Deliveries held back while the instance is suspended.
+    suspended_events: VecDeque<&'r HistoryEvent>,
 }
 
 /// Runs one episode: replays `pastEvents`, applies `newEvents`, and returns the actions the
@@ -172,14 +205,15 @@ impl<'r> Episode<'r> {
             ctx: OrchestrationContext::new(Rc::new(RefCell::new(state))),
             main: None,
             helpers: Vec::new(),
+            ready: Arc::new(Mutex::new(Vec::new())),
             completion: None,
+            verify_after_completion: false,
             suspended: false,
             suspended_events: VecDeque::new(),
-            arrivals: 0,
         }
     }
 
-    fn run(mut self, request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
+    fn run(mut self, request: &'r proto::OrchestratorRequest) -> proto::OrchestratorResponse {
         let _guard = ExecutorGuard::enter();
         let rewind = request
             .new_events
@@ -193,11 +227,16 @@ impl<'r> Episode<'r> {
         let mut unprocessed: Vec<&HistoryEvent> = Vec::new();
         for (event, replaying) in past.chain(new) {
             if self.completion.is_some() {
+                if self.verify_after_completion {
+                    if let Err(halt) = self.confirm_event(event) {
+                        self.halt(halt);
+                    }
+                }
                 unprocessed.push(event);
                 continue;
             }
             self.ctx.state.borrow_mut().is_replaying = replaying;
-            if let Err(halt) = self.process(event.clone()) {
+            if let Err(halt) = self.process(event) {
                 self.halt(halt);
             }
         }
@@ -213,14 +252,13 @@ impl<'r> Episode<'r> {
             Halt::Failure(details) => details,
         };
         self.completion = Some(Completion::Failed(details));
+        self.verify_after_completion = false;
     }
 
-    fn process(&mut self, event: HistoryEvent) -> Result<(), Halt> {
-        let passes_suspension = matches!(
-            event.event_type,
-            Some(EventType::ExecutionResumed(_) | EventType::ExecutionTerminated(_))
-        );
-        if self.suspended && !passes_suspension {
+    fn process(&mut self, event: &'r HistoryEvent) -> Result<(), Halt> {
+        // Only deliveries wait for a resume; confirmations of actions taken before the
+        // suspension, episode starts, resume and terminate go through.
+        if self.suspended && is_delivery(event) {
             self.suspended_events.push_back(event);
             return Ok(());
         }
@@ -229,55 +267,66 @@ impl<'r> Episode<'r> {
         if self.suspended {
             return Ok(());
         }
-        while let Some(buffered) = self.suspended_events.pop_front() {
-            if self.completion.is_some() {
+        while self.completion.is_none() {
+            let Some(buffered) = self.suspended_events.pop_front() else {
                 break;
-            }
+            };
             self.apply(buffered)?;
             self.run_ready()?;
         }
         Ok(())
     }
 
+    /// Checks a confirming event (TaskScheduled, TimerCreated, ...) against the actions the
+    /// code took; other events pass.
+    fn confirm_event(&mut self, event: &HistoryEvent) -> Result<(), Halt> {
+        let id = event.event_id;
+        match &event.event_type {
+            Some(EventType::TaskScheduled(e)) => self.confirm(id, ActionKind::Activity, &e.name),
+            Some(EventType::SubOrchestrationInstanceCreated(e)) => {
+                self.confirm(id, ActionKind::SubOrchestration, &e.name)
+            }
+            Some(EventType::TimerCreated(_)) => self.confirm(id, ActionKind::Timer, "timer"),
+            Some(EventType::EventSent(e)) => self.confirm(
+                id,
+                ActionKind::SendEvent,
+                &format!("{}/{}", e.instance_id, e.name),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies one history event to the state, completing tasks it answers.
-    fn apply(&mut self, event: HistoryEvent) -> Result<(), Halt> {
-        let Some(kind) = event.event_type else {
+    fn apply(&mut self, event: &HistoryEvent) -> Result<(), Halt> {
+        let Some(kind) = &event.event_type else {
             return Ok(());
         };
-        let id = event.event_id;
         match kind {
             EventType::OrchestratorStarted(_) => {
                 self.ctx.state.borrow_mut().current_time = to_datetime(event.timestamp.as_ref());
             }
             EventType::ExecutionStarted(started) => self.start(started)?,
-            EventType::TaskScheduled(e) => self.confirm(id, ActionKind::Activity, &e.name)?,
-            EventType::SubOrchestrationInstanceCreated(e) => {
-                self.confirm(id, ActionKind::SubOrchestration, &e.name)?
-            }
-            EventType::TimerCreated(_) => self.confirm(id, ActionKind::Timer, "timer")?,
-            EventType::EventSent(e) => self.confirm(
-                id,
-                ActionKind::SendEvent,
-                &format!("{}/{}", e.instance_id, e.name),
-            )?,
-            EventType::TaskCompleted(e) => self.resolve(e.task_scheduled_id, Ok(e.result)),
+            EventType::TaskScheduled(_)
+            | EventType::SubOrchestrationInstanceCreated(_)
+            | EventType::TimerCreated(_)
+            | EventType::EventSent(_) => self.confirm_event(event)?,
+            EventType::TaskCompleted(e) => self.resolve(e.task_scheduled_id, &e.result),
             EventType::TaskFailed(e) => {
-                let details = e.failure_details.as_ref().map(FailureDetails::from);
-                self.resolve_failure(e.task_scheduled_id, details);
+                self.resolve_failure(e.task_scheduled_id, e.failure_details.as_ref());
             }
             EventType::SubOrchestrationInstanceCompleted(e) => {
-                self.resolve(e.task_scheduled_id, Ok(e.result))
+                self.resolve(e.task_scheduled_id, &e.result)
             }
             EventType::SubOrchestrationInstanceFailed(e) => {
-                let details = e.failure_details.as_ref().map(FailureDetails::from);
-                self.resolve_failure(e.task_scheduled_id, details);
+                self.resolve_failure(e.task_scheduled_id, e.failure_details.as_ref());
             }
-            EventType::TimerFired(e) => self.resolve(e.timer_id, Ok(None)),
-            EventType::EventRaised(e) => self.raise(e.name, e.input),
+            EventType::TimerFired(e) => self.resolve(e.timer_id, &None),
+            EventType::EventRaised(e) => self.raise(&e.name, e.input.clone()),
             EventType::ExecutionSuspended(_) => self.suspended = true,
             EventType::ExecutionResumed(_) => self.suspended = false,
             EventType::ExecutionTerminated(e) => {
-                self.completion = Some(Completion::Terminated(e.input));
+                self.completion = Some(Completion::Terminated(e.input.clone()));
+                self.verify_after_completion = false;
             }
             EventType::ExecutionCompleted(_)
             | EventType::OrchestratorCompleted(_)
@@ -304,7 +353,7 @@ impl<'r> Episode<'r> {
         Ok(())
     }
 
-    fn start(&mut self, started: proto::ExecutionStartedEvent) -> Result<(), Halt> {
+    fn start(&mut self, started: &proto::ExecutionStartedEvent) -> Result<(), Halt> {
         let run = self.lookup(&started.name)?;
         {
             let mut state = self.ctx.state.borrow_mut();
@@ -321,7 +370,10 @@ impl<'r> Episode<'r> {
                 .and_then(|p| p.orchestration_instance.as_ref())
                 .map(|i| i.instance_id.clone());
         }
-        self.main = Some(Driven::new(run(self.ctx.clone(), started.input)));
+        self.main = Some(Driven::new(
+            run(self.ctx.clone(), started.input.clone()),
+            None,
+        ));
         Ok(())
     }
 
@@ -356,15 +408,15 @@ impl<'r> Episode<'r> {
     /// Matches a history event that confirms an action against what the code scheduled.
     fn confirm(&mut self, id: i32, kind: ActionKind, name: &str) -> Result<(), Halt> {
         let mut state = self.ctx.state.borrow_mut();
-        match state.pending_actions.remove(&id) {
-            Some(pending) if pending.kind == kind && pending.name == name => Ok(()),
+        match state.take_pending(id) {
+            Some(pending) if pending.kind == kind && pending.name() == name => Ok(()),
             Some(pending) => Err(Halt::Nondeterminism(format!(
                 "expected {} \"{name}\" at id {id}, but the orchestrator scheduled {} \"{}\" \
                  there: the orchestrator code changed while instances were running; use \
                  versioning (ctx.version()) to change running code",
                 kind.describe(),
                 pending.kind.describe(),
-                pending.name
+                pending.name()
             ))),
             None => Err(Halt::Nondeterminism(format!(
                 "expected {} \"{name}\" at id {id}, but the orchestrator scheduled nothing \
@@ -375,59 +427,60 @@ impl<'r> Episode<'r> {
         }
     }
 
-    fn resolve(&mut self, id: i32, outcome: std::result::Result<Option<String>, TaskError>) {
+    /// Completes the task waiting for result `id` (unknown ids are ignored, like the other
+    /// SDKs do: a duplicate or stray completion must not fail the orchestration).
+    fn resolve(&mut self, id: i32, result: &Option<String>) {
         let mut state = self.ctx.state.borrow_mut();
-        if let Some(slot) = state.open_tasks.remove(&id) {
+        if let Some(slot) = state.take_open_task(id) {
             let seq = state.next_completion_seq();
             drop(state);
-            slot.complete(outcome, seq);
+            slot.complete(Ok(result.clone()), seq);
         }
     }
 
-    fn resolve_failure(&mut self, id: i32, details: Option<FailureDetails>) {
-        let name = {
-            let state = self.ctx.state.borrow();
-            state.open_tasks.get(&id).map(|slot| slot_name(slot))
+    fn resolve_failure(&mut self, id: i32, details: Option<&proto::TaskFailureDetails>) {
+        let mut state = self.ctx.state.borrow_mut();
+        let Some(slot) = state.take_open_task(id) else {
+            return;
         };
-        let Some(name) = name else { return };
-        let details = details.unwrap_or_else(|| {
+        let seq = state.next_completion_seq();
+        drop(state);
+        let details = details.map(FailureDetails::from).unwrap_or_else(|| {
             FailureDetails::new("durable::UnknownFailure", "no failure details")
         });
-        self.resolve(id, Err(TaskError::Failed { name, details }));
+        let name = slot.name().to_owned();
+        slot.complete(Err(TaskError::Failed { name, details }), seq);
     }
 
-    fn raise(&mut self, name: String, payload: Option<String>) {
+    fn raise(&mut self, name: &str, payload: Option<String>) {
         let key = name.to_lowercase();
         let mut state = self.ctx.state.borrow_mut();
+        let seq = state.next_completion_seq();
         let waiter = state
             .event_waiters
             .get_mut(&key)
             .and_then(VecDeque::pop_front);
         match waiter {
             Some(slot) => {
-                let seq = state.next_completion_seq();
                 drop(state);
                 slot.complete(Ok(payload), seq);
             }
-            None => {
-                self.arrivals += 1;
-                let arrival = self.arrivals;
-                state
-                    .event_buffer
-                    .entry(key)
-                    .or_default()
-                    .push_back(BufferedEvent {
-                        name,
-                        payload,
-                        arrival,
-                    });
-            }
+            None => state
+                .event_buffer
+                .entry(key)
+                .or_default()
+                .push_back(BufferedEvent {
+                    name: name.to_owned(),
+                    payload,
+                    seq,
+                }),
         }
     }
 
     /// Polls every woken future until none is woken: the orchestrator first, then helpers in
     /// the order they were created.
     fn run_ready(&mut self) -> Result<(), Halt> {
+        let mut ready = Vec::new();
         loop {
             if self.completion.is_some() {
                 return Ok(());
@@ -435,6 +488,7 @@ impl<'r> Episode<'r> {
             if let Some(main) = self.main.as_mut() {
                 if let Some(result) = poll_driven(main, "the orchestrator")? {
                     self.main = None;
+                    self.verify_after_completion = true;
                     self.completion = Some(match result {
                         Ok(output) => Completion::Completed(output),
                         Err(error) => Completion::Failed(error.details()),
@@ -442,39 +496,46 @@ impl<'r> Episode<'r> {
                 }
             }
             self.adopt_spawned();
-            let mut index = 0;
-            while index < self.helpers.len() {
+            // Most orchestrations have no helpers: skip the queue's lock for them.
+            if !self.helpers.is_empty() {
+                std::mem::swap(
+                    &mut ready,
+                    &mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner),
+                );
+            }
+            for index in ready.drain(..) {
                 if let Some(helper) = self.helpers[index].as_mut() {
                     if poll_driven(helper, "a retry loop")?.is_some() {
                         self.helpers[index] = None;
                     }
                 }
                 self.adopt_spawned();
-                index += 1;
             }
             if self.ctx.state.borrow().continue_as_new.is_some() {
+                self.verify_after_completion = true;
                 self.completion = Some(self.continue_as_new());
                 return Ok(());
             }
-            let woken = self
-                .main
-                .as_ref()
-                .is_some_and(|m| m.wakeup.woken.load(Ordering::SeqCst))
-                || self
-                    .helpers
-                    .iter()
-                    .flatten()
-                    .any(|h| h.wakeup.woken.load(Ordering::SeqCst));
-            if !woken {
+            let main_woken = self.main.as_ref().is_some_and(Driven::is_woken);
+            let helpers_woken = !self.helpers.is_empty()
+                && !self
+                    .ready
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty();
+            if !main_woken && !helpers_woken {
                 return Ok(());
             }
         }
     }
 
     fn adopt_spawned(&mut self) {
-        let spawned: Vec<_> = self.ctx.state.borrow_mut().spawned.drain(..).collect();
-        self.helpers
-            .extend(spawned.into_iter().map(|f| Some(Driven::new(f))));
+        let spawned = std::mem::take(&mut self.ctx.state.borrow_mut().spawned);
+        for future in spawned {
+            let index = self.helpers.len();
+            let driven = Driven::new(future, Some((index, self.ready.clone())));
+            self.helpers.push(Some(driven));
+        }
     }
 
     fn continue_as_new(&mut self) -> Completion {
@@ -506,7 +567,8 @@ impl<'r> Episode<'r> {
         }
     }
 
-    /// Unconsumed external events, in arrival order, as EventRaised events.
+    /// Unconsumed external events, in arrival order, as EventRaised events: those buffered
+    /// for a later wait, then those held back by a suspension.
     fn buffered_events(&self) -> Vec<HistoryEvent> {
         let mut state = self.ctx.state.borrow_mut();
         let mut events: Vec<BufferedEvent> = state
@@ -514,11 +576,18 @@ impl<'r> Episode<'r> {
             .drain()
             .flat_map(|(_, queue)| queue)
             .collect();
-        events.sort_by_key(|e| e.arrival);
-        events
+        events.sort_by_key(|e| e.seq);
+        let mut carried: Vec<HistoryEvent> = events
             .into_iter()
             .map(|e| event_raised(e.name, e.payload))
-            .collect()
+            .collect();
+        carried.extend(
+            self.suspended_events
+                .iter()
+                .filter(|e| matches!(e.event_type, Some(EventType::EventRaised(_))))
+                .map(|e| (*e).clone()),
+        );
+        carried
     }
 
     /// Events after a continue-as-new in the same batch still belong to the next execution
@@ -582,7 +651,7 @@ impl<'r> Episode<'r> {
         );
         if keep_pending {
             let pending = std::mem::take(&mut state.pending_actions);
-            actions.extend(pending.into_values().map(|p| p.action));
+            actions.extend(pending.into_iter().flatten().map(|p| p.action));
         }
         if let Some((_, action)) = completion {
             let id = state.next_id();
@@ -602,8 +671,22 @@ impl<'r> Episode<'r> {
     }
 }
 
-fn slot_name(slot: &super::task::Slot) -> String {
-    slot.name().to_owned()
+/// Events that deliver something to the orchestrator (and so wait while it is suspended).
+fn is_delivery(event: &HistoryEvent) -> bool {
+    matches!(
+        event.event_type,
+        Some(
+            EventType::TaskCompleted(_)
+                | EventType::TaskFailed(_)
+                | EventType::SubOrchestrationInstanceCompleted(_)
+                | EventType::SubOrchestrationInstanceFailed(_)
+                | EventType::TimerFired(_)
+                | EventType::EventRaised(_)
+                | EventType::EntityOperationCompleted(_)
+                | EventType::EntityOperationFailed(_)
+                | EventType::EntityLockGranted(_)
+        )
+    )
 }
 
 fn event_raised(name: String, payload: Option<String>) -> HistoryEvent {

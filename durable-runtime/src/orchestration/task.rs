@@ -18,22 +18,29 @@ pub(crate) type Outcome = Result<Option<String>, TaskError>;
 /// The shared completion cell of one task. Tasks, their clones and combinators point to it.
 pub(crate) struct Slot {
     /// What the task is (activity name, `timer`, event name) for error messages.
-    name: String,
+    name: Rc<str>,
     outcome: RefCell<Option<Outcome>>,
     /// Position of the completion in history order (for `when_any`).
     completed_seq: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
-    groups: RefCell<Vec<(Weak<Group>, usize)>>,
+    /// Combinators watching this slot. A task is almost always in at most one, so the
+    /// first needs no allocation of its own.
+    groups: RefCell<GroupLinks>,
 }
 
 impl Slot {
-    pub(crate) fn new(name: impl Into<String>) -> Rc<Self> {
+    pub(crate) fn new(name: &str) -> Rc<Self> {
+        Self::named(Rc::from(name))
+    }
+
+    /// A slot with a shared name (a fan-out of one activity shares one name allocation).
+    pub(crate) fn named(name: Rc<str>) -> Rc<Self> {
         Rc::new(Self {
-            name: name.into(),
+            name,
             outcome: RefCell::new(None),
             completed_seq: Cell::new(0),
             wakers: RefCell::new(Vec::new()),
-            groups: RefCell::new(Vec::new()),
+            groups: RefCell::new(GroupLinks::default()),
         })
     }
 
@@ -53,11 +60,12 @@ impl Slot {
         let failed = outcome.is_err();
         *self.outcome.borrow_mut() = Some(outcome);
         self.completed_seq.set(seq);
-        for waker in self.wakers.borrow_mut().drain(..) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers {
             waker.wake();
         }
-        let groups: Vec<_> = self.groups.borrow_mut().drain(..).collect();
-        for (group, index) in groups {
+        let groups = std::mem::take(&mut *self.groups.borrow_mut());
+        for (group, index) in groups.first.into_iter().chain(groups.more) {
             if let Some(group) = group.upgrade() {
                 group.member_done(index, failed);
             }
@@ -78,7 +86,7 @@ impl Slot {
             Ok(payload) => {
                 serde_json::from_str(payload.as_deref().unwrap_or("null")).map_err(|e| {
                     TaskError::Deserialize {
-                        name: self.name.clone(),
+                        name: self.name.to_string(),
                         message: format!("expected `{}`: {e}", std::any::type_name::<T>()),
                     }
                 })
@@ -199,6 +207,23 @@ impl<T> From<&Task<T>> for TaskRef {
 impl<T> From<Task<T>> for TaskRef {
     fn from(task: Task<T>) -> Self {
         task.handle()
+    }
+}
+
+/// The combinators a slot reports its completion to.
+#[derive(Default)]
+struct GroupLinks {
+    first: Option<(Weak<Group>, usize)>,
+    more: Vec<(Weak<Group>, usize)>,
+}
+
+impl GroupLinks {
+    fn push(&mut self, link: (Weak<Group>, usize)) {
+        if self.first.is_none() {
+            self.first = Some(link);
+        } else {
+            self.more.push(link);
+        }
     }
 }
 
@@ -362,5 +387,80 @@ impl Future for WhenAny {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::error::FailureDetails;
+
+    fn done(name: &str, outcome: Outcome, seq: u64) -> Task<u32> {
+        let slot = Slot::new(name);
+        slot.complete(outcome, seq);
+        Task::from_slot(slot)
+    }
+
+    #[test]
+    fn when_any_over_completed_tasks_picks_the_lowest_sequence() {
+        let a = done("a", Ok(Some("1".into())), 7);
+        let b = done("b", Ok(Some("2".into())), 3);
+        let c = Task::<u32>::from_slot(Slot::new("c"));
+        assert_eq!(when_any([&a, &b, &c]).now_or_never(), Some(1));
+    }
+
+    #[test]
+    fn when_any_waits_then_takes_the_first_completion() {
+        let a = Task::<u32>::from_slot(Slot::new("a"));
+        let b = Task::<u32>::from_slot(Slot::new("b"));
+        let mut race = when_any([&a, &b]);
+        assert_eq!((&mut race).now_or_never(), None);
+        b.slot.complete(Ok(Some("2".into())), 1);
+        a.slot.complete(Ok(Some("1".into())), 2);
+        assert_eq!(race.now_or_never(), Some(1));
+        assert_eq!(a.result().unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn first_completion_wins_and_later_ones_are_ignored() {
+        let slot = Slot::new("x");
+        slot.complete(Ok(Some("1".into())), 1);
+        slot.complete(Ok(Some("2".into())), 2);
+        assert_eq!(Task::<u32>::from_slot(slot).result().unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn when_all_fails_with_the_earliest_failure() {
+        let failed = |name: &str, seq| {
+            done(
+                name,
+                Err(TaskError::Failed {
+                    name: name.into(),
+                    details: FailureDetails::new("E", name),
+                }),
+                seq,
+            )
+        };
+        let tasks = vec![
+            done("ok", Ok(Some("1".into())), 1),
+            failed("late", 9),
+            failed("early", 4),
+        ];
+        let error = when_all(tasks).now_or_never().unwrap().unwrap_err();
+        assert_eq!(error.details().message, "early");
+    }
+
+    #[test]
+    fn when_all_collects_in_argument_order() {
+        let a = Task::<u32>::from_slot(Slot::new("a"));
+        let b = Task::<u32>::from_slot(Slot::new("b"));
+        let mut all = when_all([a.clone(), b.clone()]);
+        assert!((&mut all).now_or_never().is_none());
+        b.slot.complete(Ok(Some("2".into())), 1);
+        assert!((&mut all).now_or_never().is_none());
+        a.slot.complete(Ok(Some("1".into())), 2);
+        assert_eq!(all.now_or_never().unwrap().unwrap(), vec![1, 2]);
     }
 }
