@@ -626,6 +626,43 @@ pub struct InstanceIdFilter {
     pub continuation_token: Option<String>,
 }
 
+impl InstanceIdFilter {
+    /// A filter matching every finished instance.
+    ///
+    /// ```
+    /// let filter = durable::client::InstanceIdFilter::new().page_size(100);
+    /// assert_eq!(filter.page_size, Some(100));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a status to match.
+    pub fn status(mut self, status: RuntimeStatus) -> Self {
+        self.statuses.push(status);
+        self
+    }
+
+    /// Only instances completed in `[from, to)`.
+    pub fn completed_between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        self.completed_from = Some(from);
+        self.completed_to = Some(to);
+        self
+    }
+
+    /// At most `size` ids per page.
+    pub fn page_size(mut self, size: u32) -> Self {
+        self.page_size = Some(size);
+        self
+    }
+
+    /// Fetches the page after the one that returned `token`.
+    pub fn continuation_token(mut self, token: impl Into<String>) -> Self {
+        self.continuation_token = Some(token.into());
+        self
+    }
+}
+
 /// A filter for [`DurableClient::purge_orchestrations`]; only terminal instances are purged.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -636,6 +673,32 @@ pub struct PurgeFilter {
     pub created_to: Option<DateTime<Utc>>,
     /// Only instances with one of these statuses (empty = all terminal statuses).
     pub statuses: Vec<RuntimeStatus>,
+}
+
+impl PurgeFilter {
+    /// A filter matching every finished instance.
+    ///
+    /// ```
+    /// use durable::client::{PurgeFilter, RuntimeStatus};
+    /// let filter = PurgeFilter::new().status(RuntimeStatus::Completed);
+    /// assert_eq!(filter.statuses, [RuntimeStatus::Completed]);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a status to match.
+    pub fn status(mut self, status: RuntimeStatus) -> Self {
+        self.statuses.push(status);
+        self
+    }
+
+    /// Only instances created in `[from, to)`.
+    pub fn created_between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        self.created_from = Some(from);
+        self.created_to = Some(to);
+        self
+    }
 }
 
 /// What a purge did.

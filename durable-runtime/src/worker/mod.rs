@@ -362,12 +362,12 @@ async fn serve(
     status: &watch::Sender<WorkerStatus>,
     backoff: &mut Backoff,
 ) -> Ended {
-    let stream = tokio::select! {
-        opened = open_stream(inner) => opened,
+    let connected = tokio::select! {
+        connected = connect(inner) => connected,
         _ = stop.changed() => return Ended::Shutdown,
     };
-    let (client, mut stream) = match stream {
-        Ok(opened) => opened,
+    let (client, request) = match connected {
+        Ok(connected) => connected,
         Err(e) => return Ended::Disconnected(e.to_string()),
     };
     backoff.reset();
@@ -382,6 +382,24 @@ async fn serve(
     let silent = inner.options.silent_timeout;
     let watchdog = tokio::time::sleep(silent);
     tokio::pin!(watchdog);
+    // Some servers (grpcio) send the response headers only with the first work item, so the
+    // call itself may stay pending for as long as there is no work.
+    let mut call_client = client.clone();
+    let open = call_client.get_work_items(request);
+    tokio::pin!(open);
+    let mut stream = loop {
+        tokio::select! {
+            _ = stop.changed() => return Ended::Shutdown,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = &mut watchdog => {
+                return Ended::Disconnected(format!("no message from the sidecar for {silent:?}"));
+            }
+            opened = &mut open => match opened {
+                Ok(response) => break response.into_inner(),
+                Err(status) => return Ended::Disconnected(format!("GetWorkItems failed: {status}")),
+            }
+        }
+    };
     loop {
         tokio::select! {
             _ = stop.changed() => return Ended::Shutdown,
@@ -402,9 +420,10 @@ async fn serve(
     }
 }
 
-async fn open_stream(
+/// Connects and says `Hello`; returns the client and the `GetWorkItems` request to send.
+async fn connect(
     inner: &Inner,
-) -> Result<(SidecarClient, tonic::codec::Streaming<proto::WorkItem>), ClientError> {
+) -> Result<(SidecarClient, proto::GetWorkItemsRequest), ClientError> {
     let mut client = inner.connection.connect_client().await?;
     let mut hello = tonic::Request::new(());
     hello.set_timeout(inner.options.hello_timeout);
@@ -436,8 +455,7 @@ async fn open_stream(
         capabilities: Vec::new(),
         work_item_filters,
     };
-    let stream = client.get_work_items(request).await?.into_inner();
-    Ok((client, stream))
+    Ok((client, request))
 }
 
 fn clamp(n: usize) -> i32 {
