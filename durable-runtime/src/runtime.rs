@@ -345,8 +345,7 @@ mod tests {
             .registry(Registry::new())
             .start()
             .await
-            .err()
-            .expect("no sidecar is configured and none is embedded in this build");
+            .expect_err("no sidecar is configured and none is embedded in this build");
         let text = err.to_string();
         assert!(text.contains(SIDECAR_ENV), "{text}");
         assert!(text.contains(DEFAULT_DATABASE_PATH), "{text}");
@@ -361,8 +360,7 @@ mod tests {
             .header("no spaces allowed", "x")
             .start()
             .await
-            .err()
-            .expect("the header name is invalid");
+            .expect_err("the header name is invalid");
         assert!(matches!(err, RuntimeError::Connection(_)), "{err}");
     }
 }

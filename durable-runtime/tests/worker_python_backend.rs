@@ -314,7 +314,7 @@ async fn poll_until_status(client: &durable::DurableClient, id: &str, status: Ru
         let state = client
             .get_orchestration_state(id)
             .await
-            .unwrap()
+            .expect("GetInstance works")
             .expect("exists");
         if state.runtime_status == status {
             return;

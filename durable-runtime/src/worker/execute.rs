@@ -191,7 +191,6 @@ fn sdk_failure_response(
                 },
             ),
         ),
-        ..Default::default()
     };
     proto::OrchestratorResponse {
         instance_id,
