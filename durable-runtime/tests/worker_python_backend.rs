@@ -786,7 +786,7 @@ async fn shutdown_finishes_running_work_within_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_builder_serves_an_external_sidecar() {
-    let Some(sidecar) = PySidecar::start().await else {
+    let Some(mut sidecar) = PySidecar::start().await else {
         return;
     };
     let runtime = durable::Runtime::builder()
@@ -800,6 +800,11 @@ async fn the_runtime_builder_serves_an_external_sidecar() {
         .await
         .unwrap();
     assert!(runtime.wait_until_connected(WAIT).await);
+    // The metadata headers reach the sidecar.
+    assert_eq!(
+        sidecar.expect_line("HELLO").await,
+        "HELLO taskhub=default x-test=yes"
+    );
     assert_eq!(runtime.endpoint(), sidecar.endpoint());
     let client = runtime.client();
     let id = client
@@ -812,5 +817,78 @@ async fn the_runtime_builder_serves_an_external_sidecar() {
         .unwrap();
     assert_eq!(state.output::<FanOutSummary>().unwrap().total, 280);
     runtime.shutdown().await;
+    sidecar.stop().await;
+}
+
+static HANG_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[derive(Clone, Copy)]
+struct Hang;
+
+impl Activity for Hang {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "hang";
+    fn run(_ctx: ActivityContext, _: ()) -> BoxFuture<'static, durable::Result<()>> {
+        Box::pin(async {
+            HANG_STARTED.notify_one();
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct CallsHang;
+
+impl Orchestrator for CallsHang {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "calls_hang";
+    fn run(ctx: OrchestrationContext, _: ()) -> LocalBoxFuture<'static, durable::Result<()>> {
+        Box::pin(async move { Ok(ctx.call_activity(Hang, ()).await?) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_abandons_work_that_outlives_the_grace_period() {
+    let Some(mut sidecar) = PySidecar::start().await else {
+        return;
+    };
+    let mut registry = Registry::new();
+    registry
+        .add_activity::<Hang>()
+        .and_then(|r| r.add_orchestrator::<CallsHang>())
+        .unwrap();
+    let grace = Duration::from_millis(300);
+    let worker = start_worker_with(
+        &sidecar,
+        registry,
+        WorkerOptions::new().shutdown_grace(grace),
+    )
+    .await;
+    let client = sidecar.client().await;
+    let started = HANG_STARTED.notified();
+    client
+        .schedule_new_orchestration(CallsHang, ())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, started)
+        .await
+        .expect("the activity started");
+
+    let began = std::time::Instant::now();
+    worker.shutdown().await;
+    let took = began.elapsed();
+    assert!(
+        took >= grace,
+        "shutdown waited for the grace period: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "then gave up: {took:?}");
+    let line = sidecar.expect_line("ABANDON_ACTIVITY").await;
+    assert!(
+        line.len() > "ABANDON_ACTIVITY ".len(),
+        "the completion token is echoed: {line}"
+    );
     sidecar.stop().await;
 }

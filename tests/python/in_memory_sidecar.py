@@ -4,6 +4,9 @@ Usage: in_memory_sidecar.py PORT   (0 = pick a free port)
 
 Prints `READY <port>` on stdout once the gRPC server listens, then serves until stdin closes
 or SIGTERM/SIGINT arrives. Used by the Rust integration tests as an independent sidecar.
+For the tests' assertions it also prints one line per `Hello` (with the `taskhub` and `x-test`
+metadata it received) and per abandoned work item (`ABANDON_ACTIVITY <token>`,
+`ABANDON_ORCHESTRATION <token>`).
 """
 
 import signal
@@ -17,9 +20,27 @@ import durabletask.internal.orchestrator_service_pb2_grpc as stubs
 from durabletask.testing import InMemoryOrchestrationBackend
 
 
+class RecordingBackend(InMemoryOrchestrationBackend):
+    """The in-memory backend, reporting what the tests want to observe on stdout."""
+
+    def Hello(self, request, context):
+        metadata = dict(context.invocation_metadata())
+        print(f"HELLO taskhub={metadata.get('taskhub', '')} x-test={metadata.get('x-test', '')}",
+              flush=True)
+        return super().Hello(request, context)
+
+    def AbandonTaskActivityWorkItem(self, request, context):
+        print(f"ABANDON_ACTIVITY {request.completionToken}", flush=True)
+        return super().AbandonTaskActivityWorkItem(request, context)
+
+    def AbandonTaskOrchestratorWorkItem(self, request, context):
+        print(f"ABANDON_ORCHESTRATION {request.completionToken}", flush=True)
+        return super().AbandonTaskOrchestratorWorkItem(request, context)
+
+
 def main() -> None:
     requested = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    backend = InMemoryOrchestrationBackend(port=requested)
+    backend = RecordingBackend(port=requested)
     # Like backend.start(), but bound to loopback and able to report the port it got.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     stubs.add_TaskHubSidecarServiceServicer_to_server(backend, server)

@@ -42,6 +42,7 @@ pub fn script(name: &str) -> PathBuf {
 pub struct PyProcess {
     child: Child,
     pub ready_line: String,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl PyProcess {
@@ -71,12 +72,38 @@ impl PyProcess {
             .expect("reading the ready line")
             .unwrap_or_else(|| panic!("{script_name} exited before it was ready"));
         assert!(line.starts_with("READY"), "{script_name}: {line}");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout (so the child never blocks on a full pipe) into a channel the
+        // test can read.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
         Some(Self {
             child,
             ready_line: line,
+            lines: rx,
         })
+    }
+
+    /// Waits for the next stdout line starting with `prefix` (skipping others), at most
+    /// [`WAIT`].
+    pub async fn expect_line(&mut self, prefix: &str) -> String {
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(line) = self.lines.recv().await {
+                if line.starts_with(prefix) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("the process exited before printing `{prefix}...`"),
+            Err(_) => panic!("no `{prefix}...` line within {WAIT:?}"),
+        }
     }
 
     /// Stops the process and waits for it to exit.
@@ -107,6 +134,12 @@ impl PySidecar {
             .and_then(|p| p.parse().ok())
             .expect("READY <port>");
         Some(Self { process, port })
+    }
+
+    /// Waits for the sidecar to print a line starting with `prefix` (see
+    /// `tests/python/in_memory_sidecar.py`).
+    pub async fn expect_line(&mut self, prefix: &str) -> String {
+        self.process.expect_line(prefix).await
     }
 
     pub fn endpoint(&self) -> String {
