@@ -8,6 +8,7 @@
 extern crate self as durable;
 
 pub mod activity;
+pub mod client;
 mod convert;
 pub mod error;
 pub mod http;
@@ -16,16 +17,23 @@ pub mod orchestration;
 pub mod proto;
 pub mod registry;
 pub mod sidecar;
+mod runtime;
 pub mod testing;
 mod versioning;
+pub mod worker;
 
 pub use activity::{Activity, ActivityContext};
+pub use client::{ClientError, DurableClient, OrchestrationState, RuntimeStatus};
 pub use error::{Error, FailureDetails, Result, TaskError};
 pub use orchestration::{
     OrchestrationContext, Orchestrator, RetryPolicy, SubOrchestratorOptions, Task, TaskRef,
     when_all, when_any,
 };
 pub use registry::{Registry, RegistryError};
+pub use runtime::{
+    DATABASE_ENV, DEFAULT_DATABASE_PATH, EmbeddedStorage, Runtime, RuntimeBuilder, RuntimeError,
+    RuntimeHandle, SIDECAR_ENV, run,
+};
 pub use versioning::compare_versions;
 
 /// The names most programs need: `use durable::prelude::*;`.

@@ -1,0 +1,417 @@
+//! [`run`] and [`Runtime::builder`]: one call that connects a worker and a client to a
+//! sidecar (an external one, or the embedded one).
+//!
+//! Where the sidecar comes from, in order:
+//!
+//! 1. [`RuntimeBuilder::sidecar`] (e.g. `http://127.0.0.1:4001`);
+//! 2. the environment variable `DURABLE_SIDECAR` ([`SIDECAR_ENV`]);
+//! 3. otherwise an **embedded** sidecar started in this process, storing its state in the
+//!    SQLite file `.durable/durable.db` ([`DEFAULT_DATABASE_PATH`]), or in the file named by
+//!    `DURABLE_DB` ([`DATABASE_ENV`]), or by [`RuntimeBuilder::database`];
+//!    [`RuntimeBuilder::in_memory`] keeps state in memory (tests).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::client::{ClientError, ConnectOptions, DurableClient};
+use crate::registry::{Registry, RegistryError};
+use crate::worker::{Worker, WorkerHandle, WorkerOptions, WorkerStatus};
+
+/// The environment variable naming an external sidecar (`http://host:port`, `https://...`).
+pub const SIDECAR_ENV: &str = "DURABLE_SIDECAR";
+/// The environment variable naming the embedded sidecar's SQLite file.
+pub const DATABASE_ENV: &str = "DURABLE_DB";
+/// The embedded sidecar's SQLite file when nothing else is configured.
+pub const DEFAULT_DATABASE_PATH: &str = ".durable/durable.db";
+
+/// Errors of [`run`] and [`RuntimeBuilder::start`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The embedded sidecar failed to start.
+    #[error("the embedded sidecar failed to start: {0}")]
+    Embedded(String),
+    /// The HTTP management API could not start.
+    #[error("the HTTP management API failed to start: {0}")]
+    Http(String),
+    /// Two orchestrators or activities share a name.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The connection settings are invalid (endpoint, metadata header, TLS).
+    #[error("invalid sidecar connection settings: {0}")]
+    Connection(#[from] ClientError),
+}
+
+/// Entry point of the runtime builder: `durable::Runtime::builder()`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), durable::RuntimeError> {
+/// let runtime = durable::Runtime::builder()
+///     .sidecar("http://127.0.0.1:4001")
+///     .task_hub("orders")
+///     .max_concurrent_activities(64)
+///     .start()
+///     .await?;
+/// let client = runtime.client();
+/// // ...
+/// runtime.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Runtime {
+    _private: (),
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    ///
+    /// Where the sidecar comes from, in order: [`RuntimeBuilder::sidecar`]; the environment
+    /// variable `DURABLE_SIDECAR` ([`SIDECAR_ENV`]); otherwise an **embedded** sidecar in this
+    /// process, storing its state in the SQLite file `.durable/durable.db`
+    /// ([`DEFAULT_DATABASE_PATH`]), or the file named by `DURABLE_DB` ([`DATABASE_ENV`]) or by
+    /// [`RuntimeBuilder::database`]; [`RuntimeBuilder::in_memory`] keeps state in memory.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+}
+
+/// Where the embedded sidecar keeps its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmbeddedStorage {
+    /// A SQLite database file (created with its directory if missing).
+    Sqlite(PathBuf),
+    /// In memory: everything is lost when the program ends.
+    InMemory,
+}
+
+/// Configures and starts a runtime: a worker plus a client, attached to a sidecar.
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    sidecar: Option<String>,
+    storage: Option<EmbeddedStorage>,
+    connection: ConnectOptions,
+    worker: WorkerOptions,
+    registry: Option<Registry>,
+    use_environment: bool,
+    http: Option<std::net::SocketAddr>,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            sidecar: None,
+            storage: None,
+            // The endpoint is filled in by `start`.
+            connection: ConnectOptions::new(""),
+            worker: WorkerOptions::default(),
+            registry: None,
+            use_environment: true,
+            http: None,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Uses the external sidecar at `endpoint` (overrides `DURABLE_SIDECAR`).
+    pub fn sidecar(mut self, endpoint: impl Into<String>) -> Self {
+        self.sidecar = Some(endpoint.into());
+        self
+    }
+
+    /// Stores the embedded sidecar's state in this SQLite file (overrides `DURABLE_DB`).
+    pub fn database(mut self, path: impl Into<PathBuf>) -> Self {
+        self.storage = Some(EmbeddedStorage::Sqlite(path.into()));
+        self
+    }
+
+    /// Keeps the embedded sidecar's state in memory.
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Some(EmbeddedStorage::InMemory);
+        self
+    }
+
+    /// Sends `taskhub: <name>` on every call.
+    pub fn task_hub(mut self, name: impl Into<String>) -> Self {
+        self.connection = self.connection.task_hub(name);
+        self
+    }
+
+    /// Sends a metadata header on every call (API tokens and the like).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.connection = self.connection.header(name, value);
+        self
+    }
+
+    /// Trusts this PEM CA certificate for `https://` sidecars.
+    pub fn tls_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.connection = self.connection.tls_ca_certificate(pem);
+        self
+    }
+
+    /// Checks the sidecar's TLS certificate against this name.
+    pub fn tls_domain_name(mut self, name: impl Into<String>) -> Self {
+        self.connection = self.connection.tls_domain_name(name);
+        self
+    }
+
+    /// At most `n` orchestration episodes at once.
+    pub fn max_concurrent_orchestrations(mut self, n: usize) -> Self {
+        self.worker = self.worker.max_concurrent_orchestrations(n);
+        self
+    }
+
+    /// At most `n` activities at once.
+    pub fn max_concurrent_activities(mut self, n: usize) -> Self {
+        self.worker = self.worker.max_concurrent_activities(n);
+        self
+    }
+
+    /// How long [`RuntimeHandle::shutdown`] lets running work finish.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.worker = self.worker.shutdown_grace(grace);
+        self
+    }
+
+    /// Replaces all worker options.
+    pub fn worker_options(mut self, options: WorkerOptions) -> Self {
+        self.worker = options;
+        self
+    }
+
+    /// Serves this registry instead of [`Registry::from_inventory`].
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Also serves the HTTP management API ([`crate::http`]) on this address: start
+    /// orchestrations with `POST /api/orchestrators/{name}`, poll `GET /api/instances/{id}`.
+    /// Port 0 picks a free port; [`RuntimeHandle::http_addr`] tells which.
+    pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
+    /// Ignores `DURABLE_SIDECAR` and `DURABLE_DB` (for tests that must not depend on the
+    /// environment).
+    pub fn ignore_environment(mut self) -> Self {
+        self.use_environment = false;
+        self
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        if !self.use_environment {
+            return None;
+        }
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    /// Starts the worker and returns a handle with a client. With an external sidecar this
+    /// returns at once (the worker keeps retrying until the sidecar answers); with the
+    /// embedded sidecar it returns once the sidecar is listening.
+    pub async fn start(mut self) -> Result<RuntimeHandle, RuntimeError> {
+        let registry = match self.registry.take() {
+            Some(registry) => registry,
+            None => Registry::from_inventory()?,
+        };
+        let external = self.sidecar.clone().or_else(|| self.env(SIDECAR_ENV));
+        let (endpoint, embedded) = match external {
+            Some(endpoint) => (endpoint, None),
+            None => {
+                let storage = self.storage.clone().unwrap_or_else(|| {
+                    EmbeddedStorage::Sqlite(PathBuf::from(
+                        self.env(DATABASE_ENV)
+                            .unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
+                    ))
+                });
+                let (endpoint, guard) = start_embedded(&EmbeddedConfig { storage }).await?;
+                (endpoint, Some(guard))
+            }
+        };
+        let connection = self.connection.endpoint_replaced(endpoint.clone());
+        let client = DurableClient::connect_lazy(&connection)?;
+        let http = match self.http {
+            Some(addr) => Some(HttpServer::start(addr, endpoint.clone()).await?),
+            None => None,
+        };
+        let worker = Worker::new(registry, connection)
+            .with_options(self.worker)
+            .start();
+        Ok(RuntimeHandle {
+            client,
+            worker,
+            endpoint,
+            embedded,
+            http,
+        })
+    }
+}
+
+/// Starts the runtime with the defaults: the orchestrators and activities defined with the
+/// macros, and the sidecar from `DURABLE_SIDECAR` or the embedded one (see
+/// [`Runtime::builder`]).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), durable::RuntimeError> {
+/// let runtime = durable::run().await?;
+/// let client = runtime.client();
+/// # Ok(()) }
+/// ```
+pub async fn run() -> Result<RuntimeHandle, RuntimeError> {
+    Runtime::builder().start().await
+}
+
+/// A running runtime: a worker, a client, and the embedded sidecar if one was started.
+#[derive(Debug)]
+pub struct RuntimeHandle {
+    client: DurableClient,
+    worker: WorkerHandle,
+    endpoint: String,
+    embedded: Option<EmbeddedGuard>,
+    http: Option<HttpServer>,
+}
+
+impl RuntimeHandle {
+    /// Where the HTTP management API listens, when [`RuntimeBuilder::http`] enabled it.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// A client of the runtime's sidecar.
+    pub fn client(&self) -> DurableClient {
+        self.client.clone()
+    }
+
+    /// The sidecar endpoint the runtime uses.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The worker's connection status.
+    pub fn worker_status(&self) -> WorkerStatus {
+        self.worker.status()
+    }
+
+    /// Waits until the worker is connected, at most `timeout`; returns whether it is.
+    pub async fn wait_until_connected(&self, timeout: Duration) -> bool {
+        self.worker.wait_connected(1, timeout).await
+    }
+
+    /// Stops the worker gracefully (running work may finish within the grace period), then
+    /// the embedded sidecar, if any.
+    pub async fn shutdown(self) {
+        if let Some(http) = self.http {
+            http.shutdown().await;
+        }
+        self.worker.shutdown().await;
+        if let Some(embedded) = self.embedded {
+            embedded.shutdown().await;
+        }
+    }
+}
+
+/// The HTTP management API served beside the worker.
+#[derive(Debug)]
+struct HttpServer {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), crate::http::HttpError>>,
+}
+
+impl HttpServer {
+    async fn start(addr: std::net::SocketAddr, endpoint: String) -> Result<Self, RuntimeError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| RuntimeError::Http(format!("cannot listen on {addr}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| RuntimeError::Http(e.to_string()))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::http::serve(listener, endpoint, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, stop, task })
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Ok(Err(e)) = self.task.await {
+            tracing::warn!("the HTTP management API stopped with an error: {e}");
+        }
+    }
+}
+
+/// What the embedded sidecar needs to start.
+#[derive(Debug)]
+struct EmbeddedConfig {
+    storage: EmbeddedStorage,
+}
+
+/// Keeps the embedded sidecar alive; shut down after the worker.
+#[derive(Debug)]
+struct EmbeddedGuard {
+    handle: crate::sidecar::SidecarHandle,
+}
+
+impl EmbeddedGuard {
+    async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+/// Starts the embedded sidecar on a free loopback port; returns its endpoint.
+async fn start_embedded(config: &EmbeddedConfig) -> Result<(String, EmbeddedGuard), RuntimeError> {
+    let builder = crate::sidecar::SidecarBuilder::new().port(0);
+    let builder = match &config.storage {
+        EmbeddedStorage::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    RuntimeError::Embedded(format!(
+                        "cannot create the directory {} for the database: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            builder.sqlite(path)
+        }
+        EmbeddedStorage::InMemory => builder.in_memory(),
+    };
+    let handle = builder
+        .start()
+        .await
+        .map_err(|e| RuntimeError::Embedded(e.to_string()))?;
+    Ok((handle.endpoint(), EmbeddedGuard { handle }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_sidecar_an_embedded_one_starts() {
+        let runtime = Runtime::builder()
+            .ignore_environment()
+            .registry(Registry::new())
+            .in_memory()
+            .start()
+            .await
+            .expect("the embedded sidecar starts");
+        assert!(runtime.endpoint().starts_with("http://127.0.0.1:"));
+        assert!(runtime.wait_until_connected(Duration::from_secs(10)).await);
+        runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn bad_headers_fail_at_start() {
+        let err = Runtime::builder()
+            .ignore_environment()
+            .registry(Registry::new())
+            .sidecar("http://127.0.0.1:1")
+            .header("no spaces allowed", "x")
+            .start()
+            .await
+            .expect_err("the header name is invalid");
+        assert!(matches!(err, RuntimeError::Connection(_)), "{err}");
+    }
+}

@@ -1,0 +1,268 @@
+//! Running one work item: an activity (on tokio, panics caught) or an orchestration episode
+//! (on a blocking thread, through the replay executor).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Once};
+
+use futures::FutureExt;
+
+use crate::activity::ActivityContext;
+use crate::error::FailureDetails;
+use crate::proto;
+use crate::registry::Registry;
+
+/// The error type recorded when an activity is not registered with this worker (the name the
+/// other SDKs use).
+pub(crate) const ACTIVITY_NOT_FOUND: &str = "ActivityTaskNotFound";
+/// The error type recorded when user code panics.
+pub(crate) const PANIC_ERROR_TYPE: &str = "durable::Panic";
+
+thread_local! {
+    /// Where and with what backtrace the last panic on this thread happened; read right after
+    /// `catch_unwind` on the same thread.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Chains a panic hook that remembers the panic location and backtrace (captured when
+/// `RUST_BACKTRACE` asks for it), so a panicking activity reports a stack trace. The previous
+/// hook still runs.
+pub(crate) fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let backtrace = std::backtrace::Backtrace::capture();
+            let mut trace = match info.location() {
+                Some(location) => format!("panicked at {location}"),
+                None => "panicked".to_owned(),
+            };
+            if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+                trace.push('\n');
+                trace.push_str(&backtrace.to_string());
+            }
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(trace));
+            previous(info);
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(a non-string panic payload)".to_owned()
+    }
+}
+
+/// Describes a caught panic; call on the thread that caught it, before any `.await`.
+fn panic_details(what: &str, payload: &(dyn Any + Send)) -> FailureDetails {
+    let mut details = FailureDetails::new(
+        PANIC_ERROR_TYPE,
+        format!("{what} panicked: {}", panic_message(payload)),
+    );
+    details.stack_trace = LAST_PANIC.with(|last| last.borrow_mut().take());
+    details
+}
+
+/// Some sidecars (the Python in-memory backend) treat a failure with an empty message as
+/// success, so a failure always carries some message.
+fn ensure_message(mut details: FailureDetails) -> FailureDetails {
+    if details.message.is_empty() {
+        details.message = format!("{} (no message)", details.error_type);
+    }
+    details
+}
+
+/// Runs the activity a work item asks for and builds its response (without the token).
+pub(crate) async fn run_activity(
+    registry: &Registry,
+    request: proto::ActivityRequest,
+) -> proto::ActivityResponse {
+    let instance = request.orchestration_instance.unwrap_or_default();
+    let name = request.name;
+    let what = format!("activity `{name}`");
+    let outcome = match registry.activity(&name) {
+        None => {
+            let known: Vec<&str> = registry.activity_names().collect();
+            Err(FailureDetails::new(
+                ACTIVITY_NOT_FOUND,
+                format!(
+                    "activity `{name}` is not registered with this worker (registered: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+            .non_retriable())
+        }
+        Some(activity) => {
+            let ctx = ActivityContext::new(
+                instance.instance_id.clone(),
+                instance.execution_id.clone().unwrap_or_default(),
+                request.task_id,
+                name.clone(),
+            );
+            let activity = Arc::clone(activity);
+            let input = request.input;
+            // Building the future runs user code too (the registered closure).
+            match std::panic::catch_unwind(AssertUnwindSafe(|| activity(ctx, input))) {
+                Err(payload) => Err(panic_details(&what, payload.as_ref())),
+                Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                    Ok(Ok(output)) => Ok(output),
+                    Ok(Err(error)) => Err(error.details()),
+                    Err(payload) => Err(panic_details(&what, payload.as_ref())),
+                },
+            }
+        }
+    };
+    let (result, failure_details) = match outcome {
+        Ok(output) => (output, None),
+        Err(details) => {
+            tracing::warn!(
+                instance_id = %instance.instance_id,
+                task_id = request.task_id,
+                "{what} failed: {details}"
+            );
+            let details = ensure_message(details);
+            (None, Some(proto::TaskFailureDetails::from(&details)))
+        }
+    };
+    proto::ActivityResponse {
+        instance_id: instance.instance_id,
+        task_id: request.task_id,
+        result,
+        failure_details,
+        completion_token: String::new(),
+    }
+}
+
+/// Runs one orchestration episode on a blocking thread (the executor never awaits; long
+/// histories are CPU work that must not stall the tokio workers).
+pub(crate) async fn run_orchestration(
+    registry: Arc<Registry>,
+    request: proto::OrchestratorRequest,
+) -> proto::OrchestratorResponse {
+    let instance_id = request.instance_id.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::orchestration::execute(&registry, &request)
+        }))
+        .map_err(|payload| panic_details("the orchestration executor", payload.as_ref()))
+    })
+    .await;
+    let failure = match joined {
+        Ok(Ok(mut response)) => {
+            if response.instance_id.is_empty() {
+                response.instance_id = instance_id;
+            }
+            return response;
+        }
+        Ok(Err(details)) => details,
+        Err(join_error) => FailureDetails::new(
+            "durable::WorkerError",
+            format!("the orchestration episode did not finish: {join_error}"),
+        ),
+    };
+    tracing::error!(%instance_id, "orchestration episode failed inside the SDK: {failure}");
+    sdk_failure_response(instance_id, &failure)
+}
+
+/// A failure of the SDK itself (not of user code): one completion action with id -1, as the
+/// Python and Go SDKs send.
+fn sdk_failure_response(
+    instance_id: String,
+    details: &FailureDetails,
+) -> proto::OrchestratorResponse {
+    let details = ensure_message(details.clone());
+    let action = proto::OrchestratorAction {
+        id: -1,
+        orchestrator_action_type: Some(
+            proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(
+                proto::CompleteOrchestrationAction {
+                    orchestration_status: proto::OrchestrationStatus::Failed as i32,
+                    failure_details: Some(proto::TaskFailureDetails::from(&details)),
+                    ..Default::default()
+                },
+            ),
+        ),
+    };
+    proto::OrchestratorResponse {
+        instance_id,
+        actions: vec![action],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str, input: &str) -> proto::ActivityRequest {
+        proto::ActivityRequest {
+            name: name.to_owned(),
+            input: Some(input.to_owned()),
+            orchestration_instance: Some(proto::OrchestrationInstance {
+                instance_id: "i".into(),
+                execution_id: None,
+            }),
+            task_id: 7,
+            ..Default::default()
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut registry = Registry::new();
+        registry
+            .add_activity_fn("echo", |ctx, input| {
+                Box::pin(async move {
+                    assert_eq!(ctx.task_id(), 7);
+                    Ok(input)
+                })
+            })
+            .and_then(|r| r.add_activity_fn("boom", |_, _| Box::pin(async { panic!("kaboom") })))
+            .and_then(|r| {
+                r.add_activity_fn("fail", |_, _| {
+                    Box::pin(async { Err(crate::Error::typed("Declined", "no funds")) })
+                })
+            })
+            .expect("distinct names");
+        registry
+    }
+
+    #[tokio::test]
+    async fn results_failures_panics_and_unknown_names() {
+        install_panic_hook();
+        let registry = registry();
+        let ok = run_activity(&registry, request("echo", "\"x\"")).await;
+        assert_eq!(ok.result.as_deref(), Some("\"x\""));
+        assert_eq!((ok.instance_id.as_str(), ok.task_id), ("i", 7));
+
+        let failed = run_activity(&registry, request("fail", "null")).await;
+        let details = failed.failure_details.expect("a failure");
+        assert_eq!(details.error_type, "Declined");
+
+        let panicked = run_activity(&registry, request("boom", "null")).await;
+        let details = panicked.failure_details.expect("a failure");
+        assert_eq!(details.error_type, PANIC_ERROR_TYPE);
+        assert!(details.error_message.contains("kaboom"));
+        assert!(
+            details
+                .stack_trace
+                .as_deref()
+                .is_some_and(|t| t.contains("execute.rs")),
+            "{:?}",
+            details.stack_trace
+        );
+
+        let missing = run_activity(&registry, request("nope", "null")).await;
+        let details = missing.failure_details.expect("a failure");
+        assert_eq!(details.error_type, ACTIVITY_NOT_FOUND);
+        assert!(details.error_message.contains("boom, echo, fail"));
+    }
+}
