@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
                 history.len()
             );
         }
-        if state.is_terminal() {
+        if state.runtime_status.is_terminal() {
             let result: String = state.output()?;
             println!("Orchestration completed! Result: {result}");
             break;

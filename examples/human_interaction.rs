@@ -115,13 +115,13 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("purchase-order-{}", uuid_like()));
     match client.get_orchestration_state(&id).await? {
-        Some(state) if !state.is_terminal() => {
+        Some(state) if !state.runtime_status.is_terminal() => {
             println!("Orchestration {id} is already running; continuing from its durable state");
         }
         Some(state) => {
             println!(
                 "Orchestration {id} already finished: {}",
-                state.output_json().unwrap_or("null")
+                state.serialized_output.as_deref().unwrap_or("null")
             );
             runtime.shutdown().await;
             return Ok(());
