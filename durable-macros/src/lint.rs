@@ -10,9 +10,7 @@
 //! A subtree marked `#[durable::allow_nondeterminism]` (or `#[allow_nondeterminism]`) is skipped;
 //! the expansion strips the attribute afterwards ([`strip_allow_attrs`]).
 
-use proc_macro2::Span;
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::visit_mut::{self, VisitMut};
 use syn::{Attribute, Block, Expr, GenericArgument, Token};
@@ -334,8 +332,9 @@ struct Lint {
 }
 
 impl Lint {
-    fn report(&mut self, span: Span, message: String) {
-        self.errors.push(syn::Error::new(span, message));
+    /// Spans all of `tokens` (stable proc macros cannot join spans; `new_spanned` can).
+    fn report(&mut self, tokens: &dyn quote::ToTokens, message: String) {
+        self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 }
 
@@ -382,7 +381,7 @@ impl<'ast> Visit<'ast> for Lint {
     fn visit_expr_path(&mut self, expr: &'ast syn::ExprPath) {
         if expr.qself.is_none() {
             if let Some(rule) = find_rule(&expr.path, false) {
-                self.report(expr.span(), message(&display_path(&expr.path), rule));
+                self.report(&expr.path, message(&display_path(&expr.path), rule));
             }
         }
         visit::visit_expr_path(self, expr);
@@ -395,7 +394,7 @@ impl<'ast> Visit<'ast> for Lint {
                 if let GenericArgument::Type(ty) = arg {
                     if let Some((rule, name)) = collect_rule(ty) {
                         let shown = format!("collect::<{name}<..>>");
-                        self.report(ty.span(), message(&shown, rule));
+                        self.report(ty, message(&shown, rule));
                     }
                 }
             }
@@ -406,8 +405,7 @@ impl<'ast> Visit<'ast> for Lint {
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         if let Some(rule) = find_rule(&mac.path, true) {
             let shown = format!("{}!", display_path(&mac.path));
-            let span = mac.path.span();
-            self.report(span, message(&shown, rule));
+            self.report(&mac.path, message(&shown, rule));
             return;
         }
         // Most macros (`println!`, `format!`, `assert!`, `vec!`) take comma-separated
@@ -486,6 +484,7 @@ fn describe(rule: &Rule) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proc_macro2::Span;
     use quote::ToTokens;
     use syn::parse_quote;
 
