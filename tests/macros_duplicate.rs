@@ -37,9 +37,9 @@ fn duplicate_names_fail_naming_both_locations() {
 /// The 1-based line of the `#[durable::activity]` attribute above `needle` in this file.
 fn line_of(needle: &str) -> usize {
     let source = include_str!("macros_duplicate.rs");
-    let index = source
+    // The attribute sits on the line before the fn: its 1-based number is the fn's 0-based index.
+    source
         .lines()
         .position(|line| line.contains(needle) && !line.contains("line_of"))
-        .expect("the function is in this file");
-    index // the attribute is on the line before: 0-based index of fn = 1-based line of attribute
+        .expect("the function is in this file")
 }
