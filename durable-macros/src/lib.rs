@@ -1,9 +1,9 @@
 //! Procedural macros of `durable`. Use them through the `durable` crate, where they are
 //! documented: `durable::orchestrator`, `durable::activity`, `durable::allow_nondeterminism`.
 //!
-//! Each attribute goes through three stages with hard boundaries: [`parse`] (arguments and
-//! signature -> a typed model, every error collected), [`lint`] (the nondeterminism lint of
-//! orchestrator bodies; only reports) and [`expand`] (only generates). On error the user's
+//! Each attribute goes through three stages with hard boundaries: `parse` (arguments and
+//! signature -> a typed model, every error collected), `lint` (the nondeterminism lint of
+//! orchestrator bodies; only reports) and `expand` (only generates). On error the user's
 //! function is still emitted next to the `compile_error!`s, so IDEs keep working.
 
 use proc_macro::TokenStream;
