@@ -25,6 +25,16 @@ async fn charge(cents: u64) -> durable::Result<String> {
     Ok(format!("charged {cents}"))
 }
 
+/// Unit input and output: the generated glue stays clippy-clean.
+#[durable::activity]
+async fn audit() {}
+
+#[durable::orchestrator]
+async fn nightly(ctx: OrchestrationContext) -> durable::Result<()> {
+    ctx.call_activity(audit, ()).await?;
+    Ok(())
+}
+
 /// Reserve, wait for approval, let the customer change their mind for a minute, then charge.
 #[durable::orchestrator]
 async fn checkout(ctx: OrchestrationContext, order: Order) -> durable::Result<String> {
@@ -68,11 +78,11 @@ fn macros_register_without_manual_registration() {
     let registry = registry();
     assert_eq!(
         registry.orchestrator_names().collect::<Vec<_>>(),
-        ["checkout"]
+        ["checkout", "nightly"]
     );
     assert_eq!(
         registry.activity_names().collect::<Vec<_>>(),
-        ["ChargeCard", "reserve"]
+        ["ChargeCard", "audit", "reserve"]
     );
 }
 

@@ -103,12 +103,17 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     };
     // Spanned at the function name so that "future cannot be sent between threads safely"
     // (an activity holding a non-`Send` value across an await) points at the user's code.
-    let boxed = quote_spanned! {sig.ident.span()=>
-        ::std::boxed::Box::pin(async move {
+    // Only `Box::pin(async move ..)` carries the user's span: the glue inside keeps the call
+    // site span, so lints run on the user's crate (clippy's `let_unit_value`...) skip it.
+    let glue = quote! {
+        {
             #discard
             let #output = #ident::body(#(#call_args),*).await;
             #convert
-        })
+        }
+    };
+    let boxed = quote_spanned! {sig.ident.span()=>
+        ::std::boxed::Box::pin(async move #glue)
     };
 
     sig.ident = format_ident!("body", span = sig.ident.span());

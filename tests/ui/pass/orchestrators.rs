@@ -51,6 +51,13 @@ pub async fn parent(
     }
     #[allow_nondeterminism]
     println!("{:?}", started.elapsed());
+    let _wall = #[allow_nondeterminism]
+    std::time::SystemTime::now();
+    match doubled {
+        #[allow_nondeterminism]
+        0 => std::thread::sleep(Duration::from_millis(1)),
+        _ => {}
+    }
     Ok(sorted)
 }
 
