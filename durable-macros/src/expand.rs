@@ -81,6 +81,9 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         // their type name and source chain, anything `Display` by its text. Spanned at the
         // user's error type so a type that is none of these is reported there.
         let error = format_ident!("__durable_error");
+        // The same binding, located at the user's error type: "`E` cannot be converted into a
+        // `durable::Error`" then points there.
+        let error_at_type = format_ident!("__durable_error", span = model.output.error_span);
         let conversion = quote_spanned! {model.output.error_span=>
             {
                 #[allow(unused_imports)]
@@ -89,7 +92,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 };
                 (&&&::durable::__private::ErrorProbe::new(&#error))
                     .__durable_error_kind()
-                    .into_error(#error)
+                    .into_error(#error_at_type)
             }
         };
         quote! {

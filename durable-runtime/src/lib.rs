@@ -292,14 +292,31 @@ pub mod __private {
     }
     impl<E: std::error::Error + Send + Sync + 'static> StdErrorKind for &ErrorProbe<E> {}
 
-    /// Chosen for `Display`-only types (lowest priority).
+    /// The fallback (lowest priority): `Display` types. Unbounded, so that an error type that
+    /// is not even `Display` fails on [`IntoDurableError`] with a message of ours.
     pub trait DisplayErrorKind {
         /// The conversion to use.
         fn __durable_error_kind(&self) -> DisplayErrorTag {
             DisplayErrorTag
         }
     }
-    impl<E: std::fmt::Display> DisplayErrorKind for ErrorProbe<E> {}
+    impl<E> DisplayErrorKind for ErrorProbe<E> {}
+
+    /// Error types recorded by their text.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be converted into a `durable::Error`",
+        label = "this error type implements neither `std::error::Error` nor `Display`",
+        note = "return `durable::Result<T>`, or implement `std::error::Error` or `Display` for `{Self}`"
+    )]
+    pub trait IntoDurableError {
+        /// The conversion.
+        fn into_durable_error(self) -> crate::Error;
+    }
+    impl<E: std::fmt::Display> IntoDurableError for E {
+        fn into_durable_error(self) -> crate::Error {
+            crate::Error::from_display(self)
+        }
+    }
 
     /// Keeps a `durable::Error` as it is.
     pub struct DurableErrorTag;
@@ -326,8 +343,8 @@ pub mod __private {
     pub struct DisplayErrorTag;
     impl DisplayErrorTag {
         /// The conversion.
-        pub fn into_error<E: std::fmt::Display>(self, error: E) -> crate::Error {
-            crate::Error::from_display(error)
+        pub fn into_error<E: IntoDurableError>(self, error: E) -> crate::Error {
+            error.into_durable_error()
         }
     }
 }
