@@ -141,8 +141,10 @@ pub use versioning::compare_versions;
 /// `format!`, `assert!`, `vec!`) are linted too.
 ///
 /// The lint is best effort: it sees only the tokens of the body. It cannot see a forbidden
-/// call inside a helper function defined elsewhere, a trait method, a `HashMap` built by
-/// `Default::default()` or returned by a function, or code inside other macros. The runtime
+/// call inside a helper function defined elsewhere, a trait method, a renamed import
+/// (`use std::collections::HashMap as Map;`), a `HashMap` built by `Default::default()`, by
+/// inference (`let m: HashMap<_, _> = iter.collect();`) or returned by a function, or code
+/// inside macros whose arguments are not plain expressions. The runtime
 /// check covers those: a replayed action that differs from history fails the orchestration
 /// with a nondeterminism error naming both. When a use is reviewed and safe (a log line that
 /// measures elapsed time, say), mark it with [`allow_nondeterminism`](macro@allow_nondeterminism).
@@ -177,7 +179,8 @@ pub use durable_macros::orchestrator;
 ///
 /// - `struct charge;`, a unit value with the fn's visibility and docs, used as a typed handle:
 ///   `ctx.call_activity(charge, 500)` checks at compile time that `500` converts into `I`
-///   and makes the task yield `O`.
+///   and makes the task yield `O`. As for orchestrators, `charge(..)` is no longer callable
+///   and a `let charge = ..` in the same module is rejected (E0530): rename the binding.
 /// - `charge::body(ctx, input)`: the original function, unchanged, as an associated
 ///   `async fn` (same visibility and attributes), for direct calls in tests.
 /// - `impl Activity for charge` with `Input = I` (or `()` without an input parameter),
@@ -195,7 +198,9 @@ pub use durable_macros::orchestrator;
 ///   path segment is `Result` with a type argument: `std::io::Result<T>`,
 ///   `durable::Result<T>`, `anyhow::Result<T>`). The error converts into [`Error`]: a
 ///   `durable::Error` is kept as is; a `std::error::Error` keeps its type name and source
-///   chain; any other `Display` type (`String`, `anyhow::Error`) is recorded by its text.
+///   chain; any other `Display` type (`String`, `anyhow::Error`) is recorded by its text; a
+///   type that is none of these is a compile error at the error type ("`E` cannot be converted
+///   into a `durable::Error`").
 /// - The future must be `Send`: activities run on the tokio runtime.
 ///
 /// # Arguments
