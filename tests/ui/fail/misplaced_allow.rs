@@ -1,0 +1,6 @@
+#![allow(dead_code)]
+
+#[durable::allow_nondeterminism]
+fn helper() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#![allow(dead_code)]
+
+#[durable::activity]
+struct Hello;
+
+fn main() {}

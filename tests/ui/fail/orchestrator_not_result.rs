@@ -1,0 +1,9 @@
+#![allow(dead_code)]
+use durable::OrchestrationContext;
+
+#[durable::orchestrator]
+async fn flow(_ctx: OrchestrationContext) -> u32 {
+    42
+}
+
+fn main() {}
