@@ -231,3 +231,74 @@ fn async_http() {
         ],
     );
 }
+
+/// Kill the example while it waits for approval, rerun it with the same instance id: the
+/// orchestration continues from its durable state.
+#[test]
+fn human_interaction_survives_a_kill() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = std::env::temp_dir().join(format!("durable-example-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let binary = example_binary("human_interaction");
+    let args = ["--timeout", "120", "--instance-id", "order-restart-test"];
+
+    let mut first = Command::new(&binary)
+        .args(args)
+        .env("DURABLE_DB", dir.join("durable.db"))
+        .env_remove("DURABLE_SIDECAR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("example starts");
+    let stdout = first.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("Sending approval request"))
+    {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no approval request was sent; output so far: {seen:?}"));
+        seen.push(line);
+    }
+    // Give the sidecar a moment to commit the activity's result, then kill without warning.
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().expect("kill");
+    let _ = first.wait();
+
+    let mut second = Command::new(&binary)
+        .args(args)
+        .env("DURABLE_DB", dir.join("durable.db"))
+        .env_remove("DURABLE_SIDECAR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example restarts");
+    let mut input = second.stdin.take().expect("piped stdin");
+    std::thread::sleep(Duration::from_secs(1));
+    input.write_all(b"\n").expect("approve");
+    let output = second.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_prints(
+        &stdout,
+        &[
+            "Orchestration order-restart-test is already running; continuing from its durable state",
+            "Approved by 'Me'",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
