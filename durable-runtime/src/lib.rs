@@ -2,10 +2,55 @@
 //!
 //! Durable Task orchestrations in Rust: write orchestrators and activities as plain async
 //! functions; the runtime replays orchestrators deterministically from history, so they
-//! survive crashes and restarts.
+//! survive crashes and restarts. It speaks the Durable Task sidecar protocol (the one of the
+//! official Python/.NET/Go/JS SDKs, Dapr Workflow and Durable Task Scheduler) and embeds its
+//! own sidecar with durable SQLite storage, so a program needs nothing else to run.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use durable::prelude::*;
+//!
+//! #[durable::activity]
+//! async fn hello(_ctx: ActivityContext, name: String) -> String {
+//!     format!("Hello {name}!")
+//! }
+//!
+//! #[durable::orchestrator]
+//! async fn sequence(ctx: OrchestrationContext, _input: ()) -> durable::Result<Vec<String>> {
+//!     let tokyo = ctx.call_activity(hello, "Tokyo").await?;
+//!     let london = ctx.call_activity(hello, "London").await?;
+//!     Ok(vec![tokyo, london])
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // The embedded sidecar (state in `.durable/durable.db`), or the one `DURABLE_SIDECAR`
+//!     // names; every `#[durable::*]` function is registered.
+//!     let runtime = durable::run().await?;
+//!     let client = runtime.client();
+//!     let id = client.schedule_new_orchestration(sequence, ()).await?;
+//!     let state = client
+//!         .wait_for_orchestration_completion(&id, Duration::from_secs(30))
+//!         .await?;
+//!     println!("{:?}", state.output::<Vec<String>>()?);
+//!     runtime.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Where to look: [`OrchestrationContext`] (everything an orchestrator may do),
+//! [`orchestrator`] and [`activity`] (the macros and their compile-time checks),
+//! [`Runtime::builder`] (configuration), [`DurableClient`] (managing instances),
+//! [`sidecar`] (the embedded/standalone sidecar), [`http`] (the HTTP management API),
+//! [`testing`] (unit-testing orchestrators against hand-built histories).
 #![warn(missing_docs)]
 
 extern crate self as durable;
+
+/// The README's code blocks compile (checked by `cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 pub mod activity;
 pub mod client;

@@ -32,7 +32,9 @@ fn python() -> PathBuf {
 }
 
 fn script(name: &str) -> PathBuf {
+    // The Python helpers are shared by the workspace's tests.
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
         .join("tests")
         .join("python")
         .join(name)
@@ -51,7 +53,8 @@ async fn spawn_python(script_name: &str, arg: &str) -> Result<Child> {
         .arg(script(script_name))
         .arg(arg)
         .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
+        // The helpers stop when their stdin closes: keep it open while the child lives.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(if verbose {
             Stdio::inherit()
@@ -65,7 +68,7 @@ async fn spawn_python(script_name: &str, arg: &str) -> Result<Child> {
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(STARTUP_TIMEOUT, async {
         while let Some(line) = lines.next_line().await? {
-            if line.starts_with("ready") {
+            if line.to_ascii_lowercase().starts_with("ready") {
                 return Ok::<_, anyhow::Error>(true);
             }
         }
