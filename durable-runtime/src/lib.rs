@@ -83,7 +83,7 @@ pub use versioning::compare_versions;
 
 /// Turns an `async fn` into an orchestrator: durable code that is replayed from history.
 ///
-/// ```
+/// ```standalone_crate
 /// use durable::{ActivityContext, OrchestrationContext};
 ///
 /// #[durable::activity]
