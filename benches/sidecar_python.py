@@ -71,9 +71,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def child(address: str) -> None:
+def child(address: str, threads: int) -> None:
     logger = quiet_logger()
-    w = worker.TaskHubGrpcWorker(host_address=address, logger=logger)
+    options = worker.ConcurrencyOptions(maximum_thread_pool_workers=threads or None)
+    w = worker.TaskHubGrpcWorker(host_address=address, logger=logger, concurrency_options=options)
     w.add_orchestrator(chain)
     w.add_orchestrator(fan_out)
     w.add_activity(hello)
@@ -117,9 +118,10 @@ def child(address: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 class Load:
-    def __init__(self, address: str, procs: int):
+    def __init__(self, address: str, procs: int, threads: int):
         self.procs = [
-            subprocess.Popen([sys.executable, __file__, "--child", address], stdin=subprocess.PIPE,
+            subprocess.Popen([sys.executable, __file__, "--child", address, "--threads", str(threads)],
+                             stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
             for _ in range(procs)
         ]
@@ -213,14 +215,17 @@ def main() -> None:
                     help="Python load processes (worker + client each), same for both backends")
     ap.add_argument("--rounds", type=int, default=2,
                     help="alternating rounds per measurement; the best round of each backend counts")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="ConcurrencyOptions.maximum_thread_pool_workers of each worker (0 = SDK default)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.threads)
         return
 
     print(f"{os.cpu_count()} CPUs, load average {loadavg()}, {args.procs} Python load process(es) per "
-          f"backend, best of {args.rounds} alternating rounds", flush=True)
+          f"backend, thread pool {args.threads or 'SDK default'}, best of {args.rounds} alternating rounds",
+          flush=True)
     names = ("durable", "in-memory")
     with tempfile.TemporaryDirectory() as tmp:
         servers = {"durable": start_durable(tmp), "in-memory": start_in_memory()}
@@ -230,7 +235,7 @@ def main() -> None:
             # measurement alternates between them, so load from other processes on the machine
             # hits both alike.
             for name in names:
-                loads[name] = Load(servers[name][1], args.procs)
+                loads[name] = Load(servers[name][1], args.procs, args.threads)
                 chains(loads[name], 20 * args.procs, servers[name][0].pid, f"{name} warm-up")
             res = {name: {} for name in names}
             for _ in range(args.rounds):
