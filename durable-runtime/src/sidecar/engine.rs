@@ -122,14 +122,16 @@ pub(crate) struct State {
     activity_queue: VecDeque<u64>,
     timers: BTreeMap<(i64, u64), TimerEntry>,
     tokens: HashMap<String, Dispatched>,
-    streams: HashMap<u64, WorkStream>,
+    /// Ordered by id so round-robin needs no allocation or sort.
+    streams: BTreeMap<u64, WorkStream>,
     waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
     next_seq: u64,
     next_key: u64,
     next_stream: u64,
     next_token: u64,
     token_prefix: String,
-    rr: usize,
+    /// Round-robin cursor: the stream id to try first.
+    rr: u64,
     closing: bool,
 }
 
@@ -154,7 +156,7 @@ impl Engine {
             activity_queue: VecDeque::new(),
             timers: BTreeMap::new(),
             tokens: HashMap::new(),
-            streams: HashMap::new(),
+            streams: BTreeMap::new(),
             waiters: HashMap::new(),
             next_seq: 1,
             next_key: 1,
@@ -1014,8 +1016,10 @@ impl Engine {
                 };
                 self.dispatch_orchestration(st, &id, stream, now);
             }
-            keep.extend(st.ready.drain(..));
-            st.ready = keep;
+            // Put the skipped entries back in front, in order: O(skipped), not O(queue).
+            while let Some(id) = keep.pop_back() {
+                st.ready.push_front(id);
+            }
         }
         // Activities.
         if st.streams.values().any(|s| s.act_in_flight < s.max_act) {
@@ -1052,8 +1056,9 @@ impl Engine {
                     .insert(token, Dispatched::Activity { key, stream });
                 send(st, stream, item, false);
             }
-            keep.extend(st.activity_queue.drain(..));
-            st.activity_queue = keep;
+            while let Some(key) = keep.pop_back() {
+                st.activity_queue.push_front(key);
+            }
         }
     }
 
@@ -1603,23 +1608,24 @@ fn next_token(st: &mut State) -> String {
 }
 
 fn pick_stream(st: &mut State, orch: bool, name: &str, version: Option<&str>) -> Option<u64> {
-    let mut ids: Vec<u64> = st.streams.keys().copied().collect();
-    ids.sort_unstable();
-    let n = ids.len();
-    for i in 0..n {
-        let id = ids[(st.rr + i) % n];
-        let s = &st.streams[&id];
-        let free = if orch {
-            s.orch_in_flight < s.max_orch
-        } else {
-            s.act_in_flight < s.max_act
-        };
-        if free && s.filters.accepts(orch, name, version) {
-            st.rr = st.rr.wrapping_add(i + 1);
-            return Some(id);
-        }
+    let start = st.rr;
+    let found = st
+        .streams
+        .range(start..)
+        .chain(st.streams.range(..start))
+        .find(|(_, s)| {
+            let free = if orch {
+                s.orch_in_flight < s.max_orch
+            } else {
+                s.act_in_flight < s.max_act
+            };
+            free && s.filters.accepts(orch, name, version)
+        })
+        .map(|(id, _)| *id);
+    if let Some(id) = found {
+        st.rr = id.wrapping_add(1);
     }
-    None
+    found
 }
 
 fn send(st: &mut State, stream: u64, item: WorkItem, orch: bool) {

@@ -37,7 +37,7 @@ pub(crate) struct SqliteStorage {
 }
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     instance_id TEXT NOT NULL, idx INTEGER NOT NULL, event BLOB NOT NULL,
     PRIMARY KEY (instance_id, idx)) WITHOUT ROWID;
@@ -55,6 +55,14 @@ fn open(path: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    // The same few pages (instance rows, the tail of history/inbox/activities) change in every
+    // commit; checkpointing every 8,000 WAL pages instead of SQLite's 1,000 copies each hot page
+    // back to the database once per checkpoint instead of eight times, and fsyncs 8x less often.
+    // The WAL is truncated back to 64 MiB after a checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    // 64 MiB page cache (SQLite's default is 2 MiB): keeps the working set out of pread().
+    conn.pragma_update(None, "cache_size", -65536)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
