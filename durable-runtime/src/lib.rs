@@ -39,7 +39,7 @@
 //! ```
 //!
 //! Where to look: [`OrchestrationContext`] (everything an orchestrator may do),
-//! [`orchestrator`] and [`activity`] (the macros and their compile-time checks),
+//! [`orchestrator`](macro@orchestrator) and [`activity`](macro@activity) (the macros and their compile-time checks),
 //! [`Runtime::builder`] (configuration), [`DurableClient`] (managing instances),
 //! [`sidecar`] (the embedded/standalone sidecar), [`http`] (the HTTP management API),
 //! [`testing`] (unit-testing orchestrators against hand-built histories).
