@@ -348,6 +348,49 @@ fn failed_slot(name: &str, error: TaskError) -> Rc<Slot> {
     slot
 }
 
+/// `value` as JSON in a string of its exact size. `serde_json::to_string` starts with 128
+/// bytes, which a fan-out of small inputs would keep allocated once per task.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    /// Writes small outputs to the stack and spills larger ones to the heap.
+    struct Buffer {
+        inline: [u8; 64],
+        len: usize,
+        spilled: Vec<u8>,
+    }
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let end = self.len + bytes.len();
+            if self.spilled.is_empty() && end <= self.inline.len() {
+                self.inline[self.len..end].copy_from_slice(bytes);
+                self.len = end;
+            } else {
+                if self.spilled.is_empty() {
+                    self.spilled.reserve(end.max(128));
+                    self.spilled.extend_from_slice(&self.inline[..self.len]);
+                }
+                self.spilled.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut buffer = Buffer {
+        inline: [0; 64],
+        len: 0,
+        spilled: Vec::new(),
+    };
+    serde_json::to_writer(&mut buffer, value)?;
+    let bytes = if buffer.spilled.is_empty() {
+        buffer.inline[..buffer.len].to_vec()
+    } else {
+        buffer.spilled
+    };
+    String::from_utf8(bytes).map_err(<serde_json::Error as serde::ser::Error>::custom)
+}
+
 fn serialization_error(name: &str, error: serde_json::Error) -> TaskError {
     TaskError::Failed {
         name: name.to_owned(),
@@ -445,7 +488,7 @@ impl OrchestrationContext {
         name: &str,
         input: I,
     ) -> Task<O> {
-        match serde_json::to_string(&input) {
+        match to_json(&input) {
             Ok(json) => Task::from_slot(self.schedule_activity(name, Some(json))),
             Err(e) => Task::from_slot(failed_slot(name, serialization_error(name, e))),
         }
@@ -468,7 +511,7 @@ impl OrchestrationContext {
         input: I,
         policy: RetryPolicy,
     ) -> Task<O> {
-        let input = match serde_json::to_string(&input) {
+        let input = match to_json(&input) {
             Ok(json) => Some(json),
             Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
         };
@@ -505,7 +548,7 @@ impl OrchestrationContext {
         input: I,
         options: SubOrchestratorOptions,
     ) -> Task<O> {
-        let input = match serde_json::to_string(&input) {
+        let input = match to_json(&input) {
             Ok(json) => Some(json),
             Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
         };
@@ -577,7 +620,7 @@ impl OrchestrationContext {
 
     /// Sends an event to another orchestration instance (fire and forget).
     pub fn send_event<T: Serialize>(&self, instance_id: &str, name: &str, data: &T) {
-        let data = serde_json::to_string(data).ok();
+        let data = to_json(data).ok();
         let action = PendingAction::SendEvent(Box::new(proto::SendEventAction {
             instance: Some(proto::OrchestrationInstance {
                 instance_id: instance_id.to_owned(),
@@ -766,6 +809,23 @@ mod tests {
             "send_event has no result"
         );
         assert_eq!(state.take_open_task(2).unwrap().name(), "timer");
+    }
+
+    #[test]
+    fn json_inputs_are_exact_and_match_serde_json() {
+        let long = "x".repeat(200);
+        for value in [
+            serde_json::json!(7),
+            serde_json::json!("a \"quoted\" é"),
+            serde_json::json!({"k": [1, 2, 3]}),
+            serde_json::json!(long),
+            serde_json::json!({"a": "y".repeat(60), "b": 1}),
+        ] {
+            let json = to_json(&value).unwrap();
+            assert_eq!(json, serde_json::to_string(&value).unwrap());
+            assert!(json.len() <= 64 || json.capacity() >= json.len());
+        }
+        assert_eq!(to_json(&7u64).unwrap().capacity(), 1);
     }
 
     #[test]

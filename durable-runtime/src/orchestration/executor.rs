@@ -199,6 +199,12 @@ impl<'r> Episode<'r> {
     ) -> Self {
         let mut state = State::new(request.instance_id.clone());
         state.execution_id = request.execution_id.clone().unwrap_or_default();
+        // Every action id is confirmed by one event and most are answered by another: half the
+        // history is a good first size for the action table, and growing it later (copying
+        // it, mid-episode) costs more than reserving address space now.
+        state
+            .actions
+            .reserve((request.past_events.len() + request.new_events.len()) / 2);
         Self {
             registry,
             single,
