@@ -43,20 +43,37 @@ impl ActionKind {
     }
 }
 
-/// An action scheduled in this run and not yet confirmed by history.
-pub(crate) struct PendingAction {
-    pub(crate) kind: ActionKind,
-    pub(crate) action: proto::OrchestratorAction,
+/// An action scheduled in this run and not yet confirmed by history, kept compact: most
+/// actions are confirmed by history and dropped, so the proto action is built only for those
+/// that go into the response ([`into_action`](Self::into_action)).
+pub(crate) enum PendingAction {
+    /// An activity call; the name is shared with its task (and with other calls of it).
+    Activity {
+        name: Rc<str>,
+        input: Option<String>,
+    },
+    SubOrchestration(Box<proto::CreateSubOrchestrationAction>),
+    Timer(prost_types::Timestamp),
+    SendEvent(Box<proto::SendEventAction>),
 }
 
 impl PendingAction {
+    pub(crate) fn kind(&self) -> ActionKind {
+        match self {
+            PendingAction::Activity { .. } => ActionKind::Activity,
+            PendingAction::SubOrchestration(_) => ActionKind::SubOrchestration,
+            PendingAction::Timer(_) => ActionKind::Timer,
+            PendingAction::SendEvent(_) => ActionKind::SendEvent,
+        }
+    }
+
     /// What the action calls (activity or orchestrator name, `timer`, `instance/event`), for
     /// comparison with history and for error messages.
     pub(crate) fn name(&self) -> std::borrow::Cow<'_, str> {
-        match &self.action.orchestrator_action_type {
-            Some(OrchestratorActionType::ScheduleTask(a)) => a.name.as_str().into(),
-            Some(OrchestratorActionType::CreateSubOrchestration(a)) => a.name.as_str().into(),
-            Some(OrchestratorActionType::SendEvent(a)) => format!(
+        match self {
+            PendingAction::Activity { name, .. } => (**name).into(),
+            PendingAction::SubOrchestration(a) => a.name.as_str().into(),
+            PendingAction::SendEvent(a) => format!(
                 "{}/{}",
                 a.instance
                     .as_ref()
@@ -64,9 +81,59 @@ impl PendingAction {
                 a.name
             )
             .into(),
-            _ => "timer".into(),
+            PendingAction::Timer(_) => "timer".into(),
         }
     }
+
+    /// Whether history's confirmation (kind and name) matches this action.
+    pub(crate) fn matches(&self, kind: ActionKind, name: &str) -> bool {
+        match self {
+            PendingAction::Activity { name: own, .. } => {
+                kind == ActionKind::Activity && **own == *name
+            }
+            PendingAction::SubOrchestration(a) => {
+                kind == ActionKind::SubOrchestration && a.name == name
+            }
+            PendingAction::Timer(_) => kind == ActionKind::Timer && name == "timer",
+            PendingAction::SendEvent(_) => kind == ActionKind::SendEvent && self.name() == name,
+        }
+    }
+
+    /// The wire action with this id.
+    pub(crate) fn into_action(self, id: i32) -> proto::OrchestratorAction {
+        let action = match self {
+            PendingAction::Activity { name, input } => {
+                OrchestratorActionType::ScheduleTask(proto::ScheduleTaskAction {
+                    name: name.to_string(),
+                    version: None,
+                    input,
+                    tags: Default::default(),
+                    parent_trace_context: None,
+                })
+            }
+            PendingAction::SubOrchestration(a) => {
+                OrchestratorActionType::CreateSubOrchestration(*a)
+            }
+            PendingAction::Timer(fire_at) => {
+                OrchestratorActionType::CreateTimer(proto::CreateTimerAction {
+                    fire_at: Some(fire_at),
+                })
+            }
+            PendingAction::SendEvent(a) => OrchestratorActionType::SendEvent(*a),
+        };
+        proto::OrchestratorAction {
+            id,
+            orchestrator_action_type: Some(action),
+        }
+    }
+}
+
+/// One action id: the action until history confirms it, and the task waiting for its result
+/// until history delivers it. One table for both keeps an action's bookkeeping together.
+#[derive(Default)]
+pub(crate) struct ActionEntry {
+    pending: Option<PendingAction>,
+    task: Option<Rc<Slot>>,
 }
 
 /// An external event that arrived before anyone waited for it.
@@ -96,11 +163,10 @@ pub(crate) struct State {
     pub(crate) is_replaying: bool,
     next_id: i32,
     guid_counter: u64,
-    /// Actions scheduled in this run that history has not confirmed yet, indexed by id (ids
-    /// are dense from 0, so a vector gives O(1) lookups without hashing).
-    pub(crate) pending_actions: Vec<Option<PendingAction>>,
-    /// Tasks waiting for a result event, indexed by action id.
-    pub(crate) open_tasks: Vec<Option<Rc<Slot>>>,
+    /// Actions scheduled in this run that history has not confirmed yet and tasks waiting
+    /// for a result event, indexed by action id (ids are dense from 0, so a vector gives O(1)
+    /// lookups without hashing).
+    pub(crate) actions: Vec<ActionEntry>,
     /// Waiters for external events, by lower-cased name, oldest first.
     pub(crate) event_waiters: HashMap<String, VecDeque<Rc<Slot>>>,
     /// Events nobody waited for yet, by lower-cased name, oldest first.
@@ -127,8 +193,7 @@ impl State {
             is_replaying: false,
             next_id: 0,
             guid_counter: 0,
-            pending_actions: Vec::new(),
-            open_tasks: Vec::new(),
+            actions: Vec::new(),
             event_waiters: HashMap::new(),
             event_buffer: HashMap::new(),
             completion_seq: 0,
@@ -150,37 +215,44 @@ impl State {
         self.completion_seq
     }
 
-    fn schedule(
-        &mut self,
-        kind: ActionKind,
-        name: &str,
-        action: OrchestratorActionType,
-        waits: bool,
-    ) -> (i32, Rc<Slot>) {
-        let id = self.next_id();
-        let shared = match &self.last_name {
+    /// Takes the next id for `action`; `waits` registers a task for its result. `name` is
+    /// the task's name for error messages.
+    fn schedule(&mut self, name: &str, action: PendingAction, waits: bool) -> (i32, Rc<Slot>) {
+        let shared = match &action {
+            PendingAction::Activity { name, .. } => name.clone(),
+            _ => self.shared_name(name),
+        };
+        self.schedule_named(shared, action, waits)
+    }
+
+    /// The name of the latest scheduled task when it is `name`, else a fresh one.
+    fn shared_name(&mut self, name: &str) -> Rc<str> {
+        match &self.last_name {
             Some(last) if **last == *name => last.clone(),
             _ => {
                 let fresh: Rc<str> = Rc::from(name);
                 self.last_name = Some(fresh.clone());
                 fresh
             }
-        };
-        let slot = Slot::named(shared);
+        }
+    }
+
+    fn schedule_named(
+        &mut self,
+        name: Rc<str>,
+        action: PendingAction,
+        waits: bool,
+    ) -> (i32, Rc<Slot>) {
+        let id = self.next_id();
+        let slot = Slot::named(name);
         let index = usize::try_from(id).expect("action ids start at 0 and only grow");
-        put(
-            &mut self.pending_actions,
-            index,
-            PendingAction {
-                kind,
-                action: proto::OrchestratorAction {
-                    id,
-                    orchestrator_action_type: Some(action),
-                },
-            },
-        );
+        if self.actions.len() <= index {
+            self.actions.resize_with(index + 1, ActionEntry::default);
+        }
+        let entry = &mut self.actions[index];
+        entry.pending = Some(action);
         if waits {
-            put(&mut self.open_tasks, index, slot.clone());
+            entry.task = Some(slot.clone());
         }
         (id, slot)
     }
@@ -188,22 +260,23 @@ impl State {
     /// Removes the unconfirmed action with this id.
     pub(crate) fn take_pending(&mut self, id: i32) -> Option<PendingAction> {
         let index = usize::try_from(id).ok()?;
-        self.pending_actions.get_mut(index).and_then(Option::take)
+        self.actions.get_mut(index)?.pending.take()
     }
 
     /// Removes the task waiting for the result with this id.
     pub(crate) fn take_open_task(&mut self, id: i32) -> Option<Rc<Slot>> {
         let index = usize::try_from(id).ok()?;
-        self.open_tasks.get_mut(index).and_then(Option::take)
+        self.actions.get_mut(index)?.task.take()
     }
-}
 
-/// Stores `value` at `index`, growing the vector with empty entries as needed.
-fn put<T>(entries: &mut Vec<Option<T>>, index: usize, value: T) {
-    if entries.len() <= index {
-        entries.resize_with(index + 1, || None);
+    /// The actions history has not confirmed, in id order, as wire actions.
+    pub(crate) fn take_unconfirmed(&mut self) -> Vec<proto::OrchestratorAction> {
+        std::mem::take(&mut self.actions)
+            .into_iter()
+            .zip(0..)
+            .filter_map(|(entry, id)| Some(entry.pending?.into_action(id)))
+            .collect()
     }
-    entries[index] = Some(value);
 }
 
 /// Options for a sub-orchestration call.
@@ -273,6 +346,49 @@ fn failed_slot(name: &str, error: TaskError) -> Rc<Slot> {
     let slot = Slot::new(name);
     slot.complete(Err(error), 0);
     slot
+}
+
+/// `value` as JSON in a string of its exact size. `serde_json::to_string` starts with 128
+/// bytes, which a fan-out of small inputs would keep allocated once per task.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    /// Writes small outputs to the stack and spills larger ones to the heap.
+    struct Buffer {
+        inline: [u8; 64],
+        len: usize,
+        spilled: Vec<u8>,
+    }
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let end = self.len + bytes.len();
+            if self.spilled.is_empty() && end <= self.inline.len() {
+                self.inline[self.len..end].copy_from_slice(bytes);
+                self.len = end;
+            } else {
+                if self.spilled.is_empty() {
+                    self.spilled.reserve(end.max(128));
+                    self.spilled.extend_from_slice(&self.inline[..self.len]);
+                }
+                self.spilled.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut buffer = Buffer {
+        inline: [0; 64],
+        len: 0,
+        spilled: Vec::new(),
+    };
+    serde_json::to_writer(&mut buffer, value)?;
+    let bytes = if buffer.spilled.is_empty() {
+        buffer.inline[..buffer.len].to_vec()
+    } else {
+        buffer.spilled
+    };
+    String::from_utf8(bytes).map_err(<serde_json::Error as serde::ser::Error>::custom)
 }
 
 fn serialization_error(name: &str, error: serde_json::Error) -> TaskError {
@@ -372,7 +488,7 @@ impl OrchestrationContext {
         name: &str,
         input: I,
     ) -> Task<O> {
-        match serde_json::to_string(&input) {
+        match to_json(&input) {
             Ok(json) => Task::from_slot(self.schedule_activity(name, Some(json))),
             Err(e) => Task::from_slot(failed_slot(name, serialization_error(name, e))),
         }
@@ -395,7 +511,7 @@ impl OrchestrationContext {
         input: I,
         policy: RetryPolicy,
     ) -> Task<O> {
-        let input = match serde_json::to_string(&input) {
+        let input = match to_json(&input) {
             Ok(json) => Some(json),
             Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
         };
@@ -432,7 +548,7 @@ impl OrchestrationContext {
         input: I,
         options: SubOrchestratorOptions,
     ) -> Task<O> {
-        let input = match serde_json::to_string(&input) {
+        let input = match to_json(&input) {
             Ok(json) => Some(json),
             Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
         };
@@ -475,13 +591,8 @@ impl OrchestrationContext {
 
     /// A durable timer that fires at an absolute UTC time (at once if it is in the past).
     pub fn create_timer_at(&self, fire_at: DateTime<Utc>) -> Task<()> {
-        let action = OrchestratorActionType::CreateTimer(proto::CreateTimerAction {
-            fire_at: Some(to_timestamp(fire_at)),
-        });
-        let (_, slot) = self
-            .state
-            .borrow_mut()
-            .schedule(ActionKind::Timer, "timer", action, true);
+        let action = PendingAction::Timer(to_timestamp(fire_at));
+        let (_, slot) = self.state.borrow_mut().schedule("timer", action, true);
         Task::from_slot(slot)
     }
 
@@ -509,19 +620,17 @@ impl OrchestrationContext {
 
     /// Sends an event to another orchestration instance (fire and forget).
     pub fn send_event<T: Serialize>(&self, instance_id: &str, name: &str, data: &T) {
-        let data = serde_json::to_string(data).ok();
-        let action = OrchestratorActionType::SendEvent(proto::SendEventAction {
+        let data = to_json(data).ok();
+        let action = PendingAction::SendEvent(Box::new(proto::SendEventAction {
             instance: Some(proto::OrchestrationInstance {
                 instance_id: instance_id.to_owned(),
                 execution_id: None,
             }),
             name: name.to_owned(),
             data,
-        });
+        }));
         let target = format!("{instance_id}/{name}");
-        self.state
-            .borrow_mut()
-            .schedule(ActionKind::SendEvent, &target, action, false);
+        self.state.borrow_mut().schedule(&target, action, false);
     }
 
     /// Ends this execution and starts the orchestration again with a new input and a fresh
@@ -552,18 +661,13 @@ impl OrchestrationContext {
     }
 
     fn schedule_activity(&self, name: &str, input: Option<String>) -> Rc<Slot> {
-        let action = OrchestratorActionType::ScheduleTask(proto::ScheduleTaskAction {
-            name: name.to_owned(),
-            version: None,
+        let mut state = self.state.borrow_mut();
+        let name = state.shared_name(name);
+        let action = PendingAction::Activity {
+            name: name.clone(),
             input,
-            tags: Default::default(),
-            parent_trace_context: None,
-        });
-        let (_, slot) = self
-            .state
-            .borrow_mut()
-            .schedule(ActionKind::Activity, name, action, true);
-        slot
+        };
+        state.schedule_named(name, action, true).1
     }
 
     fn schedule_sub_orchestration(
@@ -578,18 +682,15 @@ impl OrchestrationContext {
             None => format!("{}:{}", self.instance_id(), self.new_guid().simple()),
         };
         let action =
-            OrchestratorActionType::CreateSubOrchestration(proto::CreateSubOrchestrationAction {
+            PendingAction::SubOrchestration(Box::new(proto::CreateSubOrchestrationAction {
                 instance_id,
                 name: name.to_owned(),
                 version,
                 input,
                 parent_trace_context: None,
                 tags: Default::default(),
-            });
-        let (_, slot) =
-            self.state
-                .borrow_mut()
-                .schedule(ActionKind::SubOrchestration, name, action, true);
+            }));
+        let (_, slot) = self.state.borrow_mut().schedule(name, action, true);
         slot
     }
 
@@ -699,7 +800,7 @@ mod tests {
         ctx.send_event("other", "e", &1);
         let _t = ctx.create_timer(Duration::from_secs(1));
         let mut state = ctx.state.borrow_mut();
-        assert_eq!(state.pending_actions.len(), 3);
+        assert_eq!(state.actions.len(), 3);
         assert_eq!(state.take_pending(1).unwrap().name(), "other/e");
         assert!(state.take_pending(1).is_none());
         assert!(state.take_pending(-1).is_none());
@@ -708,6 +809,23 @@ mod tests {
             "send_event has no result"
         );
         assert_eq!(state.take_open_task(2).unwrap().name(), "timer");
+    }
+
+    #[test]
+    fn json_inputs_are_exact_and_match_serde_json() {
+        let long = "x".repeat(200);
+        for value in [
+            serde_json::json!(7),
+            serde_json::json!("a \"quoted\" é"),
+            serde_json::json!({"k": [1, 2, 3]}),
+            serde_json::json!(long),
+            serde_json::json!({"a": "y".repeat(60), "b": 1}),
+        ] {
+            let json = to_json(&value).unwrap();
+            assert_eq!(json, serde_json::to_string(&value).unwrap());
+            assert!(json.len() <= 64 || json.capacity() >= json.len());
+        }
+        assert_eq!(to_json(&7u64).unwrap().capacity(), 1);
     }
 
     #[test]

@@ -199,6 +199,12 @@ impl<'r> Episode<'r> {
     ) -> Self {
         let mut state = State::new(request.instance_id.clone());
         state.execution_id = request.execution_id.clone().unwrap_or_default();
+        // Every action id is confirmed by one event and most are answered by another: half the
+        // history is a good first size for the action table, and growing it later (copying
+        // it, mid-episode) costs more than reserving address space now.
+        state
+            .actions
+            .reserve((request.past_events.len() + request.new_events.len()) / 2);
         Self {
             registry,
             single,
@@ -409,13 +415,13 @@ impl<'r> Episode<'r> {
     fn confirm(&mut self, id: i32, kind: ActionKind, name: &str) -> Result<(), Halt> {
         let mut state = self.ctx.state.borrow_mut();
         match state.take_pending(id) {
-            Some(pending) if pending.kind == kind && pending.name() == name => Ok(()),
+            Some(pending) if pending.matches(kind, name) => Ok(()),
             Some(pending) => Err(Halt::Nondeterminism(format!(
                 "expected {} \"{name}\" at id {id}, but the orchestrator scheduled {} \"{}\" \
                  there: the orchestrator code changed while instances were running; use \
                  versioning (ctx.version()) to change running code",
                 kind.describe(),
-                pending.kind.describe(),
+                pending.kind().describe(),
                 pending.name()
             ))),
             None => Err(Halt::Nondeterminism(format!(
@@ -650,8 +656,7 @@ impl<'r> Episode<'r> {
             ))
         );
         if keep_pending {
-            let pending = std::mem::take(&mut state.pending_actions);
-            actions.extend(pending.into_iter().flatten().map(|p| p.action));
+            actions = state.take_unconfirmed();
         }
         if let Some((_, action)) = completion {
             let id = state.next_id();

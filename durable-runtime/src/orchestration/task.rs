@@ -16,16 +16,25 @@ use crate::error::TaskError;
 pub(crate) type Outcome = Result<Option<String>, TaskError>;
 
 /// The shared completion cell of one task. Tasks, their clones and combinators point to it.
+///
+/// A fan-out replay holds one slot per task, so the slot is kept small: the rare failure is
+/// boxed, and the watchers share one cell.
 pub(crate) struct Slot {
     /// What the task is (activity name, `timer`, event name) for error messages.
     name: Rc<str>,
-    outcome: RefCell<Option<Outcome>>,
+    outcome: RefCell<Option<Result<Option<String>, Box<TaskError>>>>,
     /// Position of the completion in history order (for `when_any`).
     completed_seq: Cell<u64>,
-    wakers: RefCell<Vec<Waker>>,
-    /// Combinators watching this slot. A task is almost always in at most one, so the
-    /// first needs no allocation of its own.
-    groups: RefCell<GroupLinks>,
+    watchers: RefCell<Watchers>,
+}
+
+/// Who waits on a slot: futures polling it and combinators it belongs to. A task is almost
+/// always in at most one combinator, so the first needs no allocation of its own.
+#[derive(Default)]
+struct Watchers {
+    wakers: Vec<Waker>,
+    first_group: Option<(Weak<Group>, usize)>,
+    more_groups: Vec<(Weak<Group>, usize)>,
 }
 
 impl Slot {
@@ -39,8 +48,7 @@ impl Slot {
             name,
             outcome: RefCell::new(None),
             completed_seq: Cell::new(0),
-            wakers: RefCell::new(Vec::new()),
-            groups: RefCell::new(GroupLinks::default()),
+            watchers: RefCell::new(Watchers::default()),
         })
     }
 
@@ -52,20 +60,24 @@ impl Slot {
         self.outcome.borrow().is_some()
     }
 
-    /// Completes the slot (first completion wins), waking whoever waits on it.
+    fn is_failed(&self) -> bool {
+        matches!(&*self.outcome.borrow(), Some(Err(_)))
+    }
+
+    /// Completes the slot (first completion wins), waking whoever waits on it: futures first,
+    /// then combinators.
     pub(crate) fn complete(&self, outcome: Outcome, seq: u64) {
         if self.is_done() {
             return;
         }
         let failed = outcome.is_err();
-        *self.outcome.borrow_mut() = Some(outcome);
+        *self.outcome.borrow_mut() = Some(outcome.map_err(Box::new));
         self.completed_seq.set(seq);
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        for waker in wakers {
+        let watchers = std::mem::take(&mut *self.watchers.borrow_mut());
+        for waker in watchers.wakers {
             waker.wake();
         }
-        let groups = std::mem::take(&mut *self.groups.borrow_mut());
-        for (group, index) in groups.first.into_iter().chain(groups.more) {
+        for (group, index) in watchers.first_group.into_iter().chain(watchers.more_groups) {
             if let Some(group) = group.upgrade() {
                 group.member_done(index, failed);
             }
@@ -73,9 +85,18 @@ impl Slot {
     }
 
     fn register(&self, waker: &Waker) {
-        let mut wakers = self.wakers.borrow_mut();
+        let wakers = &mut self.watchers.borrow_mut().wakers;
         if !wakers.iter().any(|w| w.will_wake(waker)) {
             wakers.push(waker.clone());
+        }
+    }
+
+    fn join(&self, group: Weak<Group>, index: usize) {
+        let mut watchers = self.watchers.borrow_mut();
+        if watchers.first_group.is_none() {
+            watchers.first_group = Some((group, index));
+        } else {
+            watchers.more_groups.push((group, index));
         }
     }
 
@@ -91,12 +112,15 @@ impl Slot {
                     }
                 })
             }
-            Err(error) => Err(error.clone()),
+            Err(error) => Err((**error).clone()),
         })
     }
 
     pub(crate) fn raw_outcome(&self) -> Option<Outcome> {
-        self.outcome.borrow().clone()
+        self.outcome
+            .borrow()
+            .as_ref()
+            .map(|outcome| outcome.clone().map_err(|error| *error))
     }
 }
 
@@ -144,7 +168,7 @@ impl<T> Task<T> {
 
     /// `true` once the task has failed.
     pub fn is_failed(&self) -> bool {
-        matches!(&*self.slot.outcome.borrow(), Some(Err(_)))
+        self.slot.is_failed()
     }
 
     /// A type-erased handle to this task, for [`when_any`] over tasks of different types.
@@ -210,23 +234,6 @@ impl<T> From<Task<T>> for TaskRef {
     }
 }
 
-/// The combinators a slot reports its completion to.
-#[derive(Default)]
-struct GroupLinks {
-    first: Option<(Weak<Group>, usize)>,
-    more: Vec<(Weak<Group>, usize)>,
-}
-
-impl GroupLinks {
-    fn push(&mut self, link: (Weak<Group>, usize)) {
-        if self.first.is_none() {
-            self.first = Some(link);
-        } else {
-            self.more.push(link);
-        }
-    }
-}
-
 /// Bookkeeping shared by a combinator and its member slots, so each completion costs O(1).
 struct Group {
     members: Vec<Rc<Slot>>,
@@ -251,16 +258,12 @@ impl Group {
             if slot.is_done() {
                 done.push((slot.completed_seq.get(), index));
             } else {
-                slot.groups
-                    .borrow_mut()
-                    .push((Rc::downgrade(&group), index));
+                slot.join(Rc::downgrade(&group), index);
             }
         }
         done.sort_unstable();
         for (_, index) in done {
-            let failed = group.members[index]
-                .raw_outcome()
-                .is_some_and(|o| o.is_err());
+            let failed = group.members[index].is_failed();
             group.record(index, failed);
         }
         group
