@@ -351,7 +351,7 @@ impl<T: DeserializeOwned> Future for WhenAll<T> {
 /// Waits for the first of several tasks to complete (successfully or not) and resolves to its
 /// index. When several completed before this was awaited, the one that completed first in
 /// history wins, exactly as in the original run. The other tasks keep running and can still be
-/// awaited later.
+/// awaited later. An empty list never resolves, so pass at least one task.
 ///
 /// ```no_run
 /// # use durable::prelude::*;
