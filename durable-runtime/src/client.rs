@@ -888,8 +888,8 @@ impl DurableClient {
             get_inputs_and_outputs: true,
         });
         // The deadline tells the sidecar how long to hold the call; the local timer guards
-        // against sidecars that ignore it.
-        request.set_timeout(timeout);
+        // against sidecars that ignore it. A year stands for "forever" (`Duration::MAX`).
+        request.set_timeout(timeout.min(Duration::from_secs(365 * 24 * 3600)));
         let mut client = self.inner.clone();
         let call = async move {
             if completion {
@@ -904,7 +904,12 @@ impl DurableClient {
                 "instance `{instance_id}` did not {what} within {timeout:?}"
             ))
         };
-        let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        let response = match tokio::time::timeout(
+            timeout.saturating_add(Duration::from_secs(1)),
+            call,
+        )
+        .await
+        {
             Err(_) => return Err(timed_out()),
             Ok(Err(status))
                 if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>

@@ -59,6 +59,7 @@ pub mod error;
 pub mod http;
 mod logging;
 pub mod orchestration;
+mod panic;
 pub mod proto;
 pub mod registry;
 mod runtime;

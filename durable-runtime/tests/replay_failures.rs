@@ -151,7 +151,7 @@ fn panics_become_failed_with_type_panic() {
     sim.start("boom", "null");
     let r = sim.episode(vec![task_completed(0, "[1,2]")]);
     let f = failure(&r);
-    assert_eq!(f.error_type, "panic");
+    assert_eq!(f.error_type, "durable::Panic");
     assert!(
         f.error_message.contains("index out of bounds"),
         "{}",
@@ -268,4 +268,130 @@ fn rewind_returns_history_without_failed_tasks() {
         .unwrap();
     assert_ne!(exec, "exec-1");
     assert!(!exec.is_empty());
+}
+
+/// Rewinding an instance whose failed activity ran under a retry policy (attempt, retry timer,
+/// attempt) replays cleanly and schedules the activity again, with the same id as at first.
+#[test]
+fn rewind_after_exhausted_retries_reruns_the_activity() {
+    let registry = registry("charge", |ctx: OrchestrationContext, _: ()| async move {
+        let policy = durable::RetryPolicy::new(2, std::time::Duration::from_secs(5));
+        let receipt: String = ctx
+            .call_activity_by_name_with_retry("charge_card", "order-1", policy)
+            .await?;
+        Ok(receipt)
+    });
+    let mut sim = Sim::new(registry);
+    sim.start("charge", "null");
+    sim.episode(vec![task_failed(0, "Declined", "try later")]);
+    sim.fire_timer(1);
+    let last = sim.episode(vec![task_failed(2, "Declined", "still no")]);
+    let failed = failure(&last);
+    assert!(
+        failed.error_message.contains("after 2 attempt"),
+        "{failed:?}"
+    );
+
+    // The sidecar records the failure, then asks for a rewind.
+    let mut past = sim.history.clone();
+    past.push(event(
+        -1,
+        sim.now,
+        EventType::ExecutionCompleted(durable::proto::ExecutionCompletedEvent {
+            orchestration_status: durable::proto::OrchestrationStatus::Failed as i32,
+            ..Default::default()
+        }),
+    ));
+    let rewound_at = sim.now + chrono::Duration::seconds(10);
+    let request = durable::proto::OrchestratorRequest {
+        instance_id: sim.instance_id.clone(),
+        past_events: past,
+        new_events: vec![
+            event(
+                -1,
+                rewound_at,
+                EventType::OrchestratorStarted(Default::default()),
+            ),
+            event(
+                -1,
+                rewound_at,
+                EventType::ExecutionRewound(Default::default()),
+            ),
+        ],
+        ..Default::default()
+    };
+    let response = durable::orchestration::execute(&sim.registry, &request);
+    let Some(OrchestratorActionType::RewindOrchestration(rewind)) =
+        &response.actions[0].orchestrator_action_type
+    else {
+        panic!("{:?}", response.actions)
+    };
+    let ids: Vec<i32> = rewind
+        .new_history
+        .iter()
+        .filter(|e| e.event_id >= 0)
+        .map(|e| e.event_id)
+        .collect();
+    assert!(
+        ids.is_empty(),
+        "no action of the failed part survives: {ids:?}"
+    );
+
+    // The sidecar replaces the history and runs an episode: the first attempt is scheduled
+    // again with id 0, and nothing disagrees with history.
+    let request = durable::proto::OrchestratorRequest {
+        instance_id: sim.instance_id.clone(),
+        past_events: rewind.new_history.clone(),
+        new_events: vec![event(
+            -1,
+            rewound_at,
+            EventType::OrchestratorStarted(Default::default()),
+        )],
+        ..Default::default()
+    };
+    let response = durable::orchestration::execute(&sim.registry, &request);
+    assert_eq!(
+        summary(&response),
+        [(0, "activity", "charge_card".to_owned())],
+        "{:?}",
+        response.actions
+    );
+}
+
+/// A custom status or event payload that JSON cannot represent fails the orchestration with a
+/// clear error instead of being dropped silently.
+#[test]
+fn unserializable_status_and_event_data_fail_clearly() {
+    let status_registry = registry(
+        "bad_status",
+        |ctx: OrchestrationContext, _: ()| async move {
+            let mut status = std::collections::BTreeMap::new();
+            status.insert((1, 2), "tuple keys are not JSON object keys");
+            ctx.set_custom_status(&status);
+            Ok(())
+        },
+    );
+    let mut sim = Sim::new(status_registry);
+    let f = failure(&sim.start("bad_status", "null"));
+    assert_eq!(f.error_type, "durable::InvalidInput");
+    assert!(
+        f.error_message.contains("custom status"),
+        "{}",
+        f.error_message
+    );
+
+    let event_registry = registry("bad_event", |ctx: OrchestrationContext, _: ()| async move {
+        let mut data = std::collections::BTreeMap::new();
+        data.insert((1, 2), 3);
+        ctx.send_event("other", "ping", &data);
+        Ok(())
+    });
+    let mut sim = Sim::new(event_registry);
+    let f = failure(&sim.start("bad_event", "null"));
+    assert_eq!(f.error_type, "durable::InvalidInput");
+    assert!(
+        f.error_message.contains("event `ping`"),
+        "{}",
+        f.error_message
+    );
 }

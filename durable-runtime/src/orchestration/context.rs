@@ -175,6 +175,9 @@ pub(crate) struct State {
     pub(crate) completion_seq: u64,
     pub(crate) custom_status: Option<String>,
     pub(crate) continue_as_new: Option<ContinueAsNew>,
+    /// A misuse found by a context call that cannot return an error (a payload that does not
+    /// serialize); the executor fails the orchestration with it.
+    pub(crate) fatal: Option<FailureDetails>,
     /// The name of the latest scheduled task, shared by the next task with the same name.
     last_name: Option<Rc<str>>,
     /// Futures the SDK runs beside the orchestrator (retry loops), drained by the executor.
@@ -199,6 +202,7 @@ impl State {
             completion_seq: 0,
             custom_status: None,
             continue_as_new: None,
+            fatal: None,
             last_name: None,
             spawned: Vec::new(),
         }
@@ -463,9 +467,23 @@ impl OrchestrationContext {
     }
 
     /// Sets the custom status that clients see (any JSON-serializable value).
+    ///
+    /// A value that does not serialize to JSON fails the orchestration with
+    /// `durable::InvalidInput`.
     pub fn set_custom_status<S: Serialize>(&self, status: &S) {
-        let json = serde_json::to_string(status).ok();
-        self.state.borrow_mut().custom_status = json;
+        match serde_json::to_string(status) {
+            Ok(json) => self.state.borrow_mut().custom_status = Some(json),
+            Err(e) => self.fail_with(format!("the custom status does not serialize to JSON: {e}")),
+        }
+    }
+
+    /// Records a misuse that fails the orchestration once the current poll returns.
+    fn fail_with(&self, message: String) {
+        let mut state = self.state.borrow_mut();
+        if state.fatal.is_none() {
+            state.fatal =
+                Some(FailureDetails::new("durable::InvalidInput", message).non_retriable());
+        }
     }
 
     /// Clears the custom status.
@@ -581,12 +599,7 @@ impl OrchestrationContext {
 
     /// A durable timer that fires after `delay` of orchestration time.
     pub fn create_timer(&self, delay: Duration) -> Task<()> {
-        let now = self.current_utc_datetime();
-        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        let fire_at = now
-            .checked_add_signed(delay)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.create_timer_at(fire_at)
+        self.create_timer_at(add_saturating(self.current_utc_datetime(), delay))
     }
 
     /// A durable timer that fires at an absolute UTC time (at once if it is in the past).
@@ -619,8 +632,19 @@ impl OrchestrationContext {
     }
 
     /// Sends an event to another orchestration instance (fire and forget).
+    ///
+    /// Data that does not serialize to JSON fails the orchestration with `durable::InvalidInput`.
     pub fn send_event<T: Serialize>(&self, instance_id: &str, name: &str, data: &T) {
-        let data = to_json(data).ok();
+        let data = match to_json(data) {
+            Ok(json) => Some(json),
+            Err(e) => {
+                self.fail_with(format!(
+                    "the data of event `{name}` for instance `{instance_id}` does not serialize \
+                     to JSON: {e}"
+                ));
+                return;
+            }
+        };
         let action = PendingAction::SendEvent(Box::new(proto::SendEventAction {
             instance: Some(proto::OrchestrationInstance {
                 instance_id: instance_id.to_owned(),
@@ -739,13 +763,11 @@ impl OrchestrationContext {
                     Err(error) => error.details(),
                 };
                 let delay = policy.delay_before_attempt(number + 1);
-                let next_start = ctx.current_utc_datetime()
-                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                let timed_out = policy.timeout().is_some_and(|timeout| {
-                    next_start
-                        > started
-                            + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)
-                });
+                // Out-of-range sums mean "later than anything": no overflow panics.
+                let next_start = add_saturating(ctx.current_utc_datetime(), delay);
+                let timed_out = policy
+                    .timeout()
+                    .is_some_and(|timeout| next_start > add_saturating(started, timeout));
                 if details.non_retriable || number >= policy.max_attempts() || timed_out {
                     break Err(TaskError::RetriesExhausted {
                         name: name.clone(),
@@ -762,6 +784,14 @@ impl OrchestrationContext {
         self.state.borrow_mut().spawned.push(Box::pin(driver));
         Task::from_slot(result)
     }
+}
+
+/// `time + duration`, clamped to the latest representable time instead of overflowing.
+fn add_saturating(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|d| time.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]

@@ -495,10 +495,21 @@ impl<'r> Episode<'r> {
                 if let Some(result) = poll_driven(main, "the orchestrator")? {
                     self.main = None;
                     self.verify_after_completion = true;
-                    self.completion = Some(match result {
-                        Ok(output) => Completion::Completed(output),
-                        Err(error) => Completion::Failed(error.details()),
+                    let fatal = self.ctx.state.borrow_mut().fatal.take();
+                    if let Some(details) = fatal {
+                        self.completion = Some(Completion::Failed(details));
+                        return Ok(());
+                    }
+                    self.completion = Some(if self.ctx.state.borrow().continue_as_new.is_some() {
+                        self.continue_as_new()
+                    } else {
+                        match result {
+                            Ok(output) => Completion::Completed(output),
+                            Err(error) => Completion::Failed(error.details()),
+                        }
                     });
+                    // The orchestration is over: retry loops must not schedule anything more.
+                    return Ok(());
                 }
             }
             self.adopt_spawned();
@@ -516,6 +527,11 @@ impl<'r> Episode<'r> {
                     }
                 }
                 self.adopt_spawned();
+            }
+            let fatal = self.ctx.state.borrow_mut().fatal.take();
+            if let Some(details) = fatal {
+                self.completion = Some(Completion::Failed(details));
+                return Ok(());
             }
             if self.ctx.state.borrow().continue_as_new.is_some() {
                 self.verify_after_completion = true;
@@ -719,14 +735,9 @@ fn poll_driven<T>(driven: &mut Driven<T>, what: &str) -> Result<Option<T>, Halt>
         }));
         match polled {
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-                return Err(Halt::Failure(FailureDetails::new(
-                    "panic",
-                    format!("{what} panicked: {message}"),
+                return Err(Halt::Failure(crate::panic::panic_details(
+                    what,
+                    panic.as_ref(),
                 )));
             }
             Ok(Poll::Ready(value)) => return Ok(Some(value)),
@@ -760,15 +771,24 @@ fn poll_driven<T>(driven: &mut Driven<T>, what: &str) -> Result<Option<T>, Halt>
     }
 }
 
-/// Answers a rewind request: history without the failures, so the failed work runs again.
+/// Answers a rewind request: history from which the failed work and everything the code
+/// scheduled after it are removed, so that work runs again.
+///
+/// Action ids follow the code's order, so the history keeps exactly the actions numbered
+/// below the first failed task (and their results, whenever they arrived); the code then
+/// re-schedules the rest with the same ids. Retries, compensation and anything else that ran
+/// after a failure are therefore redone rather than left in history to contradict the replay.
+/// Work that had succeeded after the first failure runs again (activities are at-least-once).
 fn rewind_response(request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
     let all = || request.past_events.iter().chain(request.new_events.iter());
-    let failed_tasks: std::collections::HashSet<i32> = all()
+    let first_failed = all()
         .filter_map(|e| match &e.event_type {
             Some(EventType::TaskFailed(f)) => Some(f.task_scheduled_id),
+            Some(EventType::SubOrchestrationInstanceFailed(f)) => Some(f.task_scheduled_id),
             _ => None,
         })
-        .collect();
+        .min();
+    let kept = |id: i32| first_failed.is_none_or(|first| id < first);
     let new_execution_id = uuid::Uuid::new_v4().simple().to_string();
     let rewound_parent_execution = all().find_map(|e| match &e.event_type {
         Some(EventType::ExecutionRewound(r)) => {
@@ -781,7 +801,15 @@ fn rewind_response(request: &proto::OrchestratorRequest) -> proto::OrchestratorR
             Some(EventType::TaskFailed(_))
             | Some(EventType::SubOrchestrationInstanceFailed(_))
             | Some(EventType::ExecutionCompleted(_)) => false,
-            Some(EventType::TaskScheduled(_)) => !failed_tasks.contains(&e.event_id),
+            Some(
+                EventType::TaskScheduled(_)
+                | EventType::TimerCreated(_)
+                | EventType::SubOrchestrationInstanceCreated(_)
+                | EventType::EventSent(_),
+            ) => kept(e.event_id),
+            Some(EventType::TaskCompleted(c)) => kept(c.task_scheduled_id),
+            Some(EventType::SubOrchestrationInstanceCompleted(c)) => kept(c.task_scheduled_id),
+            Some(EventType::TimerFired(t)) => kept(t.timer_id),
             _ => true,
         })
         .map(|e| {
