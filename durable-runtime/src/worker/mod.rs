@@ -37,6 +37,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::client::{ClientError, ConnectOptions, SidecarClient};
+use crate::error::FailureDetails;
 use crate::proto;
 use crate::proto::work_item::Request as WorkRequest;
 use crate::registry::Registry;
@@ -539,13 +540,45 @@ async fn activity_item(
             return abandon(client, token).await;
         }
     };
-    response.completion_token = token;
-    retry_completion("activity", || {
+    response.completion_token = token.clone();
+    let delivered = retry_completion("activity", || {
         let mut client = client.clone();
         let response = response.clone();
         async move { client.complete_activity_task(response).await }
     })
     .await;
+    match delivered {
+        Ok(()) => {}
+        Err(status) if is_too_large(&status) => {
+            // The result itself is the problem: report that instead, so the task fails clearly.
+            let failure = FailureDetails::new(
+                PAYLOAD_TOO_LARGE_ERROR_TYPE,
+                format!(
+                    "the result of activity `{name}` was refused by the sidecar: {}",
+                    status.message()
+                ),
+            )
+            .non_retriable();
+            let replacement = proto::ActivityResponse {
+                instance_id: response.instance_id,
+                task_id: response.task_id,
+                result: None,
+                failure_details: Some((&failure).into()),
+                completion_token: token.clone(),
+            };
+            let sent = retry_completion("activity", || {
+                let mut client = client.clone();
+                let replacement = replacement.clone();
+                async move { client.complete_activity_task(replacement).await }
+            })
+            .await;
+            if sent.is_err() {
+                abandon(client, token).await;
+            }
+        }
+        // Give the work item back so it is not stuck in flight until the stream closes.
+        Err(_) => abandon(client, token).await,
+    }
 }
 
 async fn orchestration_item(
@@ -589,13 +622,59 @@ async fn orchestration_item(
             return abandon(client, token).await;
         }
     };
-    response.completion_token = token;
-    retry_completion("orchestration", || {
+    response.completion_token = token.clone();
+    let delivered = retry_completion("orchestration", || {
         let mut client = client.clone();
         let response = response.clone();
         async move { client.complete_orchestrator_task(response).await }
     })
     .await;
+    match delivered {
+        Ok(()) => {}
+        Err(status) if is_too_large(&status) => {
+            // Replaying would produce the same oversized response forever: fail the
+            // orchestration with a message that says what to change.
+            let failure = FailureDetails::new(
+                PAYLOAD_TOO_LARGE_ERROR_TYPE,
+                format!(
+                    "the orchestration's response was refused by the sidecar: {}; keep inputs, \
+                     outputs and custom status small (store large data elsewhere) and bound \
+                     history with continue-as-new",
+                    status.message()
+                ),
+            )
+            .non_retriable();
+            let mut complete = proto::CompleteOrchestrationAction {
+                failure_details: Some((&failure).into()),
+                ..Default::default()
+            };
+            complete.set_orchestration_status(proto::OrchestrationStatus::Failed);
+            let replacement = proto::OrchestratorResponse {
+                instance_id: response.instance_id,
+                actions: vec![proto::OrchestratorAction {
+                    id: -1,
+                    orchestrator_action_type: Some(
+                        proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(
+                            complete,
+                        ),
+                    ),
+                }],
+                completion_token: token.clone(),
+                ..Default::default()
+            };
+            let sent = retry_completion("orchestration", || {
+                let mut client = client.clone();
+                let replacement = replacement.clone();
+                async move { client.complete_orchestrator_task(replacement).await }
+            })
+            .await;
+            if sent.is_err() {
+                abandon(client, token).await;
+            }
+        }
+        // Give the work item back so it is not stuck in flight until the stream closes.
+        Err(_) => abandon(client, token).await,
+    }
 }
 
 async fn fetch_history(
@@ -618,24 +697,37 @@ async fn fetch_history(
     Ok(events)
 }
 
-/// Sends a completion, retrying a few times while the sidecar is briefly unavailable. A
-/// completion that cannot be delivered is dropped: the sidecar redelivers the work item.
-async fn retry_completion<F, Fut, T>(what: &str, mut call: F)
+/// Sends a completion, retrying a few times while the sidecar is briefly unavailable; returns
+/// the last error when it could not be delivered (the caller abandons the work item then).
+async fn retry_completion<F, Fut, T>(what: &str, mut call: F) -> Result<(), tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     const ATTEMPTS: u32 = 3;
-    for attempt in 1..=ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         match call().await {
-            Ok(_) => return,
+            Ok(_) => return Ok(()),
             Err(status) if attempt < ATTEMPTS && status.code() == tonic::Code::Unavailable => {
                 tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                attempt += 1;
             }
             Err(status) => {
                 tracing::warn!("could not complete an {what} work item: {status}");
-                return;
+                return Err(status);
             }
         }
     }
+}
+
+/// The error type recorded when a result is too large for the sidecar to accept.
+const PAYLOAD_TOO_LARGE_ERROR_TYPE: &str = "durable::PayloadTooLarge";
+
+/// Whether the sidecar (or the transport) refused a message for its size.
+fn is_too_large(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+    )
 }
