@@ -749,6 +749,11 @@ impl DurableClient {
         })
     }
 
+    /// The underlying gRPC client (with the connection's metadata interceptor).
+    pub(crate) fn sidecar(&self) -> SidecarClient {
+        self.inner.clone()
+    }
+
     /// A client that connects on its first call (never fails up front for an unreachable
     /// sidecar; calls fail with [`ClientError::Unavailable`] until it is up).
     pub fn connect_lazy(options: &ConnectOptions) -> Result<Self, ClientError> {

@@ -232,7 +232,7 @@ impl RuntimeBuilder {
         let connection = self.connection.endpoint_replaced(endpoint.clone());
         let client = DurableClient::connect_lazy(&connection)?;
         let http = match self.http {
-            Some(addr) => Some(HttpServer::start(addr, endpoint.clone()).await?),
+            Some(addr) => Some(HttpServer::start(addr, client.clone()).await?),
             None => None,
         };
         let worker = Worker::new(registry, connection)
@@ -320,7 +320,10 @@ struct HttpServer {
 }
 
 impl HttpServer {
-    async fn start(addr: std::net::SocketAddr, endpoint: String) -> Result<Self, RuntimeError> {
+    async fn start(
+        addr: std::net::SocketAddr,
+        client: DurableClient,
+    ) -> Result<Self, RuntimeError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| RuntimeError::Http(format!("cannot listen on {addr}: {e}")))?;
@@ -328,7 +331,7 @@ impl HttpServer {
             .local_addr()
             .map_err(|e| RuntimeError::Http(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::http::serve(listener, endpoint, async move {
+        let task = tokio::spawn(crate::http::serve_with(listener, client, async move {
             let _ = stopped.await;
         }));
         Ok(Self { addr, stop, task })

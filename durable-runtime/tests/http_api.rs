@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -121,12 +120,10 @@ impl Fixture {
         let (stop_listed, stopped_listed) = oneshot::channel::<()>();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let allow_listed_base = format!("http://{}", listener.local_addr()?);
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?.connect_lazy();
-        let app = durable::http::router_with_orchestrators(
-            TaskHubSidecarServiceClient::new(channel),
-            vec!["greet".to_string()],
-        );
+        let client = durable::DurableClient::connect_lazy(&durable::client::ConnectOptions::new(
+            endpoint.clone(),
+        ))?;
+        let app = durable::http::router_with_orchestrators(client, vec!["greet".to_string()]);
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {

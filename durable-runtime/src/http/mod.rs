@@ -1,7 +1,7 @@
 //! An HTTP management API for orchestrations: the classic "async HTTP API" pattern.
 //!
 //! The API is a thin [axum] layer **on top of the gRPC client**
-//! ([`TaskHubSidecarServiceClient`]), so it can sit in front of any Durable Task sidecar: the
+//! (a [`DurableClient`](crate::DurableClient)), so it can sit in front of any Durable Task sidecar: the
 //! embedded one, `durabletask-go`, Dapr, or the Python SDK's in-memory backend.
 //!
 //! A caller starts an orchestration and gets `202 Accepted` with a `Location` header and a set of
@@ -47,13 +47,9 @@ mod model;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tonic::transport::{Channel, Endpoint};
-
-use crate::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 
 /// Errors of [`serve`].
 ///
@@ -85,31 +81,30 @@ pub enum HttpError {
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub(crate) client: TaskHubSidecarServiceClient<Channel>,
+    pub(crate) client: crate::client::SidecarClient,
     /// `Some` = only these orchestrator names may be started.
     pub(crate) orchestrators: Option<Arc<[String]>>,
 }
 
-/// The HTTP management API as an [`axum::Router`], talking to a sidecar through `client`.
+/// The HTTP management API as an [`axum::Router`], talking to a sidecar through `client` (with
+/// its TLS settings and metadata headers, e.g. a task hub or an API token).
 ///
 /// Any orchestrator name may be started (the sidecar cannot know what workers registered); see
 /// [`router_with_orchestrators`] for an allow-list. The router can be nested into a larger
 /// application or served with [`axum::serve()`].
 ///
 /// ```no_run
-/// use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
-///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:4001").connect_lazy();
-/// let app = durable::http::router(TaskHubSidecarServiceClient::new(channel));
+/// let client = durable::DurableClient::connect("http://127.0.0.1:4001").await?;
+/// let app = durable::http::router(client);
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// axum::serve(listener, app).await?;
 /// # Ok(())
 /// # }
 /// ```
-pub fn router(client: TaskHubSidecarServiceClient<Channel>) -> Router {
+pub fn router(client: crate::DurableClient) -> Router {
     build(AppState {
-        client,
+        client: client.sidecar(),
         orchestrators: None,
     })
 }
@@ -118,21 +113,19 @@ pub fn router(client: TaskHubSidecarServiceClient<Channel>) -> Router {
 /// (`{"error": "no orchestrator named X; known: a, b"}`) for names not in `names`.
 ///
 /// ```no_run
-/// use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
-///
-/// let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:4001").connect_lazy();
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = durable::DurableClient::connect("http://127.0.0.1:4001").await?;
 /// let app = durable::http::router_with_orchestrators(
-///     TaskHubSidecarServiceClient::new(channel),
+///     client,
 ///     vec!["greet".to_string(), "order".to_string()],
 /// );
 /// # let _: axum::Router = app;
+/// # Ok(())
+/// # }
 /// ```
-pub fn router_with_orchestrators(
-    client: TaskHubSidecarServiceClient<Channel>,
-    names: Vec<String>,
-) -> Router {
+pub fn router_with_orchestrators(client: crate::DurableClient, names: Vec<String>) -> Router {
     build(AppState {
-        client,
+        client: client.sidecar(),
         orchestrators: Some(names.into()),
     })
 }
@@ -180,29 +173,40 @@ pub async fn serve(
     sidecar_endpoint: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    let channel = lazy_channel(&sidecar_endpoint)?;
-    let app = router(TaskHubSidecarServiceClient::new(channel));
-    axum::serve(listener, app)
+    let options = crate::client::ConnectOptions::new(sidecar_endpoint.clone());
+    let client =
+        crate::DurableClient::connect_lazy(&options).map_err(|e| HttpError::InvalidEndpoint {
+            endpoint: sidecar_endpoint,
+            message: e.to_string(),
+        })?;
+    serve_with(listener, client, shutdown).await
+}
+
+/// Serves the HTTP API on `listener` through `client` (use this to keep the client's TLS
+/// settings and metadata headers) until `shutdown` completes.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = durable::client::ConnectOptions::new("https://sidecar.example:443")
+///     .header("authorization", "Bearer <token>");
+/// let client = durable::DurableClient::connect_lazy(&options)?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// durable::http::serve_with(listener, client, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    client: crate::DurableClient,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    axum::serve(listener, router(client))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
-}
-
-fn lazy_channel(endpoint: &str) -> Result<Channel, HttpError> {
-    let uri = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let endpoint_err = |message: String| HttpError::InvalidEndpoint {
-        endpoint: endpoint.to_string(),
-        message,
-    };
-    let parsed = Endpoint::from_shared(uri).map_err(|e| endpoint_err(e.to_string()))?;
-    Ok(parsed
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .connect_lazy())
 }
 
 #[cfg(test)]
@@ -210,12 +214,14 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn endpoint_without_scheme_is_accepted() {
-        assert!(lazy_channel("127.0.0.1:4001").is_ok());
-        assert!(lazy_channel("http://localhost:4001").is_ok());
-        assert!(matches!(
-            lazy_channel("http://bad host:1"),
-            Err(HttpError::InvalidEndpoint { .. })
-        ));
+    async fn a_bad_endpoint_is_reported() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let result = serve(listener, "http://bad host:1".to_string(), async {}).await;
+        assert!(
+            matches!(result, Err(HttpError::InvalidEndpoint { .. })),
+            "{result:?}"
+        );
     }
 }
