@@ -266,7 +266,11 @@ impl Engine {
                 tokio::select! {
                     _ = me.signal.committed.notified() => {
                         let mut st = me.lock();
-                        me.pump(&mut st);
+                        if let Some(status) = me.signal.failure_status() {
+                            me.enter_failed(&mut st, status);
+                        } else {
+                            me.pump(&mut st);
+                        }
                     }
                     _ = stop.changed() => break,
                 }
@@ -302,6 +306,30 @@ impl Engine {
         st.waiters.clear();
         drop(st);
         let _ = self.shutdown.send(true);
+    }
+
+    /// A commit failed: memory is ahead of the database, so nothing more is dispatched or
+    /// answered. Work-item streams end with the storage error; waiters wake and see it.
+    fn enter_failed(&self, st: &mut State, status: Status) {
+        if st.closing {
+            return;
+        }
+        st.closing = true;
+        for (_, s) in std::mem::take(&mut st.streams) {
+            let _ = s.tx.send(Err(status.clone()));
+        }
+        st.waiters.clear();
+    }
+
+    /// UNAVAILABLE once storage failed or shutdown began.
+    fn refuse(&self, st: &State) -> Result<(), Status> {
+        if let Some(status) = self.signal.failure_status() {
+            return Err(status);
+        }
+        if st.closing {
+            return Err(Status::unavailable("the sidecar is shutting down"));
+        }
+        Ok(())
     }
 
     pub(crate) fn close_storage(&self) {
@@ -540,9 +568,8 @@ impl Engine {
         replaceable: &[i32],
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
-        if st.closing {
-            return Err(Status::unavailable("the sidecar is shutting down"));
-        }
+        self.refuse(&st)?;
+        self.refuse(&st)?;
         if let Some(existing) = st.instances.get(&ni.instance_id) {
             if !replaceable.contains(&existing.rec.status) {
                 return Err(Status::already_exists(format!(
@@ -565,6 +592,7 @@ impl Engine {
         input: Option<String>,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let terminal = is_terminal(
             st.instances
                 .get(id)
@@ -590,6 +618,7 @@ impl Engine {
         recurse: bool,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         if !st.instances.contains_key(id) {
             return Err(not_found(id));
         }
@@ -613,6 +642,7 @@ impl Engine {
         suspend: bool,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         if !st.instances.contains_key(id) {
             return Err(not_found(id));
         }
@@ -655,6 +685,7 @@ impl Engine {
         new_instance_id: bool,
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
         if !is_terminal(inst.rec.status) {
             return Err(Status::failed_precondition(format!(
@@ -706,6 +737,7 @@ impl Engine {
 
     pub(crate) fn rewind(&self, id: &str, reason: Option<String>) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
         if inst.rec.status != OrchestrationStatus::Failed as i32 {
             return Err(Status::failed_precondition(format!(
@@ -787,9 +819,7 @@ impl Engine {
                 if done(inst.rec.status) {
                     return Ok(Some(to_state(&inst.rec, payloads)));
                 }
-                if st.closing {
-                    return Err(Status::unavailable("the sidecar is shutting down"));
-                }
+                self.refuse(&st)?;
                 let (tx, rx) = oneshot::channel();
                 st.waiters.entry(id.to_string()).or_default().push(tx);
                 rx
@@ -876,9 +906,7 @@ impl Engine {
         last_send: Arc<AtomicI64>,
     ) -> Result<u64, Status> {
         let mut st = self.lock();
-        if st.closing {
-            return Err(Status::unavailable("the sidecar is shutting down"));
-        }
+        self.refuse(&st)?;
         let id = st.next_stream;
         st.next_stream += 1;
         st.streams.insert(
@@ -982,7 +1010,7 @@ impl Engine {
 
     /// Hands ready, durable work to workers with free capacity.
     fn pump(&self, st: &mut State) {
-        if st.streams.is_empty() || st.closing {
+        if st.streams.is_empty() || st.closing || self.signal.failure().is_some() {
             return;
         }
         let durable = self.signal.durable_seq.load(Ordering::SeqCst);

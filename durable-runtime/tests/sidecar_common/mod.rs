@@ -70,7 +70,7 @@ pub async fn wait_done(c: &mut Client, id: &str) -> proto::OrchestrationState {
 /// A worker driven by hand: read work items, answer with chosen actions.
 pub struct Worker {
     pub client: Client,
-    stream: tonic::Streaming<WorkItem>,
+    pub stream: tonic::Streaming<WorkItem>,
 }
 
 impl Worker {
