@@ -60,6 +60,8 @@ pub(crate) struct Instance {
     queued: bool,
     /// Batch that must be durable before this instance may be dispatched.
     ready_seq: u64,
+    /// Batch of the last status change: waits and reads answer only once it is durable.
+    status_seq: u64,
 }
 
 struct InFlight {
@@ -125,6 +127,10 @@ pub(crate) struct State {
     /// Ordered by id so round-robin needs no allocation or sort.
     streams: BTreeMap<u64, WorkStream>,
     waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// (batch seq, instance id): waiters to wake once that batch is durable, in seq order.
+    wake_after: VecDeque<(u64, String)>,
+    /// Instances purged by a batch that may not be durable yet: id → batch seq.
+    purging: HashMap<String, u64>,
     next_seq: u64,
     next_key: u64,
     next_stream: u64,
@@ -158,6 +164,8 @@ impl Engine {
             tokens: HashMap::new(),
             streams: BTreeMap::new(),
             waiters: HashMap::new(),
+            wake_after: VecDeque::new(),
+            purging: HashMap::new(),
             next_seq: 1,
             next_key: 1,
             next_stream: 1,
@@ -202,6 +210,7 @@ impl Engine {
                     partial: Vec::new(),
                     queued: true,
                     ready_seq: 0,
+                    status_seq: 0,
                 },
             );
             st.ready.push_back(id);
@@ -370,10 +379,33 @@ impl Engine {
         b.ops.push(WriteOp::PutInstance(Box::new(inst.rec.clone())));
     }
 
-    fn notify_waiters(st: &mut State, id: &str) {
-        if let Some(ws) = st.waiters.remove(id) {
-            for w in ws {
-                let _ = w.send(());
+    /// Records that the instance's status changed in batch `b`; its waiters wake once `b` is
+    /// durable (never earlier: nothing is acknowledged before it is committed).
+    fn notify_waiters(st: &mut State, b: &Batch, id: &str) {
+        if let Some(inst) = st.instances.get_mut(id) {
+            inst.status_seq = inst.status_seq.max(b.seq);
+        }
+        st.wake_after.push_back((b.seq, id.to_string()));
+    }
+
+    /// Wakes the waiters of every status change that is now durable.
+    fn wake_durable(&self, st: &mut State) {
+        let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+        while st
+            .wake_after
+            .front()
+            .is_some_and(|(seq, _)| *seq <= durable)
+        {
+            let Some((seq, id)) = st.wake_after.pop_front() else {
+                break;
+            };
+            if st.purging.get(&id).is_some_and(|s| *s <= seq) {
+                st.purging.remove(&id);
+            }
+            if let Some(ws) = st.waiters.remove(&id) {
+                for w in ws {
+                    let _ = w.send(());
+                }
             }
         }
     }
@@ -426,6 +458,7 @@ impl Engine {
             partial: Vec::new(),
             queued: false,
             ready_seq: b.seq,
+            status_seq: b.seq,
         };
         Self::put_instance(b, &inst);
         st.instances.insert(ni.instance_id.clone(), inst);
@@ -437,7 +470,7 @@ impl Engine {
                 .insert((start, key), TimerEntry::Start(ni.instance_id.clone()));
             self.timer_wake.notify_one();
         }
-        Self::notify_waiters(st, &ni.instance_id);
+        Self::notify_waiters(st, b, &ni.instance_id);
     }
 
     /// Applies cross-instance deliveries until none are left.
@@ -675,7 +708,7 @@ impl Engine {
         };
         Self::put_instance(&mut b, inst);
         Self::push_inbox(&mut st, &mut b, id, event(-1, ev));
-        Self::notify_waiters(&mut st, id);
+        Self::notify_waiters(&mut st, &b, id);
         Ok(self.submit(&mut st, b))
     }
 
@@ -732,7 +765,7 @@ impl Engine {
             }),
         );
         Self::push_inbox(st, b, id, ev);
-        Self::notify_waiters(st, id);
+        Self::notify_waiters(st, b, id);
     }
 
     pub(crate) fn rewind(&self, id: &str, reason: Option<String>) -> Result<CommitWait, Status> {
@@ -768,7 +801,8 @@ impl Engine {
             }
             st.instances.remove(&id);
             b.ops.push(WriteOp::DeleteInstance(id.clone()));
-            Self::notify_waiters(&mut st, &id);
+            st.purging.insert(id.clone(), b.seq);
+            Self::notify_waiters(&mut st, &b, &id);
             count += 1;
         }
         (count, self.submit(&mut st, b))
@@ -796,11 +830,6 @@ impl Engine {
     // Reads
     // ------------------------------------------------------------------------------------
 
-    pub(crate) fn get_state(&self, id: &str, payloads: bool) -> Option<OrchestrationState> {
-        let st = self.lock();
-        st.instances.get(id).map(|i| to_state(&i.rec, payloads))
-    }
-
     /// Waits until `done` holds for the instance (or it disappears). `None` = not found.
     pub(crate) async fn wait_for(
         &self,
@@ -813,11 +842,13 @@ impl Engine {
         loop {
             let rx = {
                 let mut st = self.lock();
-                let Some(inst) = st.instances.get(id) else {
-                    return Ok(None);
-                };
-                if done(inst.rec.status) {
-                    return Ok(Some(to_state(&inst.rec, payloads)));
+                let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+                match st.instances.get(id) {
+                    None if !st.purging.contains_key(id) => return Ok(None),
+                    Some(inst) if inst.status_seq <= durable && done(inst.rec.status) => {
+                        return Ok(Some(to_state(&inst.rec, payloads)));
+                    }
+                    _ => {}
                 }
                 self.refuse(&st)?;
                 let (tx, rx) = oneshot::channel();
@@ -1010,6 +1041,7 @@ impl Engine {
 
     /// Hands ready, durable work to workers with free capacity.
     fn pump(&self, st: &mut State) {
+        self.wake_durable(st);
         if st.streams.is_empty() || st.closing || self.signal.failure().is_some() {
             return;
         }
@@ -1222,7 +1254,7 @@ impl Engine {
         let out = self.apply_episode(&mut st, &mut b, &id, resp);
         self.run_outbound(&mut st, &mut b, out);
         Self::mark_ready(&mut st, &b, &id);
-        Self::notify_waiters(&mut st, &id);
+        Self::notify_waiters(&mut st, &b, &id);
         Some(self.submit(&mut st, b))
     }
 
@@ -1706,5 +1738,150 @@ fn to_state(rec: &InstanceRecord, payloads: bool) -> OrchestrationState {
             .and_then(|p| p.orchestration_instance.as_ref())
             .map(|i| i.instance_id.clone()),
         tags: rec.tags.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Done = oneshot::Sender<Result<(), Arc<StorageError>>>;
+
+    /// A storage whose batches become durable only when the test releases them.
+    struct HeldStorage {
+        signal: Arc<CommitSignal>,
+        held: Mutex<Vec<(u64, Done)>>,
+    }
+
+    impl Storage for HeldStorage {
+        fn load(&self) -> Result<LoadedState, StorageError> {
+            Ok(LoadedState::default())
+        }
+        fn submit(&self, seq: u64, _batch: Vec<WriteOp>, done: Option<Done>) {
+            if let Some(done) = done {
+                self.held.lock().unwrap().push((seq, done));
+            }
+        }
+        fn close(&self) {}
+    }
+
+    impl HeldStorage {
+        fn release(&self) {
+            for (seq, done) in std::mem::take(&mut *self.held.lock().unwrap()) {
+                self.signal.durable_seq.fetch_max(seq, Ordering::SeqCst);
+                let _ = done.send(Ok(()));
+            }
+            self.signal.committed.notify_one();
+        }
+    }
+
+    fn held_engine() -> (Arc<Engine>, Arc<HeldStorage>) {
+        let signal = Arc::new(CommitSignal::default());
+        let storage = Arc::new(HeldStorage {
+            signal: Arc::clone(&signal),
+            held: Mutex::new(Vec::new()),
+        });
+        let engine = Engine::new(
+            Arc::clone(&storage) as Arc<dyn Storage>,
+            signal,
+            LoadedState::default(),
+        )
+        .unwrap();
+        engine.spawn_tasks();
+        (engine, storage)
+    }
+
+    fn new_instance(id: &str) -> NewInstance {
+        NewInstance {
+            instance_id: id.into(),
+            name: "O".into(),
+            version: None,
+            input: None,
+            execution_id: None,
+            scheduled_start_ms: None,
+            tags: HashMap::new(),
+            parent: None,
+            parent_trace_context: None,
+        }
+    }
+
+    async fn wait_briefly(
+        engine: &Engine,
+        id: &str,
+        done: fn(i32) -> bool,
+    ) -> Option<Result<Option<OrchestrationState>, Status>> {
+        tokio::time::timeout(
+            Duration::from_millis(150),
+            engine.wait_for(id, false, None, done),
+        )
+        .await
+        .ok()
+    }
+
+    #[tokio::test]
+    async fn waits_answer_only_once_the_change_is_durable() {
+        let (engine, storage) = held_engine();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        engine
+            .add_stream(
+                tx,
+                Filters::default(),
+                usize::MAX,
+                usize::MAX,
+                Arc::new(AtomicI64::new(0)),
+            )
+            .unwrap();
+        let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();
+        assert!(
+            wait_briefly(&engine, "a", |_| true).await.is_none(),
+            "an uncommitted start is not visible"
+        );
+        storage.release();
+        let state = wait_briefly(&engine, "a", |_| true).await.unwrap().unwrap();
+        assert_eq!(
+            state.unwrap().orchestration_status,
+            OrchestrationStatus::Pending as i32
+        );
+        let item = rx.recv().await.unwrap().unwrap();
+        let done = OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
+                proto::CompleteOrchestrationAction {
+                    orchestration_status: OrchestrationStatus::Completed as i32,
+                    result: Some("1".into()),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        let _commit = engine
+            .complete_orchestration(proto::OrchestratorResponse {
+                instance_id: "a".into(),
+                actions: vec![done],
+                completion_token: item.completion_token,
+                ..Default::default()
+            })
+            .unwrap();
+        let waiter = {
+            let engine = Arc::clone(&engine);
+            tokio::spawn(async move { engine.wait_for("a", false, None, is_terminal).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            !waiter.is_finished(),
+            "completion must not be reported before it is durable"
+        );
+        storage.release();
+        let state = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.orchestration_status,
+            OrchestrationStatus::Completed as i32
+        );
+        engine.begin_shutdown();
     }
 }

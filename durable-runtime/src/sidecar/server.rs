@@ -133,10 +133,13 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::GetInstanceRequest>,
     ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let deadline = deadline(&req);
         let r = req.into_inner();
+        // Answers with the committed status: waits (briefly) for an uncommitted change.
         let state = self
             .engine
-            .get_state(&r.instance_id, r.get_inputs_and_outputs);
+            .wait_for(&r.instance_id, r.get_inputs_and_outputs, deadline, |_| true)
+            .await?;
         Ok(Response::new(proto::GetInstanceResponse {
             exists: state.is_some(),
             orchestration_state: state,
