@@ -1852,7 +1852,6 @@ mod tests {
                     ..Default::default()
                 },
             )),
-            ..Default::default()
         };
         let _commit = engine
             .complete_orchestration(proto::OrchestratorResponse {
