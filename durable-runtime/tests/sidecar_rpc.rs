@@ -428,3 +428,57 @@ async fn entity_rpcs_are_unimplemented() {
     assert!(err.message().contains("entities are not supported"));
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn replacing_a_running_instance_frees_the_workers_slot() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect_with(
+        sidecar.endpoint(),
+        proto::GetWorkItemsRequest {
+            max_concurrent_orchestration_work_items: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    start(&mut c, "re", "R", Some("1")).await;
+    let (_, stale) = w.next_orchestration().await;
+    c.start_instance(proto::CreateInstanceRequest {
+        instance_id: "re".into(),
+        name: "R".into(),
+        input: Some("2".into()),
+        orchestration_id_reuse_policy: Some(proto::OrchestrationIdReusePolicy {
+            replaceable_status: vec![
+                OrchestrationStatus::Running as i32,
+                OrchestrationStatus::Pending as i32,
+            ],
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("replace the running instance");
+    // The stale episode's result is ignored, and the slot it held is free again.
+    w.complete("re", stale, vec![]).await;
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(req.instance_id, "re");
+    let started = req.new_events.iter().find_map(|e| match &e.event_type {
+        Some(EventType::ExecutionStarted(s)) => s.input.clone(),
+        _ => None,
+    });
+    assert_eq!(started.as_deref(), Some("2"), "the replacement runs");
+    w.complete(
+        "re",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "\"ok\"")],
+    )
+    .await;
+    assert_eq!(
+        wait_done(&mut c, "re").await.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+    // The slot is free: another instance is dispatched to the same capacity-1 worker.
+    start(&mut c, "next", "R", None).await;
+    let (req, _) = w.next_orchestration().await;
+    assert_eq!(req.instance_id, "next");
+    sidecar.shutdown().await;
+}

@@ -446,7 +446,16 @@ impl Engine {
             children: Vec::new(),
             force_dispatch: false,
         };
-        if st.instances.contains_key(&ni.instance_id) {
+        let mut queued = false;
+        if let Some(old) = st.instances.get_mut(&ni.instance_id) {
+            // Replacing an instance (reuse policy): its episode in flight, queued activities
+            // and timers die with it; a late completion for it is ignored.
+            let token = old.in_flight.take().map(|f| f.token);
+            queued = old.queued;
+            if let Some(token) = token {
+                Self::release_token(st, &token);
+            }
+            Self::drop_pending_work(st, b, &ni.instance_id);
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         }
         let inst = Instance {
@@ -456,7 +465,7 @@ impl Engine {
             next_inbox_seq: 1,
             in_flight: None,
             partial: Vec::new(),
-            queued: false,
+            queued,
             ready_seq: b.seq,
             status_seq: b.seq,
         };
@@ -471,6 +480,34 @@ impl Engine {
             self.timer_wake.notify_one();
         }
         Self::notify_waiters(st, b, &ni.instance_id);
+    }
+
+    /// Drops an instance's activities and timers (it is ending, replaced or purged), so no
+    /// queued activity runs for it any more. Results of activities already running are ignored.
+    fn drop_pending_work(st: &mut State, b: &mut Batch, id: &str) {
+        let keys: Vec<u64> = st
+            .activities
+            .iter()
+            .filter(|(_, a)| {
+                a.request
+                    .orchestration_instance
+                    .as_ref()
+                    .is_some_and(|i| i.instance_id == id)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            st.activities.remove(&key);
+            b.ops.push(WriteOp::DeleteActivity(key));
+        }
+        st.timers.retain(|_, t| match t {
+            TimerEntry::Fire(rec) if rec.instance_id == id => {
+                b.ops.push(WriteOp::DeleteTimer(rec.key));
+                false
+            }
+            TimerEntry::Start(i) => i != id,
+            TimerEntry::Fire(_) => true,
+        });
     }
 
     /// Applies cross-instance deliveries until none are left.
@@ -975,18 +1012,31 @@ impl Engine {
         self.pump(&mut st);
     }
 
+    /// Removes a dispatch token and frees its slot on the stream it was sent on. Every token
+    /// leaves `tokens` through here, so a stream's in-flight counts never leak.
+    fn release_token(st: &mut State, token: &str) -> Option<Dispatched> {
+        let d = st.tokens.remove(token)?;
+        match &d {
+            Dispatched::Orchestration { stream, .. } => {
+                if let Some(s) = st.streams.get_mut(stream) {
+                    s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
+                }
+            }
+            Dispatched::Activity { stream, .. } => {
+                if let Some(s) = st.streams.get_mut(stream) {
+                    s.act_in_flight = s.act_in_flight.saturating_sub(1);
+                }
+            }
+        }
+        Some(d)
+    }
+
     fn abandon_locked(st: &mut State, token: &str) -> bool {
-        let Some(d) = st.tokens.remove(token) else {
+        let Some(d) = Self::release_token(st, token) else {
             return false;
         };
         match d {
-            Dispatched::Orchestration {
-                instance_id,
-                stream,
-            } => {
-                if let Some(s) = st.streams.get_mut(&stream) {
-                    s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
-                }
+            Dispatched::Orchestration { instance_id, .. } => {
                 if let Some(inst) = st.instances.get_mut(&instance_id) {
                     if inst.in_flight.as_ref().is_some_and(|f| f.token == token) {
                         inst.in_flight = None;
@@ -998,10 +1048,7 @@ impl Engine {
                     }
                 }
             }
-            Dispatched::Activity { key, stream } => {
-                if let Some(s) = st.streams.get_mut(&stream) {
-                    s.act_in_flight = s.act_in_flight.saturating_sub(1);
-                }
+            Dispatched::Activity { key, .. } => {
                 if let Some(a) = st.activities.get_mut(&key) {
                     a.dispatched = None;
                     st.activity_queue.push_front(key);
@@ -1184,14 +1231,15 @@ impl Engine {
         } else {
             resp.completion_token.clone()
         };
-        let Some(Dispatched::Activity { key, stream }) = st.tokens.get(&token).cloned() else {
+        let Some(Dispatched::Activity { key, .. }) = st.tokens.get(&token).cloned() else {
             return None;
         };
-        st.tokens.remove(&token);
-        if let Some(s) = st.streams.get_mut(&stream) {
-            s.act_in_flight = s.act_in_flight.saturating_sub(1);
-        }
-        let activity = st.activities.remove(&key)?;
+        Self::release_token(&mut st, &token);
+        let Some(activity) = st.activities.remove(&key) else {
+            // The instance went terminal or was purged meanwhile: nothing to deliver.
+            self.pump(&mut st);
+            return None;
+        };
         let mut b = self.begin(&mut st);
         b.ops.push(WriteOp::DeleteActivity(key));
         let target = activity.request.orchestration_instance.unwrap_or_default();
@@ -1229,27 +1277,29 @@ impl Engine {
         } else {
             resp.completion_token.clone()
         };
-        let Some(Dispatched::Orchestration {
-            instance_id,
-            stream,
-        }) = st.tokens.get(&token).cloned()
+        let Some(Dispatched::Orchestration { instance_id, .. }) = st.tokens.get(&token).cloned()
         else {
             return None;
         };
         let id = instance_id;
-        let inst = st.instances.get_mut(&id)?;
-        if inst.in_flight.as_ref().is_none_or(|f| f.token != token) {
-            st.tokens.remove(&token);
+        let current = st
+            .instances
+            .get(&id)
+            .and_then(|i| i.in_flight.as_ref())
+            .is_some_and(|f| f.token == token);
+        if !current {
+            // The instance was replaced or purged since dispatch: drop the stale result.
+            Self::release_token(&mut st, &token);
+            self.pump(&mut st);
             return None;
         }
         if resp.is_partial {
-            inst.partial.extend(resp.actions);
+            if let Some(inst) = st.instances.get_mut(&id) {
+                inst.partial.extend(resp.actions);
+            }
             return None;
         }
-        st.tokens.remove(&token);
-        if let Some(s) = st.streams.get_mut(&stream) {
-            s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
-        }
+        Self::release_token(&mut st, &token);
         let mut b = self.begin(&mut st);
         let out = self.apply_episode(&mut st, &mut b, &id, resp);
         self.run_outbound(&mut st, &mut b, out);

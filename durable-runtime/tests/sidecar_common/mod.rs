@@ -75,9 +75,14 @@ pub struct Worker {
 
 impl Worker {
     pub async fn connect(endpoint: String) -> Self {
+        Self::connect_with(endpoint, proto::GetWorkItemsRequest::default()).await
+    }
+
+    /// A worker that sends its own `GetWorkItems` request (capacity hints, filters, capabilities).
+    pub async fn connect_with(endpoint: String, req: proto::GetWorkItemsRequest) -> Self {
         let mut client = client(endpoint).await;
         let stream = client
-            .get_work_items(proto::GetWorkItemsRequest::default())
+            .get_work_items(req)
             .await
             .expect("open work item stream")
             .into_inner();
