@@ -482,3 +482,72 @@ async fn replacing_a_running_instance_frees_the_workers_slot() {
     assert_eq!(req.instance_id, "next");
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn terminated_and_purged_instances_get_no_queued_activities() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    // This worker runs orchestrations only, so scheduled activities stay queued.
+    let orchestrations_only = proto::GetWorkItemsRequest {
+        work_item_filters: Some(proto::WorkItemFilters {
+            orchestrations: vec![proto::OrchestrationFilter {
+                name: "Pay".into(),
+                versions: vec![],
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut w = Worker::connect_with(sidecar.endpoint(), orchestrations_only).await;
+    for id in ["pay-t", "pay-p"] {
+        start(&mut c, id, "Pay", None).await;
+        let (_, token) = w.next_orchestration().await;
+        w.complete(id, token, vec![schedule(1, "ChargeCard", "1")])
+            .await;
+    }
+    c.terminate_instance(proto::TerminateRequest {
+        instance_id: "pay-t".into(),
+        output: Some("\"cancelled\"".into()),
+        recursive: false,
+    })
+    .await
+    .expect("terminate");
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "pay-t",
+        token,
+        vec![finish(-1, OrchestrationStatus::Terminated, "\"cancelled\"")],
+    )
+    .await;
+    // pay-p fails on its own; then it is purged.
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: "pay-p".into(),
+        name: "x".into(),
+        input: None,
+    })
+    .await
+    .expect("raise");
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "pay-p",
+        token,
+        vec![finish(2, OrchestrationStatus::Failed, "null")],
+    )
+    .await;
+    c.purge_instances(proto::PurgeInstancesRequest {
+        request: Some(proto::purge_instances_request::Request::InstanceId(
+            "pay-p".into(),
+        )),
+        recursive: false,
+        ..Default::default()
+    })
+    .await
+    .expect("purge");
+    let mut any = Worker::connect(sidecar.endpoint()).await;
+    let item = any.try_next(Duration::from_millis(500)).await;
+    assert!(
+        item.is_none(),
+        "no activity of a terminated or purged instance may run: {item:?}"
+    );
+    sidecar.shutdown().await;
+}

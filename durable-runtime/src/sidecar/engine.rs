@@ -543,6 +543,8 @@ impl Engine {
                         }),
                     );
                     Self::push_inbox(st, b, &target, ev);
+                    // Nothing it queued may start once termination was requested.
+                    Self::drop_pending_work(st, b, &target);
                     if recurse {
                         for c in children {
                             out.push(Outbound::Terminate {
@@ -836,6 +838,7 @@ impl Engine {
             if recursive {
                 todo.extend(inst.rec.children.iter().cloned());
             }
+            Self::drop_pending_work(&mut st, &mut b, &id);
             st.instances.remove(&id);
             b.ops.push(WriteOp::DeleteInstance(id.clone()));
             st.purging.insert(id.clone(), b.seq);
@@ -1674,6 +1677,13 @@ impl Engine {
                 },
             );
             st.activity_queue.push_back(key);
+        }
+        if st
+            .instances
+            .get(id)
+            .is_some_and(|i| is_terminal(i.rec.status))
+        {
+            Self::drop_pending_work(st, b, id);
         }
         out
     }
