@@ -551,3 +551,81 @@ async fn terminated_and_purged_instances_get_no_queued_activities() {
     );
     sidecar.shutdown().await;
 }
+
+/// Starts an instance with a 9 MiB input, runs one episode, then raises an 8 MiB event: the
+/// next work item (9 MiB history + 8 MiB new events) exceeds the 16 MiB message limit.
+async fn grow_past_the_message_limit(c: &mut Client, w: &mut Worker, id: &str) {
+    let big = format!("\"{}\"", "x".repeat(9 << 20));
+    c.start_instance(proto::CreateInstanceRequest {
+        instance_id: id.into(),
+        name: "Big".into(),
+        input: Some(big),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let (_, token) = w.next_orchestration().await;
+    w.complete(id, token, vec![]).await;
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: id.into(),
+        name: "more".into(),
+        input: Some(format!("\"{}\"", "y".repeat(8 << 20))),
+    })
+    .await
+    .expect("raise");
+}
+
+#[tokio::test]
+async fn oversized_history_fails_the_instance_for_workers_without_streaming() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    grow_past_the_message_limit(&mut c, &mut w, "big-1").await;
+    let state = wait_done(&mut c, "big-1").await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Failed as i32
+    );
+    let message = state
+        .failure_details
+        .expect("failure details")
+        .error_message;
+    assert!(
+        message.contains("exceeds the 16 MiB message limit") && message.contains("continue-as-new"),
+        "{message}"
+    );
+    assert!(w.try_next(Duration::from_millis(300)).await.is_none());
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_history_is_streamed_to_workers_that_can_fetch_it() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect_with(
+        sidecar.endpoint(),
+        proto::GetWorkItemsRequest {
+            capabilities: vec![proto::WorkerCapability::HistoryStreaming as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    grow_past_the_message_limit(&mut c, &mut w, "big-2").await;
+    let (req, _) = w.next_orchestration().await;
+    assert!(req.requires_history_streaming);
+    assert!(req.past_events.is_empty());
+    let mut chunks = c
+        .stream_instance_history(proto::StreamInstanceHistoryRequest {
+            instance_id: "big-2".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("stream history")
+        .into_inner();
+    let mut events = 0;
+    while let Some(chunk) = chunks.message().await.expect("chunk") {
+        events += chunk.events.len();
+    }
+    assert!(events >= 2, "the streamed history holds the first episode");
+    sidecar.shutdown().await;
+}

@@ -975,6 +975,7 @@ impl Engine {
         max_orch: usize,
         max_act: usize,
         last_send: Arc<AtomicI64>,
+        history_streaming: bool,
     ) -> Result<u64, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
@@ -990,6 +991,7 @@ impl Engine {
                 orch_in_flight: 0,
                 act_in_flight: 0,
                 last_send,
+                history_streaming,
             },
         );
         self.pump(&mut st);
@@ -1187,12 +1189,27 @@ impl Engine {
         });
         new_events.extend(inst.inbox.iter().map(|(_, e)| e.clone()));
         let up_to_seq = inst.inbox.back().map(|(s, _)| *s);
-        let request = OrchestratorRequest {
+        let mut request = OrchestratorRequest {
             instance_id: id.to_string(),
             execution_id: Some(inst.rec.execution_id.clone()),
             past_events: inst.history.clone(),
             new_events: new_events.clone(),
             ..Default::default()
+        };
+        // A work item over the message limit would fail on the worker's side and make it
+        // reconnect forever: stream the history to workers that can fetch it, fail otherwise.
+        let size = item_len(&request, &token);
+        if size > super::MAX_MESSAGE_BYTES {
+            let streaming = st.streams.get(&stream).is_some_and(|s| s.history_streaming);
+            request.past_events.clear();
+            if !streaming || item_len(&request, &token) > super::MAX_MESSAGE_BYTES {
+                self.fail_oversized(st, id, size);
+                return;
+            }
+            request.requires_history_streaming = true;
+        }
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
         };
         inst.in_flight = Some(InFlight {
             token: token.clone(),
@@ -1212,6 +1229,51 @@ impl Engine {
             completion_token: token,
         };
         send(st, stream, item, true);
+    }
+
+    /// Fails an instance whose next work item cannot fit in one gRPC message.
+    fn fail_oversized(&self, st: &mut State, id: &str, size: usize) {
+        let mut b = self.begin(st);
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        let failure = TaskFailureDetails {
+            error_type: "HistoryTooLarge".into(),
+            error_message: format!(
+                "history of {size} bytes exceeds the 16 MiB message limit; use continue-as-new to bound history"
+            ),
+            ..Default::default()
+        };
+        tracing::error!(instance_id = id, size, "{}", failure.error_message);
+        let now = now_ms();
+        let done = event(
+            -1,
+            EventType::ExecutionCompleted(proto::ExecutionCompletedEvent {
+                orchestration_status: OrchestrationStatus::Failed as i32,
+                result: None,
+                failure_details: Some(failure.clone()),
+            }),
+        );
+        b.ops.push(WriteOp::AppendHistory {
+            instance_id: id.to_string(),
+            start_index: inst.history.len() as u64,
+            events: vec![done.encode_to_vec()],
+        });
+        inst.history.push(done);
+        inst.rec.status = OrchestrationStatus::Failed as i32;
+        inst.rec.failure_details = Some(failure);
+        inst.rec.output = None;
+        inst.rec.completed_ms = Some(now);
+        inst.rec.updated_ms = now;
+        inst.rec.force_dispatch = false;
+        inst.inbox.clear();
+        b.ops.push(WriteOp::ClearInbox(id.to_string()));
+        Self::put_instance(&mut b, inst);
+        Self::drop_pending_work(st, &mut b, id);
+        self.run_outbound(st, &mut b, vec![Outbound::NotifyParent(id.to_string())]);
+        Self::notify_waiters(st, &b, id);
+        // Called from `pump`: submit without pumping again; the commit signal pumps.
+        self.storage.submit(b.seq, b.ops, None);
     }
 
     pub(crate) fn complete_activity(&self, resp: proto::ActivityResponse) -> Option<CommitWait> {
@@ -1719,6 +1781,12 @@ impl Engine {
         }
         next
     }
+}
+
+/// Encoded size of the work item that would carry `request` (an upper bound: field keys and
+/// length prefixes are counted at their largest).
+fn item_len(request: &OrchestratorRequest, token: &str) -> usize {
+    request.encoded_len() + token.len() + 2 * (1 + 10)
 }
 
 fn next_token(st: &mut State) -> String {

@@ -376,6 +376,8 @@ impl TaskHubSidecarService for SidecarService {
             cap(r.max_concurrent_orchestration_work_items),
             cap(r.max_concurrent_activity_work_items),
             Arc::clone(&last_send),
+            r.capabilities
+                .contains(&(proto::WorkerCapability::HistoryStreaming as i32)),
         )?;
         // Health pings keep idle workers from reconnecting (they give up after 120 s of silence).
         let mut stop = self.engine.shutdown_signal();

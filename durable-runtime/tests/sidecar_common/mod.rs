@@ -18,6 +18,8 @@ pub async fn client(endpoint: String) -> Client {
     TaskHubSidecarServiceClient::connect(endpoint)
         .await
         .expect("connect to the sidecar")
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
 }
 
 pub fn now_ts(offset: Duration) -> prost_types::Timestamp {
