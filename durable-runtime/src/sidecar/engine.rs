@@ -1957,6 +1957,7 @@ mod tests {
                 usize::MAX,
                 usize::MAX,
                 Arc::new(AtomicI64::new(0)),
+                false,
             )
             .unwrap();
         let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();
