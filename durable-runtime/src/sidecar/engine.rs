@@ -511,8 +511,9 @@ impl Engine {
     }
 
     /// Applies cross-instance deliveries until none are left.
-    fn run_outbound(&self, st: &mut State, b: &mut Batch, mut out: Vec<Outbound>) {
-        while let Some(o) = (!out.is_empty()).then(|| out.remove(0)) {
+    fn run_outbound(&self, st: &mut State, b: &mut Batch, out: Vec<Outbound>) {
+        let mut out = VecDeque::from(out);
+        while let Some(o) = out.pop_front() {
             match o {
                 Outbound::Event(target, ev) => {
                     let live = st
@@ -547,7 +548,7 @@ impl Engine {
                     Self::drop_pending_work(st, b, &target);
                     if recurse {
                         for c in children {
-                            out.push(Outbound::Terminate {
+                            out.push_back(Outbound::Terminate {
                                 target: c,
                                 output: output.clone(),
                                 recurse,
@@ -556,10 +557,12 @@ impl Engine {
                     }
                 }
                 Outbound::CreateChild(ni, parent_id) => {
-                    let existing = st.instances.get(&ni.instance_id).map(|i| i.rec.status);
-                    if let Some(status) = existing.filter(|s| !is_terminal(*s)) {
+                    let running = st
+                        .instances
+                        .get(&ni.instance_id)
+                        .is_some_and(|i| !is_terminal(i.rec.status));
+                    if running {
                         let task_id = ni.parent.as_ref().map_or(-1, |p| p.task_scheduled_id);
-                        let _ = status;
                         let ev = event(
                             -1,
                             EventType::SubOrchestrationInstanceFailed(
@@ -576,7 +579,7 @@ impl Engine {
                                 },
                             ),
                         );
-                        out.push(Outbound::Event(parent_id, Box::new(ev)));
+                        out.push_back(Outbound::Event(parent_id, Box::new(ev)));
                         continue;
                     }
                     let child = ni.instance_id.clone();
@@ -624,7 +627,7 @@ impl Engine {
                             },
                         )
                     };
-                    out.push(Outbound::Event(parent_id, Box::new(event(-1, ev))));
+                    out.push_back(Outbound::Event(parent_id, Box::new(event(-1, ev))));
                 }
             }
         }
@@ -1435,19 +1438,16 @@ impl Engine {
             inst.rec.failure_details = None;
             inst.rec.completed_ms = None;
             inst.rec.force_dispatch = true;
-            let mut completed = Vec::new();
-            let mut created = Vec::new();
-            for e in &inst.history {
-                match &e.event_type {
+            let created: Vec<String> = inst
+                .history
+                .iter()
+                .filter_map(|e| match &e.event_type {
                     Some(EventType::SubOrchestrationInstanceCreated(c)) => {
-                        created.push(c.instance_id.clone());
+                        Some(c.instance_id.clone())
                     }
-                    Some(EventType::SubOrchestrationInstanceCompleted(c)) => {
-                        completed.push(c.task_scheduled_id);
-                    }
-                    _ => {}
-                }
-            }
+                    _ => None,
+                })
+                .collect();
             let reason = inst.history.iter().rev().find_map(|e| match &e.event_type {
                 Some(EventType::ExecutionRewound(r)) => Some(r.reason.clone()),
                 _ => None,
@@ -1467,7 +1467,6 @@ impl Engine {
                     Self::prepare_rewind(st, b, &child, reason.clone().flatten());
                 }
             }
-            let _ = completed;
             return out;
         }
 
