@@ -629,3 +629,21 @@ async fn oversized_history_is_streamed_to_workers_that_can_fetch_it() {
     assert!(events >= 2, "the streamed history holds the first episode");
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn endpoint_is_loopback_when_listening_on_every_interface() {
+    let sidecar = SidecarBuilder::new()
+        .host("0.0.0.0")
+        .start()
+        .await
+        .expect("start sidecar");
+    assert!(sidecar.local_addr().ip().is_unspecified());
+    let endpoint = sidecar.endpoint();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "a connectable endpoint, not {endpoint}"
+    );
+    let mut c = client(endpoint).await;
+    assert!(get(&mut c, "nobody").await.is_none());
+    sidecar.shutdown().await;
+}

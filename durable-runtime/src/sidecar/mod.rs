@@ -30,7 +30,7 @@ mod storage;
 mod time;
 mod work_queue;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -237,9 +237,18 @@ impl SidecarHandle {
         self.local_addr
     }
 
-    /// The URL to give SDK workers and clients, e.g. `"http://127.0.0.1:4001"`.
+    /// The URL to give SDK workers and clients, e.g. `"http://127.0.0.1:4001"`. When the
+    /// sidecar listens on every interface (`0.0.0.0` or `::`), this is the loopback address
+    /// of the same family (`127.0.0.1` or `[::1]`): an unspecified address is not connectable.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
     }
 
     /// Graceful stop: no new work is dispatched, work-item streams and long polls are closed,
