@@ -379,7 +379,8 @@ impl TaskHubSidecarService for SidecarService {
             r.capabilities
                 .contains(&(proto::WorkerCapability::HistoryStreaming as i32)),
         )?;
-        // Health pings keep idle workers from reconnecting (they give up after 120 s of silence).
+        // Health pings keep idle workers from reconnecting: the Python and .NET SDKs give up on
+        // a stream after 120 s of silence, this crate's worker after 150 s.
         let mut stop = self.engine.shutdown_signal();
         tokio::spawn(async move {
             loop {
