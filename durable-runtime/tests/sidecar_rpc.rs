@@ -428,3 +428,222 @@ async fn entity_rpcs_are_unimplemented() {
     assert!(err.message().contains("entities are not supported"));
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn replacing_a_running_instance_frees_the_workers_slot() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect_with(
+        sidecar.endpoint(),
+        proto::GetWorkItemsRequest {
+            max_concurrent_orchestration_work_items: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    start(&mut c, "re", "R", Some("1")).await;
+    let (_, stale) = w.next_orchestration().await;
+    c.start_instance(proto::CreateInstanceRequest {
+        instance_id: "re".into(),
+        name: "R".into(),
+        input: Some("2".into()),
+        orchestration_id_reuse_policy: Some(proto::OrchestrationIdReusePolicy {
+            replaceable_status: vec![
+                OrchestrationStatus::Running as i32,
+                OrchestrationStatus::Pending as i32,
+            ],
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("replace the running instance");
+    // The stale episode's result is ignored, and the slot it held is free again.
+    w.complete("re", stale, vec![]).await;
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(req.instance_id, "re");
+    let started = req.new_events.iter().find_map(|e| match &e.event_type {
+        Some(EventType::ExecutionStarted(s)) => s.input.clone(),
+        _ => None,
+    });
+    assert_eq!(started.as_deref(), Some("2"), "the replacement runs");
+    w.complete(
+        "re",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "\"ok\"")],
+    )
+    .await;
+    assert_eq!(
+        wait_done(&mut c, "re").await.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+    // The slot is free: another instance is dispatched to the same capacity-1 worker.
+    start(&mut c, "next", "R", None).await;
+    let (req, _) = w.next_orchestration().await;
+    assert_eq!(req.instance_id, "next");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminated_and_purged_instances_get_no_queued_activities() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    // This worker runs orchestrations only, so scheduled activities stay queued.
+    let orchestrations_only = proto::GetWorkItemsRequest {
+        work_item_filters: Some(proto::WorkItemFilters {
+            orchestrations: vec![proto::OrchestrationFilter {
+                name: "Pay".into(),
+                versions: vec![],
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut w = Worker::connect_with(sidecar.endpoint(), orchestrations_only).await;
+    for id in ["pay-t", "pay-p"] {
+        start(&mut c, id, "Pay", None).await;
+        let (_, token) = w.next_orchestration().await;
+        w.complete(id, token, vec![schedule(1, "ChargeCard", "1")])
+            .await;
+    }
+    c.terminate_instance(proto::TerminateRequest {
+        instance_id: "pay-t".into(),
+        output: Some("\"cancelled\"".into()),
+        recursive: false,
+    })
+    .await
+    .expect("terminate");
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "pay-t",
+        token,
+        vec![finish(-1, OrchestrationStatus::Terminated, "\"cancelled\"")],
+    )
+    .await;
+    // pay-p fails on its own; then it is purged.
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: "pay-p".into(),
+        name: "x".into(),
+        input: None,
+    })
+    .await
+    .expect("raise");
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "pay-p",
+        token,
+        vec![finish(2, OrchestrationStatus::Failed, "null")],
+    )
+    .await;
+    c.purge_instances(proto::PurgeInstancesRequest {
+        request: Some(proto::purge_instances_request::Request::InstanceId(
+            "pay-p".into(),
+        )),
+        recursive: false,
+        ..Default::default()
+    })
+    .await
+    .expect("purge");
+    let mut any = Worker::connect(sidecar.endpoint()).await;
+    let item = any.try_next(Duration::from_millis(500)).await;
+    assert!(
+        item.is_none(),
+        "no activity of a terminated or purged instance may run: {item:?}"
+    );
+    sidecar.shutdown().await;
+}
+
+/// Starts an instance with a 9 MiB input, runs one episode, then raises an 8 MiB event: the
+/// next work item (9 MiB history + 8 MiB new events) exceeds the 16 MiB message limit.
+async fn grow_past_the_message_limit(c: &mut Client, w: &mut Worker, id: &str) {
+    let big = format!("\"{}\"", "x".repeat(9 << 20));
+    c.start_instance(proto::CreateInstanceRequest {
+        instance_id: id.into(),
+        name: "Big".into(),
+        input: Some(big),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let (_, token) = w.next_orchestration().await;
+    w.complete(id, token, vec![]).await;
+    c.raise_event(proto::RaiseEventRequest {
+        instance_id: id.into(),
+        name: "more".into(),
+        input: Some(format!("\"{}\"", "y".repeat(8 << 20))),
+    })
+    .await
+    .expect("raise");
+}
+
+#[tokio::test]
+async fn oversized_history_fails_the_instance_for_workers_without_streaming() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    grow_past_the_message_limit(&mut c, &mut w, "big-1").await;
+    let state = wait_done(&mut c, "big-1").await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Failed as i32
+    );
+    let message = state
+        .failure_details
+        .expect("failure details")
+        .error_message;
+    assert!(
+        message.contains("exceeds the 16 MiB message limit") && message.contains("continue-as-new"),
+        "{message}"
+    );
+    assert!(w.try_next(Duration::from_millis(300)).await.is_none());
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_history_is_streamed_to_workers_that_can_fetch_it() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect_with(
+        sidecar.endpoint(),
+        proto::GetWorkItemsRequest {
+            capabilities: vec![proto::WorkerCapability::HistoryStreaming as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    grow_past_the_message_limit(&mut c, &mut w, "big-2").await;
+    let (req, _) = w.next_orchestration().await;
+    assert!(req.requires_history_streaming);
+    assert!(req.past_events.is_empty());
+    let mut chunks = c
+        .stream_instance_history(proto::StreamInstanceHistoryRequest {
+            instance_id: "big-2".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("stream history")
+        .into_inner();
+    let mut events = 0;
+    while let Some(chunk) = chunks.message().await.expect("chunk") {
+        events += chunk.events.len();
+    }
+    assert!(events >= 2, "the streamed history holds the first episode");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn endpoint_is_loopback_when_listening_on_every_interface() {
+    let sidecar = SidecarBuilder::new()
+        .host("0.0.0.0")
+        .start()
+        .await
+        .expect("start sidecar");
+    assert!(sidecar.local_addr().ip().is_unspecified());
+    let endpoint = sidecar.endpoint();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "a connectable endpoint, not {endpoint}"
+    );
+    let mut c = client(endpoint).await;
+    assert!(get(&mut c, "nobody").await.is_none());
+    sidecar.shutdown().await;
+}

@@ -105,3 +105,73 @@ async fn instances_continue_after_restart() {
     sidecar.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_failed_commit_stops_the_sidecar_instead_of_counting_as_durable() {
+    let dir = std::env::temp_dir().join(format!(
+        "durable-sidecar-fail-{}-{}",
+        std::process::id(),
+        now_ts(Duration::ZERO).nanos
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("fail.db");
+    let sidecar = SidecarBuilder::new()
+        .sqlite(&db)
+        .start()
+        .await
+        .expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    start(&mut c, "ok", "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    // Make every later write of an instance row fail.
+    let conn = rusqlite::Connection::open(&db).expect("open db");
+    conn.execute_batch(
+        "CREATE TRIGGER fail_writes BEFORE INSERT ON instances BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .expect("add trigger");
+    drop(conn);
+    let err = c
+        .start_instance(durable::proto::CreateInstanceRequest {
+            instance_id: "boom".into(),
+            name: "B".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the commit failed");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    // The failed batch is never dispatched, and every later RPC is refused naming the error.
+    let item = tokio::time::timeout(Duration::from_secs(2), w.stream.message()).await;
+    match item {
+        Ok(Err(status)) => assert_eq!(status.code(), tonic::Code::Unavailable),
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(item))) => panic!("nothing may be dispatched after a failed commit: {item:?}"),
+        Err(_) => panic!("the work-item stream should end after a failed commit"),
+    }
+    let err = c
+        .get_instance(durable::proto::GetInstanceRequest {
+            instance_id: "ok".into(),
+            get_inputs_and_outputs: false,
+        })
+        .await
+        .expect_err("refused after a failed commit");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(
+        err.message().contains("storage commit failed") && err.message().contains("injected"),
+        "{}",
+        err.message()
+    );
+    let err = w
+        .client
+        .complete_orchestrator_task(durable::proto::OrchestratorResponse {
+            instance_id: "ok".into(),
+            actions: vec![finish(1, OrchestrationStatus::Completed, "\"x\"")],
+            completion_token: token,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused after a failed commit");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    sidecar.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

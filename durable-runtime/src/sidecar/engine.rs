@@ -60,6 +60,8 @@ pub(crate) struct Instance {
     queued: bool,
     /// Batch that must be durable before this instance may be dispatched.
     ready_seq: u64,
+    /// Batch of the last status change: waits and reads answer only once it is durable.
+    status_seq: u64,
 }
 
 struct InFlight {
@@ -125,6 +127,10 @@ pub(crate) struct State {
     /// Ordered by id so round-robin needs no allocation or sort.
     streams: BTreeMap<u64, WorkStream>,
     waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// (batch seq, instance id): waiters to wake once that batch is durable, in seq order.
+    wake_after: VecDeque<(u64, String)>,
+    /// Instances purged by a batch that may not be durable yet: id → batch seq.
+    purging: HashMap<String, u64>,
     next_seq: u64,
     next_key: u64,
     next_stream: u64,
@@ -158,6 +164,8 @@ impl Engine {
             tokens: HashMap::new(),
             streams: BTreeMap::new(),
             waiters: HashMap::new(),
+            wake_after: VecDeque::new(),
+            purging: HashMap::new(),
             next_seq: 1,
             next_key: 1,
             next_stream: 1,
@@ -202,6 +210,7 @@ impl Engine {
                     partial: Vec::new(),
                     queued: true,
                     ready_seq: 0,
+                    status_seq: 0,
                 },
             );
             st.ready.push_back(id);
@@ -266,7 +275,11 @@ impl Engine {
                 tokio::select! {
                     _ = me.signal.committed.notified() => {
                         let mut st = me.lock();
-                        me.pump(&mut st);
+                        if let Some(status) = me.signal.failure_status() {
+                            me.enter_failed(&mut st, status);
+                        } else {
+                            me.pump(&mut st);
+                        }
                     }
                     _ = stop.changed() => break,
                 }
@@ -302,6 +315,30 @@ impl Engine {
         st.waiters.clear();
         drop(st);
         let _ = self.shutdown.send(true);
+    }
+
+    /// A commit failed: memory is ahead of the database, so nothing more is dispatched or
+    /// answered. Work-item streams end with the storage error; waiters wake and see it.
+    fn enter_failed(&self, st: &mut State, status: Status) {
+        if st.closing {
+            return;
+        }
+        st.closing = true;
+        for (_, s) in std::mem::take(&mut st.streams) {
+            let _ = s.tx.send(Err(status.clone()));
+        }
+        st.waiters.clear();
+    }
+
+    /// UNAVAILABLE once storage failed or shutdown began.
+    fn refuse(&self, st: &State) -> Result<(), Status> {
+        if let Some(status) = self.signal.failure_status() {
+            return Err(status);
+        }
+        if st.closing {
+            return Err(Status::unavailable("the sidecar is shutting down"));
+        }
+        Ok(())
     }
 
     pub(crate) fn close_storage(&self) {
@@ -342,10 +379,33 @@ impl Engine {
         b.ops.push(WriteOp::PutInstance(Box::new(inst.rec.clone())));
     }
 
-    fn notify_waiters(st: &mut State, id: &str) {
-        if let Some(ws) = st.waiters.remove(id) {
-            for w in ws {
-                let _ = w.send(());
+    /// Records that the instance's status changed in batch `b`; its waiters wake once `b` is
+    /// durable (never earlier: nothing is acknowledged before it is committed).
+    fn notify_waiters(st: &mut State, b: &Batch, id: &str) {
+        if let Some(inst) = st.instances.get_mut(id) {
+            inst.status_seq = inst.status_seq.max(b.seq);
+        }
+        st.wake_after.push_back((b.seq, id.to_string()));
+    }
+
+    /// Wakes the waiters of every status change that is now durable.
+    fn wake_durable(&self, st: &mut State) {
+        let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+        while st
+            .wake_after
+            .front()
+            .is_some_and(|(seq, _)| *seq <= durable)
+        {
+            let Some((seq, id)) = st.wake_after.pop_front() else {
+                break;
+            };
+            if st.purging.get(&id).is_some_and(|s| *s <= seq) {
+                st.purging.remove(&id);
+            }
+            if let Some(ws) = st.waiters.remove(&id) {
+                for w in ws {
+                    let _ = w.send(());
+                }
             }
         }
     }
@@ -386,7 +446,16 @@ impl Engine {
             children: Vec::new(),
             force_dispatch: false,
         };
-        if st.instances.contains_key(&ni.instance_id) {
+        let mut queued = false;
+        if let Some(old) = st.instances.get_mut(&ni.instance_id) {
+            // Replacing an instance (reuse policy): its episode in flight, queued activities
+            // and timers die with it; a late completion for it is ignored.
+            let token = old.in_flight.take().map(|f| f.token);
+            queued = old.queued;
+            if let Some(token) = token {
+                Self::release_token(st, &token);
+            }
+            Self::drop_pending_work(st, b, &ni.instance_id);
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         }
         let inst = Instance {
@@ -396,8 +465,9 @@ impl Engine {
             next_inbox_seq: 1,
             in_flight: None,
             partial: Vec::new(),
-            queued: false,
+            queued,
             ready_seq: b.seq,
+            status_seq: b.seq,
         };
         Self::put_instance(b, &inst);
         st.instances.insert(ni.instance_id.clone(), inst);
@@ -409,12 +479,41 @@ impl Engine {
                 .insert((start, key), TimerEntry::Start(ni.instance_id.clone()));
             self.timer_wake.notify_one();
         }
-        Self::notify_waiters(st, &ni.instance_id);
+        Self::notify_waiters(st, b, &ni.instance_id);
+    }
+
+    /// Drops an instance's activities and timers (it is ending, replaced or purged), so no
+    /// queued activity runs for it any more. Results of activities already running are ignored.
+    fn drop_pending_work(st: &mut State, b: &mut Batch, id: &str) {
+        let keys: Vec<u64> = st
+            .activities
+            .iter()
+            .filter(|(_, a)| {
+                a.request
+                    .orchestration_instance
+                    .as_ref()
+                    .is_some_and(|i| i.instance_id == id)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            st.activities.remove(&key);
+            b.ops.push(WriteOp::DeleteActivity(key));
+        }
+        st.timers.retain(|_, t| match t {
+            TimerEntry::Fire(rec) if rec.instance_id == id => {
+                b.ops.push(WriteOp::DeleteTimer(rec.key));
+                false
+            }
+            TimerEntry::Start(i) => i != id,
+            TimerEntry::Fire(_) => true,
+        });
     }
 
     /// Applies cross-instance deliveries until none are left.
-    fn run_outbound(&self, st: &mut State, b: &mut Batch, mut out: Vec<Outbound>) {
-        while let Some(o) = (!out.is_empty()).then(|| out.remove(0)) {
+    fn run_outbound(&self, st: &mut State, b: &mut Batch, out: Vec<Outbound>) {
+        let mut out = VecDeque::from(out);
+        while let Some(o) = out.pop_front() {
             match o {
                 Outbound::Event(target, ev) => {
                     let live = st
@@ -445,9 +544,11 @@ impl Engine {
                         }),
                     );
                     Self::push_inbox(st, b, &target, ev);
+                    // Nothing it queued may start once termination was requested.
+                    Self::drop_pending_work(st, b, &target);
                     if recurse {
                         for c in children {
-                            out.push(Outbound::Terminate {
+                            out.push_back(Outbound::Terminate {
                                 target: c,
                                 output: output.clone(),
                                 recurse,
@@ -456,10 +557,12 @@ impl Engine {
                     }
                 }
                 Outbound::CreateChild(ni, parent_id) => {
-                    let existing = st.instances.get(&ni.instance_id).map(|i| i.rec.status);
-                    if let Some(status) = existing.filter(|s| !is_terminal(*s)) {
+                    let running = st
+                        .instances
+                        .get(&ni.instance_id)
+                        .is_some_and(|i| !is_terminal(i.rec.status));
+                    if running {
                         let task_id = ni.parent.as_ref().map_or(-1, |p| p.task_scheduled_id);
-                        let _ = status;
                         let ev = event(
                             -1,
                             EventType::SubOrchestrationInstanceFailed(
@@ -476,7 +579,7 @@ impl Engine {
                                 },
                             ),
                         );
-                        out.push(Outbound::Event(parent_id, Box::new(ev)));
+                        out.push_back(Outbound::Event(parent_id, Box::new(ev)));
                         continue;
                     }
                     let child = ni.instance_id.clone();
@@ -524,7 +627,7 @@ impl Engine {
                             },
                         )
                     };
-                    out.push(Outbound::Event(parent_id, Box::new(event(-1, ev))));
+                    out.push_back(Outbound::Event(parent_id, Box::new(event(-1, ev))));
                 }
             }
         }
@@ -540,9 +643,8 @@ impl Engine {
         replaceable: &[i32],
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
-        if st.closing {
-            return Err(Status::unavailable("the sidecar is shutting down"));
-        }
+        self.refuse(&st)?;
+        self.refuse(&st)?;
         if let Some(existing) = st.instances.get(&ni.instance_id) {
             if !replaceable.contains(&existing.rec.status) {
                 return Err(Status::already_exists(format!(
@@ -565,6 +667,7 @@ impl Engine {
         input: Option<String>,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let terminal = is_terminal(
             st.instances
                 .get(id)
@@ -590,6 +693,7 @@ impl Engine {
         recurse: bool,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         if !st.instances.contains_key(id) {
             return Err(not_found(id));
         }
@@ -613,6 +717,7 @@ impl Engine {
         suspend: bool,
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         if !st.instances.contains_key(id) {
             return Err(not_found(id));
         }
@@ -645,7 +750,7 @@ impl Engine {
         };
         Self::put_instance(&mut b, inst);
         Self::push_inbox(&mut st, &mut b, id, event(-1, ev));
-        Self::notify_waiters(&mut st, id);
+        Self::notify_waiters(&mut st, &b, id);
         Ok(self.submit(&mut st, b))
     }
 
@@ -655,6 +760,7 @@ impl Engine {
         new_instance_id: bool,
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
         if !is_terminal(inst.rec.status) {
             return Err(Status::failed_precondition(format!(
@@ -701,11 +807,12 @@ impl Engine {
             }),
         );
         Self::push_inbox(st, b, id, ev);
-        Self::notify_waiters(st, id);
+        Self::notify_waiters(st, b, id);
     }
 
     pub(crate) fn rewind(&self, id: &str, reason: Option<String>) -> Result<CommitWait, Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
         if inst.rec.status != OrchestrationStatus::Failed as i32 {
             return Err(Status::failed_precondition(format!(
@@ -734,9 +841,11 @@ impl Engine {
             if recursive {
                 todo.extend(inst.rec.children.iter().cloned());
             }
+            Self::drop_pending_work(&mut st, &mut b, &id);
             st.instances.remove(&id);
             b.ops.push(WriteOp::DeleteInstance(id.clone()));
-            Self::notify_waiters(&mut st, &id);
+            st.purging.insert(id.clone(), b.seq);
+            Self::notify_waiters(&mut st, &b, &id);
             count += 1;
         }
         (count, self.submit(&mut st, b))
@@ -764,11 +873,6 @@ impl Engine {
     // Reads
     // ------------------------------------------------------------------------------------
 
-    pub(crate) fn get_state(&self, id: &str, payloads: bool) -> Option<OrchestrationState> {
-        let st = self.lock();
-        st.instances.get(id).map(|i| to_state(&i.rec, payloads))
-    }
-
     /// Waits until `done` holds for the instance (or it disappears). `None` = not found.
     pub(crate) async fn wait_for(
         &self,
@@ -781,15 +885,15 @@ impl Engine {
         loop {
             let rx = {
                 let mut st = self.lock();
-                let Some(inst) = st.instances.get(id) else {
-                    return Ok(None);
-                };
-                if done(inst.rec.status) {
-                    return Ok(Some(to_state(&inst.rec, payloads)));
+                let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+                match st.instances.get(id) {
+                    None if !st.purging.contains_key(id) => return Ok(None),
+                    Some(inst) if inst.status_seq <= durable && done(inst.rec.status) => {
+                        return Ok(Some(to_state(&inst.rec, payloads)));
+                    }
+                    _ => {}
                 }
-                if st.closing {
-                    return Err(Status::unavailable("the sidecar is shutting down"));
-                }
+                self.refuse(&st)?;
                 let (tx, rx) = oneshot::channel();
                 st.waiters.entry(id.to_string()).or_default().push(tx);
                 rx
@@ -874,11 +978,10 @@ impl Engine {
         max_orch: usize,
         max_act: usize,
         last_send: Arc<AtomicI64>,
+        history_streaming: bool,
     ) -> Result<u64, Status> {
         let mut st = self.lock();
-        if st.closing {
-            return Err(Status::unavailable("the sidecar is shutting down"));
-        }
+        self.refuse(&st)?;
         let id = st.next_stream;
         st.next_stream += 1;
         st.streams.insert(
@@ -891,6 +994,7 @@ impl Engine {
                 orch_in_flight: 0,
                 act_in_flight: 0,
                 last_send,
+                history_streaming,
             },
         );
         self.pump(&mut st);
@@ -916,18 +1020,31 @@ impl Engine {
         self.pump(&mut st);
     }
 
+    /// Removes a dispatch token and frees its slot on the stream it was sent on. Every token
+    /// leaves `tokens` through here, so a stream's in-flight counts never leak.
+    fn release_token(st: &mut State, token: &str) -> Option<Dispatched> {
+        let d = st.tokens.remove(token)?;
+        match &d {
+            Dispatched::Orchestration { stream, .. } => {
+                if let Some(s) = st.streams.get_mut(stream) {
+                    s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
+                }
+            }
+            Dispatched::Activity { stream, .. } => {
+                if let Some(s) = st.streams.get_mut(stream) {
+                    s.act_in_flight = s.act_in_flight.saturating_sub(1);
+                }
+            }
+        }
+        Some(d)
+    }
+
     fn abandon_locked(st: &mut State, token: &str) -> bool {
-        let Some(d) = st.tokens.remove(token) else {
+        let Some(d) = Self::release_token(st, token) else {
             return false;
         };
         match d {
-            Dispatched::Orchestration {
-                instance_id,
-                stream,
-            } => {
-                if let Some(s) = st.streams.get_mut(&stream) {
-                    s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
-                }
+            Dispatched::Orchestration { instance_id, .. } => {
                 if let Some(inst) = st.instances.get_mut(&instance_id) {
                     if inst.in_flight.as_ref().is_some_and(|f| f.token == token) {
                         inst.in_flight = None;
@@ -939,10 +1056,7 @@ impl Engine {
                     }
                 }
             }
-            Dispatched::Activity { key, stream } => {
-                if let Some(s) = st.streams.get_mut(&stream) {
-                    s.act_in_flight = s.act_in_flight.saturating_sub(1);
-                }
+            Dispatched::Activity { key, .. } => {
                 if let Some(a) = st.activities.get_mut(&key) {
                     a.dispatched = None;
                     st.activity_queue.push_front(key);
@@ -982,7 +1096,8 @@ impl Engine {
 
     /// Hands ready, durable work to workers with free capacity.
     fn pump(&self, st: &mut State) {
-        if st.streams.is_empty() || st.closing {
+        self.wake_durable(st);
+        if st.streams.is_empty() || st.closing || self.signal.failure().is_some() {
             return;
         }
         let durable = self.signal.durable_seq.load(Ordering::SeqCst);
@@ -1077,12 +1192,27 @@ impl Engine {
         });
         new_events.extend(inst.inbox.iter().map(|(_, e)| e.clone()));
         let up_to_seq = inst.inbox.back().map(|(s, _)| *s);
-        let request = OrchestratorRequest {
+        let mut request = OrchestratorRequest {
             instance_id: id.to_string(),
             execution_id: Some(inst.rec.execution_id.clone()),
             past_events: inst.history.clone(),
             new_events: new_events.clone(),
             ..Default::default()
+        };
+        // A work item over the message limit would fail on the worker's side and make it
+        // reconnect forever: stream the history to workers that can fetch it, fail otherwise.
+        let size = item_len(&request, &token);
+        if size > super::MAX_MESSAGE_BYTES {
+            let streaming = st.streams.get(&stream).is_some_and(|s| s.history_streaming);
+            request.past_events.clear();
+            if !streaming || item_len(&request, &token) > super::MAX_MESSAGE_BYTES {
+                self.fail_oversized(st, id, size);
+                return;
+            }
+            request.requires_history_streaming = true;
+        }
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
         };
         inst.in_flight = Some(InFlight {
             token: token.clone(),
@@ -1102,6 +1232,51 @@ impl Engine {
             completion_token: token,
         };
         send(st, stream, item, true);
+    }
+
+    /// Fails an instance whose next work item cannot fit in one gRPC message.
+    fn fail_oversized(&self, st: &mut State, id: &str, size: usize) {
+        let mut b = self.begin(st);
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        let failure = TaskFailureDetails {
+            error_type: "HistoryTooLarge".into(),
+            error_message: format!(
+                "history of {size} bytes exceeds the 16 MiB message limit; use continue-as-new to bound history"
+            ),
+            ..Default::default()
+        };
+        tracing::error!(instance_id = id, size, "{}", failure.error_message);
+        let now = now_ms();
+        let done = event(
+            -1,
+            EventType::ExecutionCompleted(proto::ExecutionCompletedEvent {
+                orchestration_status: OrchestrationStatus::Failed as i32,
+                result: None,
+                failure_details: Some(failure.clone()),
+            }),
+        );
+        b.ops.push(WriteOp::AppendHistory {
+            instance_id: id.to_string(),
+            start_index: inst.history.len() as u64,
+            events: vec![done.encode_to_vec()],
+        });
+        inst.history.push(done);
+        inst.rec.status = OrchestrationStatus::Failed as i32;
+        inst.rec.failure_details = Some(failure);
+        inst.rec.output = None;
+        inst.rec.completed_ms = Some(now);
+        inst.rec.updated_ms = now;
+        inst.rec.force_dispatch = false;
+        inst.inbox.clear();
+        b.ops.push(WriteOp::ClearInbox(id.to_string()));
+        Self::put_instance(&mut b, inst);
+        Self::drop_pending_work(st, &mut b, id);
+        self.run_outbound(st, &mut b, vec![Outbound::NotifyParent(id.to_string())]);
+        Self::notify_waiters(st, &b, id);
+        // Called from `pump`: submit without pumping again; the commit signal pumps.
+        self.storage.submit(b.seq, b.ops, None);
     }
 
     pub(crate) fn complete_activity(&self, resp: proto::ActivityResponse) -> Option<CommitWait> {
@@ -1124,14 +1299,15 @@ impl Engine {
         } else {
             resp.completion_token.clone()
         };
-        let Some(Dispatched::Activity { key, stream }) = st.tokens.get(&token).cloned() else {
+        let Some(Dispatched::Activity { key, .. }) = st.tokens.get(&token).cloned() else {
             return None;
         };
-        st.tokens.remove(&token);
-        if let Some(s) = st.streams.get_mut(&stream) {
-            s.act_in_flight = s.act_in_flight.saturating_sub(1);
-        }
-        let activity = st.activities.remove(&key)?;
+        Self::release_token(&mut st, &token);
+        let Some(activity) = st.activities.remove(&key) else {
+            // The instance went terminal or was purged meanwhile: nothing to deliver.
+            self.pump(&mut st);
+            return None;
+        };
         let mut b = self.begin(&mut st);
         b.ops.push(WriteOp::DeleteActivity(key));
         let target = activity.request.orchestration_instance.unwrap_or_default();
@@ -1169,32 +1345,34 @@ impl Engine {
         } else {
             resp.completion_token.clone()
         };
-        let Some(Dispatched::Orchestration {
-            instance_id,
-            stream,
-        }) = st.tokens.get(&token).cloned()
+        let Some(Dispatched::Orchestration { instance_id, .. }) = st.tokens.get(&token).cloned()
         else {
             return None;
         };
         let id = instance_id;
-        let inst = st.instances.get_mut(&id)?;
-        if inst.in_flight.as_ref().is_none_or(|f| f.token != token) {
-            st.tokens.remove(&token);
+        let current = st
+            .instances
+            .get(&id)
+            .and_then(|i| i.in_flight.as_ref())
+            .is_some_and(|f| f.token == token);
+        if !current {
+            // The instance was replaced or purged since dispatch: drop the stale result.
+            Self::release_token(&mut st, &token);
+            self.pump(&mut st);
             return None;
         }
         if resp.is_partial {
-            inst.partial.extend(resp.actions);
+            if let Some(inst) = st.instances.get_mut(&id) {
+                inst.partial.extend(resp.actions);
+            }
             return None;
         }
-        st.tokens.remove(&token);
-        if let Some(s) = st.streams.get_mut(&stream) {
-            s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
-        }
+        Self::release_token(&mut st, &token);
         let mut b = self.begin(&mut st);
         let out = self.apply_episode(&mut st, &mut b, &id, resp);
         self.run_outbound(&mut st, &mut b, out);
         Self::mark_ready(&mut st, &b, &id);
-        Self::notify_waiters(&mut st, &id);
+        Self::notify_waiters(&mut st, &b, &id);
         Some(self.submit(&mut st, b))
     }
 
@@ -1260,19 +1438,16 @@ impl Engine {
             inst.rec.failure_details = None;
             inst.rec.completed_ms = None;
             inst.rec.force_dispatch = true;
-            let mut completed = Vec::new();
-            let mut created = Vec::new();
-            for e in &inst.history {
-                match &e.event_type {
+            let created: Vec<String> = inst
+                .history
+                .iter()
+                .filter_map(|e| match &e.event_type {
                     Some(EventType::SubOrchestrationInstanceCreated(c)) => {
-                        created.push(c.instance_id.clone());
+                        Some(c.instance_id.clone())
                     }
-                    Some(EventType::SubOrchestrationInstanceCompleted(c)) => {
-                        completed.push(c.task_scheduled_id);
-                    }
-                    _ => {}
-                }
-            }
+                    _ => None,
+                })
+                .collect();
             let reason = inst.history.iter().rev().find_map(|e| match &e.event_type {
                 Some(EventType::ExecutionRewound(r)) => Some(r.reason.clone()),
                 _ => None,
@@ -1292,7 +1467,6 @@ impl Engine {
                     Self::prepare_rewind(st, b, &child, reason.clone().flatten());
                 }
             }
-            let _ = completed;
             return out;
         }
 
@@ -1565,6 +1739,13 @@ impl Engine {
             );
             st.activity_queue.push_back(key);
         }
+        if st
+            .instances
+            .get(id)
+            .is_some_and(|i| is_terminal(i.rec.status))
+        {
+            Self::drop_pending_work(st, b, id);
+        }
         out
     }
 
@@ -1599,6 +1780,12 @@ impl Engine {
         }
         next
     }
+}
+
+/// Encoded size of the work item that would carry `request` (an upper bound: field keys and
+/// length prefixes are counted at their largest).
+fn item_len(request: &OrchestratorRequest, token: &str) -> usize {
+    request.encoded_len() + token.len() + 2 * (1 + 10)
 }
 
 fn next_token(st: &mut State) -> String {
@@ -1678,5 +1865,150 @@ fn to_state(rec: &InstanceRecord, payloads: bool) -> OrchestrationState {
             .and_then(|p| p.orchestration_instance.as_ref())
             .map(|i| i.instance_id.clone()),
         tags: rec.tags.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Done = oneshot::Sender<Result<(), Arc<StorageError>>>;
+
+    /// A storage whose batches become durable only when the test releases them.
+    struct HeldStorage {
+        signal: Arc<CommitSignal>,
+        held: Mutex<Vec<(u64, Done)>>,
+    }
+
+    impl Storage for HeldStorage {
+        fn load(&self) -> Result<LoadedState, StorageError> {
+            Ok(LoadedState::default())
+        }
+        fn submit(&self, seq: u64, _batch: Vec<WriteOp>, done: Option<Done>) {
+            if let Some(done) = done {
+                self.held.lock().unwrap().push((seq, done));
+            }
+        }
+        fn close(&self) {}
+    }
+
+    impl HeldStorage {
+        fn release(&self) {
+            for (seq, done) in std::mem::take(&mut *self.held.lock().unwrap()) {
+                self.signal.durable_seq.fetch_max(seq, Ordering::SeqCst);
+                let _ = done.send(Ok(()));
+            }
+            self.signal.committed.notify_one();
+        }
+    }
+
+    fn held_engine() -> (Arc<Engine>, Arc<HeldStorage>) {
+        let signal = Arc::new(CommitSignal::default());
+        let storage = Arc::new(HeldStorage {
+            signal: Arc::clone(&signal),
+            held: Mutex::new(Vec::new()),
+        });
+        let engine = Engine::new(
+            Arc::clone(&storage) as Arc<dyn Storage>,
+            signal,
+            LoadedState::default(),
+        )
+        .unwrap();
+        engine.spawn_tasks();
+        (engine, storage)
+    }
+
+    fn new_instance(id: &str) -> NewInstance {
+        NewInstance {
+            instance_id: id.into(),
+            name: "O".into(),
+            version: None,
+            input: None,
+            execution_id: None,
+            scheduled_start_ms: None,
+            tags: HashMap::new(),
+            parent: None,
+            parent_trace_context: None,
+        }
+    }
+
+    async fn wait_briefly(
+        engine: &Engine,
+        id: &str,
+        done: fn(i32) -> bool,
+    ) -> Option<Result<Option<OrchestrationState>, Status>> {
+        tokio::time::timeout(
+            Duration::from_millis(150),
+            engine.wait_for(id, false, None, done),
+        )
+        .await
+        .ok()
+    }
+
+    #[tokio::test]
+    async fn waits_answer_only_once_the_change_is_durable() {
+        let (engine, storage) = held_engine();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        engine
+            .add_stream(
+                tx,
+                Filters::default(),
+                usize::MAX,
+                usize::MAX,
+                Arc::new(AtomicI64::new(0)),
+                false,
+            )
+            .unwrap();
+        let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();
+        assert!(
+            wait_briefly(&engine, "a", |_| true).await.is_none(),
+            "an uncommitted start is not visible"
+        );
+        storage.release();
+        let state = wait_briefly(&engine, "a", |_| true).await.unwrap().unwrap();
+        assert_eq!(
+            state.unwrap().orchestration_status,
+            OrchestrationStatus::Pending as i32
+        );
+        let item = rx.recv().await.unwrap().unwrap();
+        let done = OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
+                proto::CompleteOrchestrationAction {
+                    orchestration_status: OrchestrationStatus::Completed as i32,
+                    result: Some("1".into()),
+                    ..Default::default()
+                },
+            )),
+        };
+        let _commit = engine
+            .complete_orchestration(proto::OrchestratorResponse {
+                instance_id: "a".into(),
+                actions: vec![done],
+                completion_token: item.completion_token,
+                ..Default::default()
+            })
+            .unwrap();
+        let waiter = {
+            let engine = Arc::clone(&engine);
+            tokio::spawn(async move { engine.wait_for("a", false, None, is_terminal).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            !waiter.is_finished(),
+            "completion must not be reported before it is durable"
+        );
+        storage.release();
+        let state = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.orchestration_status,
+            OrchestrationStatus::Completed as i32
+        );
+        engine.begin_shutdown();
     }
 }

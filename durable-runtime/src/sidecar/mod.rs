@@ -30,7 +30,7 @@ mod storage;
 mod time;
 mod work_queue;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
 use storage::{CommitSignal, Storage};
@@ -158,8 +159,8 @@ impl SidecarBuilder {
             message: e.to_string(),
         };
         let loaded = storage.load().map_err(storage_error)?;
-        let engine =
-            engine::Engine::new(Arc::clone(&storage), signal, loaded).map_err(storage_error)?;
+        let engine = engine::Engine::new(Arc::clone(&storage), Arc::clone(&signal), loaded)
+            .map_err(storage_error)?;
 
         let addr = format!("{}:{}", self.host, self.port);
         let listener = tokio::net::TcpListener::bind(&addr)
@@ -178,6 +179,13 @@ impl SidecarBuilder {
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // After a failed commit every RPC is refused: memory no longer matches the database.
+        let service = InterceptedService::new(service, move |req: tonic::Request<()>| match signal
+            .failure_status()
+        {
+            Some(status) => Err(status),
+            None => Ok(req),
+        });
         let incoming = TcpListenerStream::new(listener).map(|s| {
             if let Ok(s) = &s {
                 let _ = s.set_nodelay(true);
@@ -229,9 +237,18 @@ impl SidecarHandle {
         self.local_addr
     }
 
-    /// The URL to give SDK workers and clients, e.g. `"http://127.0.0.1:4001"`.
+    /// The URL to give SDK workers and clients, e.g. `"http://127.0.0.1:4001"`. When the
+    /// sidecar listens on every interface (`0.0.0.0` or `::`), this is the loopback address
+    /// of the same family (`127.0.0.1` or `[::1]`): an unspecified address is not connectable.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
     }
 
     /// Graceful stop: no new work is dispatched, work-item streams and long polls are closed,

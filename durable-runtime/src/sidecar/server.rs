@@ -133,10 +133,13 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::GetInstanceRequest>,
     ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let deadline = deadline(&req);
         let r = req.into_inner();
+        // Answers with the committed status: waits (briefly) for an uncommitted change.
         let state = self
             .engine
-            .get_state(&r.instance_id, r.get_inputs_and_outputs);
+            .wait_for(&r.instance_id, r.get_inputs_and_outputs, deadline, |_| true)
+            .await?;
         Ok(Response::new(proto::GetInstanceResponse {
             exists: state.is_some(),
             orchestration_state: state,
@@ -373,8 +376,11 @@ impl TaskHubSidecarService for SidecarService {
             cap(r.max_concurrent_orchestration_work_items),
             cap(r.max_concurrent_activity_work_items),
             Arc::clone(&last_send),
+            r.capabilities
+                .contains(&(proto::WorkerCapability::HistoryStreaming as i32)),
         )?;
-        // Health pings keep idle workers from reconnecting (they give up after 120 s of silence).
+        // Health pings keep idle workers from reconnecting: the Python and .NET SDKs give up on
+        // a stream after 120 s of silence, this crate's worker after 150 s.
         let mut stop = self.engine.shutdown_signal();
         tokio::spawn(async move {
             loop {

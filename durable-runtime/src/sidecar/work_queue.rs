@@ -66,6 +66,9 @@ pub(crate) struct WorkStream {
     pub(crate) act_in_flight: usize,
     /// When the last item was sent (ms since epoch), for health pings on idle streams.
     pub(crate) last_send: Arc<AtomicI64>,
+    /// The worker advertised `WORKER_CAPABILITY_HISTORY_STREAMING`: it can fetch a large
+    /// history with `StreamInstanceHistory` instead of receiving it inline.
+    pub(crate) history_streaming: bool,
 }
 
 /// A concurrency hint: 0 or negative = no limit.

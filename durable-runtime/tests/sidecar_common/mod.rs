@@ -18,6 +18,8 @@ pub async fn client(endpoint: String) -> Client {
     TaskHubSidecarServiceClient::connect(endpoint)
         .await
         .expect("connect to the sidecar")
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
 }
 
 pub fn now_ts(offset: Duration) -> prost_types::Timestamp {
@@ -70,14 +72,19 @@ pub async fn wait_done(c: &mut Client, id: &str) -> proto::OrchestrationState {
 /// A worker driven by hand: read work items, answer with chosen actions.
 pub struct Worker {
     pub client: Client,
-    stream: tonic::Streaming<WorkItem>,
+    pub stream: tonic::Streaming<WorkItem>,
 }
 
 impl Worker {
     pub async fn connect(endpoint: String) -> Self {
+        Self::connect_with(endpoint, proto::GetWorkItemsRequest::default()).await
+    }
+
+    /// A worker that sends its own `GetWorkItems` request (capacity hints, filters, capabilities).
+    pub async fn connect_with(endpoint: String, req: proto::GetWorkItemsRequest) -> Self {
         let mut client = client(endpoint).await;
         let stream = client
-            .get_work_items(proto::GetWorkItemsRequest::default())
+            .get_work_items(req)
             .await
             .expect("open work item stream")
             .into_inner();

@@ -12,8 +12,8 @@ pub(crate) mod memory;
 pub(crate) mod sqlite;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Notify, oneshot};
 
@@ -148,6 +148,30 @@ pub(crate) struct CommitSignal {
     pub(crate) durable_seq: AtomicU64,
     /// Woken after every commit so the engine can dispatch newly durable work.
     pub(crate) committed: Notify,
+    /// Set once a commit failed: memory no longer matches disk, so the engine stops serving.
+    failure: OnceLock<String>,
+}
+
+impl CommitSignal {
+    /// Records the first storage failure (later ones are ignored) and wakes the engine.
+    pub(crate) fn fail(&self, error: &StorageError) {
+        let _ = self.failure.set(error.to_string());
+        self.committed.notify_one();
+    }
+
+    /// The storage error that stopped the engine, if any.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// The UNAVAILABLE status every RPC gets once storage failed.
+    pub(crate) fn failure_status(&self) -> Option<tonic::Status> {
+        self.failure().map(|e| {
+            tonic::Status::unavailable(format!(
+                "the sidecar stopped serving after a storage commit failed ({e}); in-memory state no longer matches the database, restart the sidecar to recover from the last committed state"
+            ))
+        })
+    }
 }
 
 /// A place to keep instances durably.

@@ -87,6 +87,7 @@ impl SqliteStorage {
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, signal: Arc<CommitSignal>) {
     let mut closing = false;
+    let mut failed: Option<Arc<StorageError>> = None;
     while !closing {
         let Ok(first) = rx.recv() else { break };
         let mut pending = Vec::new();
@@ -105,12 +106,24 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, signal: Arc<Co
             continue;
         }
         let max_seq = pending.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
-        let result = commit_all(&mut conn, &pending);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "sidecar storage commit failed");
+        // After one failed commit nothing more may commit: later batches build on changes
+        // that never reached the disk.
+        let result = match &failed {
+            Some(e) => Err(Arc::clone(e)),
+            None => commit_all(&mut conn, &pending).map_err(Arc::new),
+        };
+        match &result {
+            Ok(()) => {
+                signal.durable_seq.fetch_max(max_seq, Ordering::SeqCst);
+            }
+            Err(e) if failed.is_none() => {
+                tracing::error!(error = %e, "sidecar storage commit failed; the sidecar stops serving");
+                signal.fail(e);
+                failed = Some(Arc::clone(e));
+            }
+            Err(_) => {}
         }
-        let shared = result.map_err(Arc::new);
-        signal.durable_seq.fetch_max(max_seq, Ordering::SeqCst);
+        let shared = result;
         for (_, _, done) in pending {
             if let Some(done) = done {
                 let _ = done.send(shared.clone());
