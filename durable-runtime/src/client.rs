@@ -1165,18 +1165,25 @@ impl DurableClient {
             execution_id: None,
             for_work_item_processing: false,
         };
-        let mut stream = self
-            .inner
-            .clone()
-            .stream_instance_history(request)
-            .await?
-            .into_inner();
-        let mut events = Vec::new();
-        while let Some(chunk) = stream.message().await? {
-            events.extend(chunk.events);
-        }
-        Ok(events)
+        Ok(stream_history(&self.inner, request).await?)
     }
+}
+
+/// Reads a whole `StreamInstanceHistory` stream into one list of events.
+pub(crate) async fn stream_history(
+    client: &SidecarClient,
+    request: proto::StreamInstanceHistoryRequest,
+) -> Result<Vec<proto::HistoryEvent>, tonic::Status> {
+    let mut stream = client
+        .clone()
+        .stream_instance_history(request)
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        events.extend(chunk.events);
+    }
+    Ok(events)
 }
 
 fn existing_state(response: proto::GetInstanceResponse) -> Option<OrchestrationState> {

@@ -681,20 +681,12 @@ async fn fetch_history(
     client: &SidecarClient,
     request: &proto::OrchestratorRequest,
 ) -> Result<Vec<proto::HistoryEvent>, tonic::Status> {
-    let mut stream = client
-        .clone()
-        .stream_instance_history(proto::StreamInstanceHistoryRequest {
-            instance_id: request.instance_id.clone(),
-            execution_id: request.execution_id.clone(),
-            for_work_item_processing: true,
-        })
-        .await?
-        .into_inner();
-    let mut events = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        events.extend(chunk.events);
-    }
-    Ok(events)
+    let request = proto::StreamInstanceHistoryRequest {
+        instance_id: request.instance_id.clone(),
+        execution_id: request.execution_id.clone(),
+        for_work_item_processing: true,
+    };
+    crate::client::stream_history(client, request).await
 }
 
 /// Sends a completion, retrying a few times while the sidecar is briefly unavailable; returns
