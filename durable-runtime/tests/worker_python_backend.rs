@@ -892,3 +892,35 @@ async fn shutdown_abandons_work_that_outlives_the_grace_period() {
     );
     sidecar.stop().await;
 }
+
+/// A work-item stream that stays silent past the watchdog is treated as dead and reopened (the
+/// Python backend sends no health pings), and work still flows afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stream_is_reopened_by_the_watchdog() {
+    let Some(mut sidecar) = PySidecar::start().await else {
+        return;
+    };
+    let options = WorkerOptions::new()
+        .silent_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(100));
+    let worker = start_worker_with(&sidecar, examples_registry(), options).await;
+    assert!(
+        worker.wait_connected(3, WAIT).await,
+        "the watchdog did not reopen the silent stream"
+    );
+    for _ in 0..3 {
+        sidecar.expect_line("HELLO").await;
+    }
+    let client = sidecar.client().await;
+    let id = client
+        .schedule_new_orchestration(Sequence, ())
+        .await
+        .unwrap();
+    let state = client
+        .wait_for_orchestration_completion(&id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(state.runtime_status, RuntimeStatus::Completed, "{state:?}");
+    worker.shutdown().await;
+    sidecar.stop().await;
+}

@@ -181,7 +181,7 @@ pub async fn start_worker_with(
     worker
 }
 
-// ---- The seed examples, written by hand (the macros live in another branch) ----
+// ---- The seed examples, written by hand (without the macros, to test the traits directly) ----
 
 /// `hello(name) -> "Hello {name}!"`
 #[derive(Clone, Copy)]
