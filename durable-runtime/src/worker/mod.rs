@@ -541,43 +541,32 @@ async fn activity_item(
         }
     };
     response.completion_token = token.clone();
-    let delivered = retry_completion("activity", || {
-        let mut client = client.clone();
-        let response = response.clone();
-        async move { client.complete_activity_task(response).await }
-    })
-    .await;
-    match delivered {
-        Ok(()) => {}
-        Err(status) if is_too_large(&status) => {
-            // The result itself is the problem: report that instead, so the task fails clearly.
-            let failure = FailureDetails::new(
-                PAYLOAD_TOO_LARGE_ERROR_TYPE,
-                format!(
-                    "the result of activity `{name}` was refused by the sidecar: {}",
-                    status.message()
-                ),
-            )
-            .non_retriable();
-            let replacement = proto::ActivityResponse {
-                instance_id: response.instance_id,
-                task_id: response.task_id,
-                result: None,
-                failure_details: Some((&failure).into()),
-                completion_token: token.clone(),
-            };
-            let sent = retry_completion("activity", || {
-                let mut client = client.clone();
-                let replacement = replacement.clone();
-                async move { client.complete_activity_task(replacement).await }
-            })
-            .await;
-            if sent.is_err() {
-                abandon(client, token).await;
-            }
+    let instance_id = response.instance_id.clone();
+    let task_id = response.task_id;
+    let replacement = |status: &tonic::Status| {
+        // The result itself is the problem: report that instead, so the task fails clearly.
+        let failure = FailureDetails::new(
+            PAYLOAD_TOO_LARGE_ERROR_TYPE,
+            format!(
+                "the result of activity `{name}` was refused by the sidecar: {}",
+                status.message()
+            ),
+        )
+        .non_retriable();
+        proto::ActivityResponse {
+            instance_id,
+            task_id,
+            result: None,
+            failure_details: Some((&failure).into()),
+            completion_token: token.clone(),
         }
-        // Give the work item back so it is not stuck in flight until the stream closes.
-        Err(_) => abandon(client, token).await,
+    };
+    let send = |response: proto::ActivityResponse| {
+        let mut client = client.clone();
+        async move { client.complete_activity_task(response).await }
+    };
+    if !complete_or_replace("activity", response, replacement, send).await {
+        abandon(client, token).await;
     }
 }
 
@@ -623,57 +612,45 @@ async fn orchestration_item(
         }
     };
     response.completion_token = token.clone();
-    let delivered = retry_completion("orchestration", || {
-        let mut client = client.clone();
-        let response = response.clone();
-        async move { client.complete_orchestrator_task(response).await }
-    })
-    .await;
-    match delivered {
-        Ok(()) => {}
-        Err(status) if is_too_large(&status) => {
-            // Replaying would produce the same oversized response forever: fail the
-            // orchestration with a message that says what to change.
-            let failure = FailureDetails::new(
-                PAYLOAD_TOO_LARGE_ERROR_TYPE,
-                format!(
-                    "the orchestration's response was refused by the sidecar: {}; keep inputs, \
-                     outputs and custom status small (store large data elsewhere) and bound \
-                     history with continue-as-new",
-                    status.message()
-                ),
-            )
-            .non_retriable();
-            let mut complete = proto::CompleteOrchestrationAction {
-                failure_details: Some((&failure).into()),
-                ..Default::default()
-            };
-            complete.set_orchestration_status(proto::OrchestrationStatus::Failed);
-            let replacement = proto::OrchestratorResponse {
-                instance_id: response.instance_id,
-                actions: vec![proto::OrchestratorAction {
-                    id: -1,
-                    orchestrator_action_type: Some(
-                        proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(
-                            complete,
-                        ),
+    let instance_id = response.instance_id.clone();
+    let replacement = |status: &tonic::Status| {
+        // Replaying would produce the same oversized response forever: fail the orchestration
+        // with a message that says what to change.
+        let failure = FailureDetails::new(
+            PAYLOAD_TOO_LARGE_ERROR_TYPE,
+            format!(
+                "the orchestration's response was refused by the sidecar: {}; keep inputs, \
+                 outputs and custom status small (store large data elsewhere) and bound \
+                 history with continue-as-new",
+                status.message()
+            ),
+        )
+        .non_retriable();
+        let mut complete = proto::CompleteOrchestrationAction {
+            failure_details: Some((&failure).into()),
+            ..Default::default()
+        };
+        complete.set_orchestration_status(proto::OrchestrationStatus::Failed);
+        proto::OrchestratorResponse {
+            instance_id,
+            actions: vec![proto::OrchestratorAction {
+                id: -1,
+                orchestrator_action_type: Some(
+                    proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(
+                        complete,
                     ),
-                }],
-                completion_token: token.clone(),
-                ..Default::default()
-            };
-            let sent = retry_completion("orchestration", || {
-                let mut client = client.clone();
-                let replacement = replacement.clone();
-                async move { client.complete_orchestrator_task(replacement).await }
-            })
-            .await;
-            if sent.is_err() {
-                abandon(client, token).await;
-            }
+                ),
+            }],
+            completion_token: token.clone(),
+            ..Default::default()
         }
-        // Give the work item back so it is not stuck in flight until the stream closes.
-        Err(_) => abandon(client, token).await,
+    };
+    let send = |response: proto::OrchestratorResponse| {
+        let mut client = client.clone();
+        async move { client.complete_orchestrator_task(response).await }
+    };
+    if !complete_or_replace("orchestration", response, replacement, send).await {
+        abandon(client, token).await;
     }
 }
 
@@ -687,6 +664,32 @@ async fn fetch_history(
         for_work_item_processing: true,
     };
     crate::client::stream_history(client, request).await
+}
+
+/// Delivers a completion. When the sidecar refuses it for its size, delivers `replacement`
+/// (a small failure saying so) instead. Returns `false` when nothing could be delivered: the
+/// caller then abandons the work item, so it is never left in flight.
+async fn complete_or_replace<R, F, Fut, T>(
+    what: &str,
+    response: R,
+    replacement: impl FnOnce(&tonic::Status) -> R,
+    send: F,
+) -> bool
+where
+    R: Clone,
+    F: Fn(R) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    match retry_completion(what, || send(response.clone())).await {
+        Ok(()) => true,
+        Err(status) if is_too_large(&status) => {
+            let replacement = replacement(&status);
+            retry_completion(what, || send(replacement.clone()))
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 /// Sends a completion, retrying a few times while the sidecar is briefly unavailable; returns
