@@ -750,6 +750,7 @@ impl DurableClient {
     }
 
     /// The underlying gRPC client (with the connection's metadata interceptor).
+    #[cfg(feature = "http")]
     pub(crate) fn sidecar(&self) -> SidecarClient {
         self.inner.clone()
     }

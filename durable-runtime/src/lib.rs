@@ -56,17 +56,26 @@ pub mod activity;
 pub mod client;
 mod convert;
 pub mod error;
+#[cfg(feature = "http")]
 pub mod http;
 mod logging;
 pub mod orchestration;
 mod panic;
-pub mod proto;
 pub mod registry;
 mod runtime;
-pub mod sidecar;
 pub mod testing;
 mod versioning;
 pub mod worker;
+
+/// The Durable Task wire protocol (the [`durable_proto`] crate): generated message types and
+/// the gRPC client and server of `TaskHubSidecarService`.
+pub use durable_proto as proto;
+
+/// The sidecar (the [`durable_sidecar`] crate), embedded by [`run`] when no sidecar is
+/// configured and runnable on its own as `durable sidecar`. Present with the default feature
+/// `embedded`.
+#[cfg(feature = "embedded")]
+pub use durable_sidecar as sidecar;
 
 pub use activity::{Activity, ActivityContext};
 pub use client::{ClientError, DurableClient, OrchestrationState, RuntimeStatus};

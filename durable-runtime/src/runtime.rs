@@ -31,6 +31,11 @@ pub enum RuntimeError {
     /// The embedded sidecar failed to start.
     #[error("the embedded sidecar failed to start: {0}")]
     Embedded(String),
+    /// No sidecar address is configured and this build has no embedded sidecar.
+    #[error(
+        "no sidecar configured: set DURABLE_SIDECAR (e.g. http://127.0.0.1:4001) or call RuntimeBuilder::sidecar, or enable the `embedded` feature of durable-runtime to run one in this process"
+    )]
+    NoSidecar,
     /// The HTTP management API could not start.
     #[error("the HTTP management API failed to start: {0}")]
     Http(String),
@@ -94,6 +99,7 @@ pub struct RuntimeBuilder {
     worker: WorkerOptions,
     registry: Option<Registry>,
     use_environment: bool,
+    #[cfg(feature = "http")]
     http: Option<std::net::SocketAddr>,
 }
 
@@ -107,6 +113,7 @@ impl Default for RuntimeBuilder {
             worker: WorkerOptions::default(),
             registry: None,
             use_environment: true,
+            #[cfg(feature = "http")]
             http: None,
         }
     }
@@ -187,7 +194,9 @@ impl RuntimeBuilder {
 
     /// Also serves the HTTP management API ([`crate::http`]) on this address: start
     /// orchestrations with `POST /api/orchestrators/{name}`, poll `GET /api/instances/{id}`.
-    /// Port 0 picks a free port; [`RuntimeHandle::http_addr`] tells which.
+    /// Port 0 picks a free port; [`RuntimeHandle::http_addr`] tells which. Needs the feature
+    /// `http` (on by default).
+    #[cfg(feature = "http")]
     pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
         self.http = Some(addr);
         self
@@ -231,6 +240,7 @@ impl RuntimeBuilder {
         };
         let connection = self.connection.endpoint_replaced(endpoint.clone());
         let client = DurableClient::connect_lazy(&connection)?;
+        #[cfg(feature = "http")]
         let http = match self.http {
             Some(addr) => Some(HttpServer::start(addr, client.clone()).await?),
             None => None,
@@ -243,6 +253,7 @@ impl RuntimeBuilder {
             worker,
             endpoint,
             embedded,
+            #[cfg(feature = "http")]
             http,
         })
     }
@@ -269,11 +280,13 @@ pub struct RuntimeHandle {
     worker: WorkerHandle,
     endpoint: String,
     embedded: Option<EmbeddedGuard>,
+    #[cfg(feature = "http")]
     http: Option<HttpServer>,
 }
 
 impl RuntimeHandle {
     /// Where the HTTP management API listens, when [`RuntimeBuilder::http`] enabled it.
+    #[cfg(feature = "http")]
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http.as_ref().map(|h| h.addr)
     }
@@ -301,6 +314,7 @@ impl RuntimeHandle {
     /// Stops the worker gracefully (running work may finish within the grace period), then
     /// the embedded sidecar, if any.
     pub async fn shutdown(self) {
+        #[cfg(feature = "http")]
         if let Some(http) = self.http {
             http.shutdown().await;
         }
@@ -312,6 +326,7 @@ impl RuntimeHandle {
 }
 
 /// The HTTP management API served beside the worker.
+#[cfg(feature = "http")]
 #[derive(Debug)]
 struct HttpServer {
     addr: std::net::SocketAddr,
@@ -319,6 +334,7 @@ struct HttpServer {
     task: tokio::task::JoinHandle<Result<(), crate::http::HttpError>>,
 }
 
+#[cfg(feature = "http")]
 impl HttpServer {
     async fn start(
         addr: std::net::SocketAddr,
@@ -347,6 +363,7 @@ impl HttpServer {
 
 /// What the embedded sidecar needs to start.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 struct EmbeddedConfig {
     storage: EmbeddedStorage,
 }
@@ -354,16 +371,25 @@ struct EmbeddedConfig {
 /// Keeps the embedded sidecar alive; shut down after the worker.
 #[derive(Debug)]
 struct EmbeddedGuard {
+    #[cfg(feature = "embedded")]
     handle: crate::sidecar::SidecarHandle,
 }
 
 impl EmbeddedGuard {
     async fn shutdown(self) {
+        #[cfg(feature = "embedded")]
         self.handle.shutdown().await;
     }
 }
 
+/// Without the `embedded` feature there is no sidecar to start: say how to get one.
+#[cfg(not(feature = "embedded"))]
+async fn start_embedded(_: &EmbeddedConfig) -> Result<(String, EmbeddedGuard), RuntimeError> {
+    Err(RuntimeError::NoSidecar)
+}
+
 /// Starts the embedded sidecar on a free loopback port; returns its endpoint.
+#[cfg(feature = "embedded")]
 async fn start_embedded(config: &EmbeddedConfig) -> Result<(String, EmbeddedGuard), RuntimeError> {
     let builder = crate::sidecar::SidecarBuilder::new().port(0);
     let builder = match &config.storage {
@@ -391,6 +417,7 @@ async fn start_embedded(config: &EmbeddedConfig) -> Result<(String, EmbeddedGuar
 mod tests {
     use super::*;
 
+    #[cfg(feature = "embedded")]
     #[tokio::test]
     async fn without_a_sidecar_an_embedded_one_starts() {
         let runtime = Runtime::builder()
@@ -403,6 +430,21 @@ mod tests {
         assert!(runtime.endpoint().starts_with("http://127.0.0.1:"));
         assert!(runtime.wait_until_connected(Duration::from_secs(10)).await);
         runtime.shutdown().await;
+    }
+
+    #[cfg(not(feature = "embedded"))]
+    #[tokio::test]
+    async fn without_the_embedded_feature_a_sidecar_address_is_required() {
+        let err = Runtime::builder()
+            .ignore_environment()
+            .registry(Registry::new())
+            .start()
+            .await
+            .expect_err("there is no sidecar to use");
+        assert!(matches!(err, RuntimeError::NoSidecar), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("DURABLE_SIDECAR"), "{message}");
+        assert!(message.contains("`embedded` feature"), "{message}");
     }
 
     #[tokio::test]

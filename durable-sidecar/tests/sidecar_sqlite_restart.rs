@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use durable::proto::{OrchestrationStatus, history_event::EventType};
-use durable::sidecar::SidecarBuilder;
+use durable_proto::{OrchestrationStatus, history_event::EventType};
+use durable_sidecar::SidecarBuilder;
 
 #[tokio::test]
 async fn instances_continue_after_restart() {
@@ -55,14 +55,14 @@ async fn instances_continue_after_restart() {
     while done < 3 {
         let item = w.next().await;
         match item.request {
-            Some(durable::proto::work_item::Request::ActivityRequest(a)) => {
+            Some(durable_proto::work_item::Request::ActivityRequest(a)) => {
                 assert_eq!(
                     a.name, "Work",
                     "the un-acknowledged activity is redelivered"
                 );
                 w.complete_activity(&a, item.completion_token, "2").await;
             }
-            Some(durable::proto::work_item::Request::OrchestratorRequest(r)) => {
+            Some(durable_proto::work_item::Request::OrchestratorRequest(r)) => {
                 let id = r.instance_id.clone();
                 match id.as_str() {
                     "act" => assert!(
@@ -132,7 +132,7 @@ async fn a_failed_commit_stops_the_sidecar_instead_of_counting_as_durable() {
     .expect("add trigger");
     drop(conn);
     let err = c
-        .start_instance(durable::proto::CreateInstanceRequest {
+        .start_instance(durable_proto::CreateInstanceRequest {
             instance_id: "boom".into(),
             name: "B".into(),
             ..Default::default()
@@ -149,7 +149,7 @@ async fn a_failed_commit_stops_the_sidecar_instead_of_counting_as_durable() {
         Err(_) => panic!("the work-item stream should end after a failed commit"),
     }
     let err = c
-        .get_instance(durable::proto::GetInstanceRequest {
+        .get_instance(durable_proto::GetInstanceRequest {
             instance_id: "ok".into(),
             get_inputs_and_outputs: false,
         })
@@ -163,7 +163,7 @@ async fn a_failed_commit_stops_the_sidecar_instead_of_counting_as_durable() {
     );
     let err = w
         .client
-        .complete_orchestrator_task(durable::proto::OrchestratorResponse {
+        .complete_orchestrator_task(durable_proto::OrchestratorResponse {
             instance_id: "ok".into(),
             actions: vec![finish(1, OrchestrationStatus::Completed, "\"x\"")],
             completion_token: token,

@@ -1,5 +1,5 @@
 //! The `durable` command line: `durable sidecar` runs a standalone Durable Task sidecar that the
-//! official SDKs (Python, .NET, JS, Go) and this crate's worker/client can connect to.
+//! official SDKs (Python, .NET, JS, Go) and durable's own worker and client can connect to.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

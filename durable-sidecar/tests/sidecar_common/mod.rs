@@ -4,10 +4,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
-use durable::proto::{
-    self, CompleteOrchestrationAction, CreateInstanceRequest, GetInstanceRequest, HistoryEvent,
-    OrchestratorAction, OrchestratorResponse, WorkItem, history_event::EventType,
+use durable_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+use durable_proto::{
+    self as proto, CompleteOrchestrationAction, CreateInstanceRequest, GetInstanceRequest,
+    HistoryEvent, OrchestratorAction, OrchestratorResponse, WorkItem, history_event::EventType,
     orchestrator_action::OrchestratorActionType, work_item,
 };
 use tonic::transport::Channel;

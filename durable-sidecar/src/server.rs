@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::engine::{CommitWait, Engine, NewInstance, is_terminal};
-use super::time::{given_ms, now_ms};
-use super::work_queue::{Filters, cap};
+use crate::engine::{CommitWait, Engine, NewInstance, is_terminal};
 use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use crate::proto::{self, OrchestrationStatus, WorkItem, purge_instances_request, work_item};
+use crate::time::{given_ms, now_ms};
+use crate::work_queue::{Filters, cap};
 
 const HEALTH_PING_EVERY: Duration = Duration::from_secs(20);
 const HISTORY_CHUNK: usize = 100;

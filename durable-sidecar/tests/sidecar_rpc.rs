@@ -6,8 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use durable::proto::{self, GetInstanceRequest, OrchestrationStatus, history_event::EventType};
-use durable::sidecar::SidecarBuilder;
+use durable_proto::{
+    self as proto, GetInstanceRequest, OrchestrationStatus, history_event::EventType,
+};
+use durable_sidecar::SidecarBuilder;
 
 #[tokio::test]
 async fn worker_loop_runs_an_activity_chain() {

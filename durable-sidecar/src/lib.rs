@@ -1,6 +1,7 @@
 //! A Durable Task sidecar: a gRPC server implementing `TaskHubSidecarService`, so workers and
-//! clients of any Durable Task SDK (Python, .NET, JS, Go, and this crate) can run orchestrations
-//! against it.
+//! clients of any Durable Task SDK (Python, .NET, JS, Go, and `durable` itself) can run
+//! orchestrations against it. `durable::run()` embeds it; the `durable sidecar` command runs it
+//! on its own.
 //!
 //! Storage is either in memory or a SQLite file (WAL journal, `synchronous=NORMAL`, group commit).
 //! With SQLite, every orchestration step commits its new history, activity tasks, timers,
@@ -10,8 +11,8 @@
 //! re-armed.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), durable::sidecar::SidecarError> {
-//! use durable::sidecar::SidecarBuilder;
+//! # async fn demo() -> Result<(), durable_sidecar::SidecarError> {
+//! use durable_sidecar::SidecarBuilder;
 //!
 //! let sidecar = SidecarBuilder::new()
 //!     .port(4001)
@@ -23,6 +24,12 @@
 //! sidecar.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Where things live: `server` (the tonic service: request validation and gRPC statuses) calls
+//! the `engine` (one module per concern: `lifecycle` for client-driven changes, `episode` for
+//! worker completions, `routing` between instances, `timers`, `dispatch` to worker streams,
+//! `queries` for reads, waits and purge, `batch` and `state` underneath), which writes through
+//! `storage` (SQLite or memory). `work_queue` holds a worker stream's hints and filters.
 
 mod engine;
 mod server;
@@ -40,12 +47,13 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
+pub(crate) use durable_proto as proto;
+use proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
 use storage::{CommitSignal, Storage};
 
 /// Largest gRPC message the sidecar accepts or sends (payloads, histories): 16 MiB.
 /// Larger requests are rejected with `RESOURCE_EXHAUSTED`/`OUT_OF_RANGE` by the transport.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +88,8 @@ enum StorageChoice {
 /// Defaults: listen on `127.0.0.1`, an ephemeral port (0), in-memory storage.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), durable::sidecar::SidecarError> {
-/// let sidecar = durable::sidecar::SidecarBuilder::new().in_memory().start().await?;
+/// # async fn demo() -> Result<(), durable_sidecar::SidecarError> {
+/// let sidecar = durable_sidecar::SidecarBuilder::new().in_memory().start().await?;
 /// assert!(sidecar.endpoint().starts_with("http://127.0.0.1:"));
 /// sidecar.shutdown().await;
 /// # Ok(()) }

@@ -1,0 +1,385 @@
+//! Dispatch to worker streams: connected `GetWorkItems` streams, handing durable work to the
+//! streams with free capacity that accept it (round robin), completion tokens, and taking work
+//! back when a worker abandons it or its stream ends.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::state::{Dispatched, InFlight, Instance, State};
+use super::{Engine, event};
+use crate::MAX_MESSAGE_BYTES;
+use crate::proto::{
+    self, HistoryEvent, OrchestrationStatus, OrchestratorRequest, TaskFailureDetails, WorkItem,
+    history_event::EventType, work_item,
+};
+use crate::storage::WriteOp;
+use crate::time::{from_ms, now_ms};
+use crate::work_queue::{Filters, WorkStream};
+
+use super::is_terminal;
+use super::routing::Outbound;
+
+impl Engine {
+    pub(crate) fn add_stream(
+        &self,
+        tx: mpsc::UnboundedSender<Result<WorkItem, Status>>,
+        filters: Filters,
+        max_orch: usize,
+        max_act: usize,
+        last_send: Arc<AtomicI64>,
+        history_streaming: bool,
+    ) -> Result<u64, Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        let id = st.next_stream;
+        st.next_stream += 1;
+        st.streams.insert(
+            id,
+            WorkStream {
+                tx,
+                filters,
+                max_orch,
+                max_act,
+                orch_in_flight: 0,
+                act_in_flight: 0,
+                last_send,
+                history_streaming,
+            },
+        );
+        self.pump(&mut st);
+        Ok(id)
+    }
+
+    /// A worker stream ended: everything it had in flight goes back to the queues.
+    pub(crate) fn remove_stream(&self, stream: u64) {
+        let mut st = self.lock();
+        st.streams.remove(&stream);
+        let lost: Vec<String> = st
+            .tokens
+            .iter()
+            .filter(|(_, d)| match d {
+                Dispatched::Orchestration { stream: s, .. }
+                | Dispatched::Activity { stream: s, .. } => *s == stream,
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        for token in lost {
+            st.abandon(&token);
+        }
+        self.pump(&mut st);
+    }
+
+    pub(crate) fn abandon(&self, token: &str) {
+        let mut st = self.lock();
+        st.abandon(token);
+        self.pump(&mut st);
+    }
+
+    /// Hands ready, durable work to workers with free capacity.
+    pub(super) fn pump(&self, st: &mut State) {
+        self.wake_durable(st);
+        if st.streams.is_empty() || st.closing || self.signal.failure().is_some() {
+            return;
+        }
+        let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+        if st.streams.values().any(|s| s.orch_in_flight < s.max_orch) {
+            self.pump_orchestrations(st, durable);
+        }
+        if st.streams.values().any(|s| s.act_in_flight < s.max_act) {
+            pump_activities(st, durable);
+        }
+    }
+
+    fn pump_orchestrations(&self, st: &mut State, durable: u64) {
+        let now = now_ms();
+        let mut keep = VecDeque::new();
+        while let Some(id) = st.ready.pop_front() {
+            let Some(inst) = st.instances.get_mut(&id) else {
+                continue;
+            };
+            inst.queued = false;
+            if !dispatchable(inst, now) {
+                continue;
+            }
+            if inst.ready_seq > durable {
+                inst.queued = true;
+                keep.push_back(id);
+                continue;
+            }
+            let (name, version) = (inst.rec.name.clone(), inst.rec.version.clone());
+            let Some(stream) = pick_stream(st, true, &name, version.as_deref()) else {
+                if let Some(inst) = st.instances.get_mut(&id) {
+                    inst.queued = true;
+                }
+                keep.push_back(id);
+                if !st.streams.values().any(|s| s.orch_in_flight < s.max_orch) {
+                    break;
+                }
+                continue;
+            };
+            self.dispatch_orchestration(st, &id, stream, now);
+        }
+        // Put the skipped entries back in front, in order: O(skipped), not O(queue).
+        while let Some(id) = keep.pop_back() {
+            st.ready.push_front(id);
+        }
+    }
+
+    fn dispatch_orchestration(&self, st: &mut State, id: &str, stream: u64, now: i64) {
+        let token = st.new_token();
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        let mut new_events = Vec::with_capacity(inst.inbox.len() + 1);
+        new_events.push(HistoryEvent {
+            event_id: -1,
+            timestamp: Some(from_ms(now)),
+            event_type: Some(EventType::OrchestratorStarted(
+                proto::OrchestratorStartedEvent {},
+            )),
+        });
+        new_events.extend(inst.inbox.iter().map(|(_, e)| e.clone()));
+        let up_to_seq = inst.inbox.back().map(|(s, _)| *s);
+        let mut request = OrchestratorRequest {
+            instance_id: id.to_string(),
+            execution_id: Some(inst.rec.execution_id.clone()),
+            past_events: inst.history.clone(),
+            new_events: new_events.clone(),
+            ..Default::default()
+        };
+        // A work item over the message limit would fail on the worker's side and make it
+        // reconnect forever: stream the history to workers that can fetch it, fail otherwise.
+        let size = item_len(&request, &token);
+        if size > MAX_MESSAGE_BYTES {
+            let streaming = st.streams.get(&stream).is_some_and(|s| s.history_streaming);
+            request.past_events.clear();
+            if !streaming || item_len(&request, &token) > MAX_MESSAGE_BYTES {
+                self.fail_oversized(st, id, size);
+                return;
+            }
+            request.requires_history_streaming = true;
+        }
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        inst.in_flight = Some(InFlight {
+            token: token.clone(),
+            up_to_seq,
+            new_events,
+        });
+        inst.partial.clear();
+        st.tokens.insert(
+            token.clone(),
+            Dispatched::Orchestration {
+                instance_id: id.to_string(),
+                stream,
+            },
+        );
+        let item = WorkItem {
+            request: Some(work_item::Request::OrchestratorRequest(request)),
+            completion_token: token,
+        };
+        send(st, stream, item, true);
+    }
+
+    /// Fails an instance whose next work item cannot fit in one gRPC message.
+    fn fail_oversized(&self, st: &mut State, id: &str, size: usize) {
+        let mut b = self.begin(st);
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        let failure = TaskFailureDetails {
+            error_type: "HistoryTooLarge".into(),
+            error_message: format!(
+                "history of {size} bytes exceeds the 16 MiB message limit; use continue-as-new to bound history"
+            ),
+            ..Default::default()
+        };
+        tracing::error!(instance_id = id, size, "{}", failure.error_message);
+        let now = now_ms();
+        let done = event(
+            -1,
+            EventType::ExecutionCompleted(proto::ExecutionCompletedEvent {
+                orchestration_status: OrchestrationStatus::Failed as i32,
+                result: None,
+                failure_details: Some(failure.clone()),
+            }),
+        );
+        b.ops.push(WriteOp::AppendHistory {
+            instance_id: id.to_string(),
+            start_index: inst.history.len() as u64,
+            events: vec![done.encode_to_vec()],
+        });
+        inst.history.push(done);
+        inst.rec.status = OrchestrationStatus::Failed as i32;
+        inst.rec.failure_details = Some(failure);
+        inst.rec.output = None;
+        inst.rec.completed_ms = Some(now);
+        inst.rec.updated_ms = now;
+        inst.rec.force_dispatch = false;
+        inst.inbox.clear();
+        b.ops.push(WriteOp::ClearInbox(id.to_string()));
+        b.put_instance(&inst.rec);
+        st.drop_pending_work(&mut b, id);
+        self.run_outbound(st, &mut b, vec![Outbound::NotifyParent(id.to_string())]);
+        st.notify_waiters(&b, id);
+        // Called from `pump`: submit without pumping again; the commit signal pumps.
+        self.submit_quietly(b);
+    }
+}
+
+impl State {
+    /// Removes a dispatch token and frees its slot on the stream it was sent on. Every token
+    /// leaves `tokens` through here, so a stream's in-flight counts never leak.
+    pub(super) fn release_token(&mut self, token: &str) -> Option<Dispatched> {
+        let d = self.tokens.remove(token)?;
+        match &d {
+            Dispatched::Orchestration { stream, .. } => {
+                if let Some(s) = self.streams.get_mut(stream) {
+                    s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
+                }
+            }
+            Dispatched::Activity { stream, .. } => {
+                if let Some(s) = self.streams.get_mut(stream) {
+                    s.act_in_flight = s.act_in_flight.saturating_sub(1);
+                }
+            }
+        }
+        Some(d)
+    }
+
+    /// Puts the work of a token back at the front of its queue.
+    fn abandon(&mut self, token: &str) -> bool {
+        let Some(d) = self.release_token(token) else {
+            return false;
+        };
+        match d {
+            Dispatched::Orchestration { instance_id, .. } => {
+                if let Some(inst) = self.instances.get_mut(&instance_id) {
+                    if inst.in_flight.as_ref().is_some_and(|f| f.token == token) {
+                        inst.in_flight = None;
+                        inst.partial.clear();
+                        if !inst.queued {
+                            inst.queued = true;
+                            self.ready.push_front(instance_id);
+                        }
+                    }
+                }
+            }
+            Dispatched::Activity { key, .. } => {
+                if let Some(a) = self.activities.get_mut(&key) {
+                    a.dispatched = None;
+                    self.activity_queue.push_front(key);
+                }
+            }
+        }
+        true
+    }
+}
+
+fn pump_activities(st: &mut State, durable: u64) {
+    let mut keep = VecDeque::new();
+    while let Some(key) = st.activity_queue.pop_front() {
+        let Some(a) = st.activities.get(&key) else {
+            continue;
+        };
+        if a.dispatched.is_some() {
+            continue;
+        }
+        if a.ready_seq > durable {
+            keep.push_back(key);
+            continue;
+        }
+        let (name, version) = (a.request.name.clone(), a.request.version.clone());
+        let Some(stream) = pick_stream(st, false, &name, version.as_deref()) else {
+            keep.push_back(key);
+            if !st.streams.values().any(|s| s.act_in_flight < s.max_act) {
+                break;
+            }
+            continue;
+        };
+        let token = st.new_token();
+        let Some(a) = st.activities.get_mut(&key) else {
+            continue;
+        };
+        a.dispatched = Some(token.clone());
+        let item = WorkItem {
+            request: Some(work_item::Request::ActivityRequest(a.request.clone())),
+            completion_token: token.clone(),
+        };
+        st.tokens
+            .insert(token, Dispatched::Activity { key, stream });
+        send(st, stream, item, false);
+    }
+    while let Some(key) = keep.pop_back() {
+        st.activity_queue.push_front(key);
+    }
+}
+
+/// Whether an instance has work a worker should run now.
+fn dispatchable(inst: &Instance, now: i64) -> bool {
+    if inst.in_flight.is_some() || is_terminal(inst.rec.status) {
+        return false;
+    }
+    if inst.inbox.is_empty() && !inst.rec.force_dispatch {
+        return false;
+    }
+    let has = |f: fn(&EventType) -> bool| {
+        inst.inbox
+            .iter()
+            .any(|(_, e)| e.event_type.as_ref().is_some_and(f))
+    };
+    let terminating = has(|e| matches!(e, EventType::ExecutionTerminated(_)));
+    if inst.rec.status == OrchestrationStatus::Suspended as i32 {
+        return terminating || has(|e| matches!(e, EventType::ExecutionResumed(_)));
+    }
+    if inst.rec.scheduled_start_ms.is_some_and(|s| s > now) && inst.history.is_empty() {
+        return terminating;
+    }
+    true
+}
+
+/// Encoded size of the work item that would carry `request` (an upper bound: field keys and
+/// length prefixes are counted at their largest).
+fn item_len(request: &OrchestratorRequest, token: &str) -> usize {
+    request.encoded_len() + token.len() + 2 * (1 + 10)
+}
+
+fn pick_stream(st: &mut State, orch: bool, name: &str, version: Option<&str>) -> Option<u64> {
+    let start = st.rr;
+    let found = st
+        .streams
+        .range(start..)
+        .chain(st.streams.range(..start))
+        .find(|(_, s)| {
+            let free = if orch {
+                s.orch_in_flight < s.max_orch
+            } else {
+                s.act_in_flight < s.max_act
+            };
+            free && s.filters.accepts(orch, name, version)
+        })
+        .map(|(id, _)| *id);
+    if let Some(id) = found {
+        st.rr = id.wrapping_add(1);
+    }
+    found
+}
+
+fn send(st: &mut State, stream: u64, item: WorkItem, orch: bool) {
+    if let Some(s) = st.streams.get_mut(&stream) {
+        if orch {
+            s.orch_in_flight += 1;
+        } else {
+            s.act_in_flight += 1;
+        }
+        s.last_send.store(now_ms(), Ordering::Relaxed);
+        // A failed send means the stream is going away; its drop guard requeues the work.
+        let _ = s.tx.send(Ok(item));
+    }
+}

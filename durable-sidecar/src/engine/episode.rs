@@ -1,0 +1,559 @@
+//! Episodes: what a worker's completion does to an instance. An orchestration episode commits
+//! the delivered events and applies the returned actions in order (activities, timers,
+//! sub-orchestrations, events, completion, continue-as-new, rewind); an activity result goes to
+//! its orchestration's inbox.
+
+use prost::Message;
+
+use super::batch::{Batch, CommitWait};
+use super::lifecycle::NewInstance;
+use super::routing::Outbound;
+use super::state::{Activity, Dispatched, InFlight, Instance, State, TimerEntry};
+use super::{Engine, event, is_terminal, new_id};
+use crate::proto::{
+    self, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo,
+    history_event::EventType, orchestrator_action::OrchestratorActionType,
+};
+use crate::storage::{ActivityRecord, TimerRecord, WriteOp};
+use crate::time::{from_ms, now_ms, to_ms};
+
+impl Engine {
+    pub(crate) fn complete_activity(&self, resp: proto::ActivityResponse) -> Option<CommitWait> {
+        let mut st = self.lock();
+        let token = if resp.completion_token.is_empty() {
+            // Old workers echo no token: correlate by instance id + task id.
+            st.tokens
+                .iter()
+                .find(|(_, d)| match d {
+                    Dispatched::Activity { key, .. } => st.activities.get(key).is_some_and(|a| {
+                        a.request.task_id == resp.task_id
+                            && a.request
+                                .orchestration_instance
+                                .as_ref()
+                                .is_some_and(|i| i.instance_id == resp.instance_id)
+                    }),
+                    Dispatched::Orchestration { .. } => false,
+                })
+                .map(|(t, _)| t.clone())?
+        } else {
+            resp.completion_token.clone()
+        };
+        let Some(Dispatched::Activity { key, .. }) = st.tokens.get(&token).cloned() else {
+            return None;
+        };
+        st.release_token(&token);
+        let Some(activity) = st.activities.remove(&key) else {
+            // The instance went terminal or was purged meanwhile: nothing to deliver.
+            self.pump(&mut st);
+            return None;
+        };
+        let mut b = self.begin(&mut st);
+        b.ops.push(WriteOp::DeleteActivity(key));
+        let target = activity.request.orchestration_instance.unwrap_or_default();
+        let live = st.instances.get(&target.instance_id).is_some_and(|i| {
+            !is_terminal(i.rec.status)
+                && target
+                    .execution_id
+                    .as_ref()
+                    .is_none_or(|e| *e == i.rec.execution_id)
+        });
+        if live {
+            let ty = match resp.failure_details {
+                Some(f) => EventType::TaskFailed(proto::TaskFailedEvent {
+                    task_scheduled_id: activity.request.task_id,
+                    failure_details: Some(f),
+                }),
+                None => EventType::TaskCompleted(proto::TaskCompletedEvent {
+                    task_scheduled_id: activity.request.task_id,
+                    result: resp.result,
+                }),
+            };
+            st.push_inbox(&mut b, &target.instance_id, event(-1, ty));
+        }
+        Some(self.submit(&mut st, b))
+    }
+
+    pub(crate) fn complete_orchestration(
+        &self,
+        resp: proto::OrchestratorResponse,
+    ) -> Option<CommitWait> {
+        let mut st = self.lock();
+        let token = if resp.completion_token.is_empty() {
+            let inst = st.instances.get(&resp.instance_id)?;
+            inst.in_flight.as_ref()?.token.clone()
+        } else {
+            resp.completion_token.clone()
+        };
+        let Some(Dispatched::Orchestration { instance_id, .. }) = st.tokens.get(&token).cloned()
+        else {
+            return None;
+        };
+        let id = instance_id;
+        let current = st
+            .instances
+            .get(&id)
+            .and_then(|i| i.in_flight.as_ref())
+            .is_some_and(|f| f.token == token);
+        if !current {
+            // The instance was replaced or purged since dispatch: drop the stale result.
+            st.release_token(&token);
+            self.pump(&mut st);
+            return None;
+        }
+        if resp.is_partial {
+            if let Some(inst) = st.instances.get_mut(&id) {
+                inst.partial.extend(resp.actions);
+            }
+            return None;
+        }
+        st.release_token(&token);
+        let mut b = self.begin(&mut st);
+        let out = self.apply_episode(&mut st, &mut b, &id, resp);
+        self.run_outbound(&mut st, &mut b, out);
+        st.mark_ready(&b, &id);
+        st.notify_waiters(&b, &id);
+        Some(self.submit(&mut st, b))
+    }
+
+    /// Commits an episode's new events and applies its actions in order.
+    fn apply_episode(
+        &self,
+        st: &mut State,
+        b: &mut Batch,
+        id: &str,
+        resp: proto::OrchestratorResponse,
+    ) -> Vec<Outbound> {
+        let next_key = &mut st.next_key;
+        let Some(inst) = st.instances.get_mut(id) else {
+            return Vec::new();
+        };
+        let Some(flight) = inst.in_flight.take() else {
+            return Vec::new();
+        };
+        let mut actions = std::mem::take(&mut inst.partial);
+        actions.extend(resp.actions);
+        let now = now_ms();
+        consume_delivered(inst, b, &flight);
+        inst.rec.force_dispatch = false;
+        inst.rec.custom_status = resp.custom_status;
+        inst.rec.updated_ms = now;
+        if inst.rec.status == OrchestrationStatus::Pending as i32 {
+            inst.rec.status = OrchestrationStatus::Running as i32;
+        }
+        let rewind = actions
+            .iter()
+            .find_map(|a| match &a.orchestrator_action_type {
+                Some(OrchestratorActionType::RewindOrchestration(r)) => Some(r.new_history.clone()),
+                _ => None,
+            });
+        if let Some(new_history) = rewind {
+            apply_rewind(st, b, id, new_history);
+            return Vec::new();
+        }
+
+        let old_len = inst.history.len();
+        inst.history.extend(flight.new_events);
+        let mut ep = Episode {
+            exec_id: inst.rec.execution_id.clone(),
+            inst,
+            b,
+            id,
+            now,
+            next_key,
+            out: Vec::new(),
+            new_timers: Vec::new(),
+            new_activities: Vec::new(),
+            finished: false,
+            replaced: false,
+        };
+        for action in actions {
+            if let Some(kind) = action.orchestrator_action_type {
+                ep.apply(action.id, kind);
+            }
+        }
+        ep.persist_history(old_len);
+        let Episode {
+            out,
+            new_timers,
+            new_activities,
+            ..
+        } = ep;
+        let seq = b.seq;
+        let woke = !new_timers.is_empty();
+        for rec in new_timers {
+            st.timers
+                .insert((rec.fire_at_ms, rec.key), TimerEntry::Fire(Box::new(rec)));
+        }
+        if woke {
+            self.timer_wake.notify_one();
+        }
+        for (key, request) in new_activities {
+            st.activities.insert(
+                key,
+                Activity {
+                    request,
+                    dispatched: None,
+                    ready_seq: seq,
+                },
+            );
+            st.activity_queue.push_back(key);
+        }
+        if st
+            .instances
+            .get(id)
+            .is_some_and(|i| is_terminal(i.rec.status))
+        {
+            st.drop_pending_work(b, id);
+        }
+        out
+    }
+}
+
+/// Removes the inbox entries the episode was given (they are now history).
+fn consume_delivered(inst: &mut Instance, b: &mut Batch, flight: &InFlight) {
+    if let Some(up_to) = flight.up_to_seq {
+        while inst.inbox.front().is_some_and(|(s, _)| *s <= up_to) {
+            inst.inbox.pop_front();
+        }
+        b.ops.push(WriteOp::DeleteInbox {
+            instance_id: inst.rec.instance_id.clone(),
+            up_to,
+        });
+    }
+}
+
+/// The worker rewrote the history (rewind): replace it, replay from scratch, and rewind the
+/// failed sub-orchestrations it had created.
+fn apply_rewind(st: &mut State, b: &mut Batch, id: &str, new_history: Vec<HistoryEvent>) {
+    let Some(inst) = st.instances.get_mut(id) else {
+        return;
+    };
+    inst.history = new_history;
+    if let Some(exec) = inst.history.iter().find_map(|e| match &e.event_type {
+        Some(EventType::ExecutionStarted(s)) => s
+            .orchestration_instance
+            .as_ref()
+            .and_then(|i| i.execution_id.clone()),
+        _ => None,
+    }) {
+        inst.rec.execution_id = exec;
+    }
+    inst.rec.status = OrchestrationStatus::Running as i32;
+    inst.rec.output = None;
+    inst.rec.failure_details = None;
+    inst.rec.completed_ms = None;
+    inst.rec.force_dispatch = true;
+    let created: Vec<String> = inst
+        .history
+        .iter()
+        .filter_map(|e| match &e.event_type {
+            Some(EventType::SubOrchestrationInstanceCreated(c)) => Some(c.instance_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let reason = inst.history.iter().rev().find_map(|e| match &e.event_type {
+        Some(EventType::ExecutionRewound(r)) => Some(r.reason.clone()),
+        _ => None,
+    });
+    let events: Vec<Vec<u8>> = inst.history.iter().map(|e| e.encode_to_vec()).collect();
+    b.ops.push(WriteOp::ReplaceHistory {
+        instance_id: id.to_string(),
+        events,
+    });
+    b.put_instance(&inst.rec);
+    for child in created {
+        let failed = st
+            .instances
+            .get(&child)
+            .is_some_and(|c| c.rec.status == OrchestrationStatus::Failed as i32);
+        if failed {
+            st.prepare_rewind(b, &child, reason.clone().flatten());
+        }
+    }
+}
+
+/// Applying one episode's actions to its instance.
+struct Episode<'a> {
+    inst: &'a mut Instance,
+    b: &'a mut Batch,
+    id: &'a str,
+    exec_id: String,
+    now: i64,
+    next_key: &'a mut u64,
+    out: Vec<Outbound>,
+    new_timers: Vec<TimerRecord>,
+    new_activities: Vec<(u64, proto::ActivityRequest)>,
+    /// A completion action was applied: later scheduling actions are ignored.
+    finished: bool,
+    /// Continue-as-new reset the history.
+    replaced: bool,
+}
+
+impl Episode<'_> {
+    fn apply(&mut self, aid: i32, kind: OrchestratorActionType) {
+        match kind {
+            OrchestratorActionType::ScheduleTask(a) if !self.finished => self.schedule_task(aid, a),
+            OrchestratorActionType::CreateTimer(a) if !self.finished => self.create_timer(aid, a),
+            OrchestratorActionType::CreateSubOrchestration(a) if !self.finished => {
+                self.create_sub_orchestration(aid, a);
+            }
+            OrchestratorActionType::SendEvent(a) => self.send_event(aid, a),
+            OrchestratorActionType::TerminateOrchestration(a) => {
+                self.out.push(Outbound::Terminate {
+                    target: a.instance_id,
+                    output: a.reason,
+                    recurse: a.recurse,
+                });
+            }
+            OrchestratorActionType::CompleteOrchestration(a) if !self.finished => {
+                if a.orchestration_status == OrchestrationStatus::ContinuedAsNew as i32 {
+                    self.continue_as_new(a);
+                } else {
+                    self.complete(aid, a);
+                }
+            }
+            OrchestratorActionType::SendEntityMessage(_) => {
+                tracing::warn!(
+                    instance_id = self.id,
+                    "ignoring an entity action: entities are not supported by this sidecar yet"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn new_key(&mut self) -> u64 {
+        let key = *self.next_key;
+        *self.next_key += 1;
+        key
+    }
+
+    fn schedule_task(&mut self, aid: i32, a: proto::ScheduleTaskAction) {
+        self.inst.history.push(event(
+            aid,
+            EventType::TaskScheduled(proto::TaskScheduledEvent {
+                name: a.name.clone(),
+                version: a.version.clone(),
+                input: a.input.clone(),
+                parent_trace_context: a.parent_trace_context.clone(),
+                tags: a.tags.clone(),
+            }),
+        ));
+        let key = self.new_key();
+        let request = proto::ActivityRequest {
+            name: a.name,
+            version: a.version,
+            input: a.input,
+            orchestration_instance: Some(OrchestrationInstance {
+                instance_id: self.id.to_string(),
+                execution_id: Some(self.exec_id.clone()),
+            }),
+            task_id: aid,
+            parent_trace_context: a.parent_trace_context,
+            tags: a.tags,
+        };
+        self.b
+            .ops
+            .push(WriteOp::PutActivity(Box::new(ActivityRecord {
+                key,
+                request: Some(request.clone()),
+            })));
+        self.new_activities.push((key, request));
+    }
+
+    fn create_timer(&mut self, aid: i32, a: proto::CreateTimerAction) {
+        let fire_at = a.fire_at.unwrap_or_else(|| from_ms(self.now));
+        self.inst.history.push(event(
+            aid,
+            EventType::TimerCreated(proto::TimerCreatedEvent {
+                fire_at: Some(fire_at),
+            }),
+        ));
+        let key = self.new_key();
+        let rec = TimerRecord {
+            key,
+            instance_id: self.id.to_string(),
+            execution_id: self.exec_id.clone(),
+            fire_at_ms: to_ms(&fire_at),
+            event: Some(HistoryEvent {
+                event_id: -1,
+                timestamp: None,
+                event_type: Some(EventType::TimerFired(proto::TimerFiredEvent {
+                    fire_at: Some(fire_at),
+                    timer_id: aid,
+                })),
+            }),
+        };
+        self.b.ops.push(WriteOp::PutTimer(Box::new(rec.clone())));
+        self.new_timers.push(rec);
+    }
+
+    fn create_sub_orchestration(&mut self, aid: i32, a: proto::CreateSubOrchestrationAction) {
+        let id = self.id;
+        let child_id = if a.instance_id.is_empty() {
+            format!("{id}:{aid:04x}")
+        } else {
+            a.instance_id.clone()
+        };
+        self.inst.history.push(event(
+            aid,
+            EventType::SubOrchestrationInstanceCreated(
+                proto::SubOrchestrationInstanceCreatedEvent {
+                    instance_id: child_id.clone(),
+                    name: a.name.clone(),
+                    version: a.version.clone(),
+                    input: a.input.clone(),
+                    parent_trace_context: a.parent_trace_context.clone(),
+                    tags: a.tags.clone(),
+                },
+            ),
+        ));
+        let parent = ParentInstanceInfo {
+            task_scheduled_id: aid,
+            name: Some(self.inst.rec.name.clone()),
+            version: self.inst.rec.version.clone(),
+            orchestration_instance: Some(OrchestrationInstance {
+                instance_id: id.to_string(),
+                execution_id: Some(self.exec_id.clone()),
+            }),
+        };
+        self.out.push(Outbound::CreateChild(
+            Box::new(NewInstance {
+                instance_id: child_id,
+                name: a.name,
+                version: a.version,
+                input: a.input,
+                execution_id: None,
+                scheduled_start_ms: None,
+                tags: a.tags,
+                parent: Some(parent),
+                parent_trace_context: a.parent_trace_context,
+            }),
+            id.to_string(),
+        ));
+    }
+
+    fn send_event(&mut self, aid: i32, a: proto::SendEventAction) {
+        let target = a.instance.map(|i| i.instance_id).unwrap_or_default();
+        if !self.finished {
+            self.inst.history.push(event(
+                aid,
+                EventType::EventSent(proto::EventSentEvent {
+                    instance_id: target.clone(),
+                    name: a.name.clone(),
+                    input: a.data.clone(),
+                }),
+            ));
+        }
+        let ev = event(
+            -1,
+            EventType::EventRaised(proto::EventRaisedEvent {
+                name: a.name,
+                input: a.data,
+            }),
+        );
+        if target == self.id {
+            self.inst.append_inbox(self.b, ev);
+        } else {
+            self.out.push(Outbound::Event(target, Box::new(ev)));
+        }
+    }
+
+    /// New generation: fresh history, carry-over and waiting events first.
+    fn continue_as_new(&mut self, a: proto::CompleteOrchestrationAction) {
+        let rec = &mut self.inst.rec;
+        let new_exec = new_id();
+        if a.new_version.is_some() {
+            rec.version = a.new_version.clone();
+        }
+        rec.input = a.result.clone();
+        rec.execution_id = new_exec.clone();
+        rec.output = None;
+        rec.failure_details = None;
+        for (k, v) in a.tags {
+            rec.tags.insert(k, v);
+        }
+        let started = event(
+            -1,
+            EventType::ExecutionStarted(proto::ExecutionStartedEvent {
+                name: rec.name.clone(),
+                version: rec.version.clone(),
+                input: a.result,
+                orchestration_instance: Some(OrchestrationInstance {
+                    instance_id: self.id.to_string(),
+                    execution_id: Some(new_exec),
+                }),
+                parent_instance: rec.parent.clone(),
+                scheduled_start_timestamp: None,
+                parent_trace_context: None,
+                orchestration_span_id: None,
+                tags: rec.tags.clone(),
+            }),
+        );
+        let mut events = vec![started];
+        events.extend(a.carryover_events);
+        events.extend(self.inst.inbox.drain(..).map(|(_, e)| e));
+        self.b.ops.push(WriteOp::ClearInbox(self.id.to_string()));
+        for ev in events {
+            self.inst.append_inbox(self.b, ev);
+        }
+        self.inst.history.clear();
+        self.replaced = true;
+        // Events sent to itself after this action go to the new generation.
+        self.finished = false;
+    }
+
+    fn complete(&mut self, aid: i32, a: proto::CompleteOrchestrationAction) {
+        self.finished = true;
+        self.inst.history.push(event(
+            aid,
+            EventType::ExecutionCompleted(proto::ExecutionCompletedEvent {
+                orchestration_status: a.orchestration_status,
+                result: a.result.clone(),
+                failure_details: a.failure_details.clone(),
+            }),
+        ));
+        let rec = &mut self.inst.rec;
+        rec.status = if is_terminal(a.orchestration_status) {
+            a.orchestration_status
+        } else {
+            OrchestrationStatus::Completed as i32
+        };
+        rec.output = a.result;
+        rec.failure_details = a.failure_details;
+        rec.completed_ms = Some(self.now);
+        if !self.inst.inbox.is_empty() {
+            self.inst.inbox.clear();
+            self.b.ops.push(WriteOp::ClearInbox(self.id.to_string()));
+        }
+        self.out.push(Outbound::NotifyParent(self.id.to_string()));
+    }
+
+    /// Writes the history changes of the episode and the instance record.
+    fn persist_history(&mut self, old_len: usize) {
+        let id = self.id.to_string();
+        if self.replaced {
+            let events = self
+                .inst
+                .history
+                .iter()
+                .map(|e| e.encode_to_vec())
+                .collect();
+            self.b.ops.push(WriteOp::ReplaceHistory {
+                instance_id: id,
+                events,
+            });
+        } else {
+            let events = self.inst.history[old_len..]
+                .iter()
+                .map(|e| e.encode_to_vec())
+                .collect();
+            self.b.ops.push(WriteOp::AppendHistory {
+                instance_id: id,
+                start_index: old_len as u64,
+                events,
+            });
+        }
+        self.b.put_instance(&self.inst.rec);
+    }
+}

@@ -1,0 +1,284 @@
+//! Instance lifecycle driven by clients: start (and replace under a reuse policy), raise an
+//! event, terminate, suspend and resume, restart and rewind.
+
+use std::collections::HashMap;
+
+use tonic::Status;
+
+use super::batch::{Batch, CommitWait};
+use super::routing::Outbound;
+use super::state::{Instance, State, TimerEntry};
+use super::{Engine, event, is_terminal, new_id, not_found, status_name};
+use crate::proto::{
+    self, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo, history_event::EventType,
+};
+use crate::storage::{InstanceRecord, WriteOp};
+use crate::time::{from_ms, now_ms};
+
+/// What a new instance starts with (from a client, a parent orchestration or a restart).
+pub(crate) struct NewInstance {
+    pub(crate) instance_id: String,
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
+    pub(crate) input: Option<String>,
+    pub(crate) execution_id: Option<String>,
+    pub(crate) scheduled_start_ms: Option<i64>,
+    pub(crate) tags: HashMap<String, String>,
+    pub(crate) parent: Option<ParentInstanceInfo>,
+    pub(crate) parent_trace_context: Option<proto::TraceContext>,
+}
+
+impl Engine {
+    /// Creates (or replaces) an instance: PENDING, with `ExecutionStarted` in its inbox.
+    pub(super) fn create_instance(&self, st: &mut State, b: &mut Batch, ni: NewInstance) {
+        let now = now_ms();
+        let execution_id = ni.execution_id.clone().unwrap_or_else(new_id);
+        let started = EventType::ExecutionStarted(proto::ExecutionStartedEvent {
+            name: ni.name.clone(),
+            version: ni.version.clone(),
+            input: ni.input.clone(),
+            orchestration_instance: Some(OrchestrationInstance {
+                instance_id: ni.instance_id.clone(),
+                execution_id: Some(execution_id.clone()),
+            }),
+            parent_instance: ni.parent.clone(),
+            scheduled_start_timestamp: ni.scheduled_start_ms.map(from_ms),
+            parent_trace_context: ni.parent_trace_context.clone(),
+            orchestration_span_id: None,
+            tags: ni.tags.clone(),
+        });
+        let rec = InstanceRecord {
+            instance_id: ni.instance_id.clone(),
+            name: ni.name,
+            version: ni.version,
+            input: ni.input,
+            output: None,
+            custom_status: None,
+            failure_details: None,
+            status: OrchestrationStatus::Pending as i32,
+            execution_id,
+            created_ms: now,
+            updated_ms: now,
+            completed_ms: None,
+            scheduled_start_ms: ni.scheduled_start_ms,
+            parent: ni.parent,
+            tags: ni.tags,
+            children: Vec::new(),
+            force_dispatch: false,
+        };
+        let mut queued = false;
+        if let Some(old) = st.instances.get_mut(&ni.instance_id) {
+            // Replacing an instance (reuse policy): its episode in flight, queued activities
+            // and timers die with it; a late completion for it is ignored.
+            let token = old.in_flight.take().map(|f| f.token);
+            queued = old.queued;
+            if let Some(token) = token {
+                st.release_token(&token);
+            }
+            st.drop_pending_work(b, &ni.instance_id);
+            b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
+        }
+        let inst = Instance::new(rec, queued, b.seq);
+        b.put_instance(&inst.rec);
+        st.instances.insert(ni.instance_id.clone(), inst);
+        st.push_inbox(b, &ni.instance_id, event(-1, started));
+        if let Some(start) = ni.scheduled_start_ms.filter(|s| *s > now) {
+            let key = st.new_key();
+            st.timers
+                .insert((start, key), TimerEntry::Start(ni.instance_id.clone()));
+            self.timer_wake.notify_one();
+        }
+        st.notify_waiters(b, &ni.instance_id);
+    }
+
+    pub(crate) fn start_instance(
+        &self,
+        ni: NewInstance,
+        replaceable: &[i32],
+    ) -> Result<(String, CommitWait), Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        if let Some(existing) = st.instances.get(&ni.instance_id) {
+            if !replaceable.contains(&existing.rec.status) {
+                return Err(Status::already_exists(format!(
+                    "an orchestration instance with id '{}' already exists (status {}); use a different id, purge it first, or pass an orchestrationIdReusePolicy",
+                    ni.instance_id,
+                    status_name(existing.rec.status)
+                )));
+            }
+        }
+        let mut b = self.begin(&mut st);
+        let id = ni.instance_id.clone();
+        self.create_instance(&mut st, &mut b, ni);
+        Ok((id, self.submit(&mut st, b)))
+    }
+
+    pub(crate) fn raise_event(
+        &self,
+        id: &str,
+        name: String,
+        input: Option<String>,
+    ) -> Result<CommitWait, Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        let terminal = is_terminal(
+            st.instances
+                .get(id)
+                .ok_or_else(|| not_found(id))?
+                .rec
+                .status,
+        );
+        let mut b = self.begin(&mut st);
+        if !terminal {
+            let ev = event(
+                -1,
+                EventType::EventRaised(proto::EventRaisedEvent { name, input }),
+            );
+            st.push_inbox(&mut b, id, ev);
+        }
+        Ok(self.submit(&mut st, b))
+    }
+
+    pub(crate) fn terminate(
+        &self,
+        id: &str,
+        output: Option<String>,
+        recurse: bool,
+    ) -> Result<CommitWait, Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        if !st.instances.contains_key(id) {
+            return Err(not_found(id));
+        }
+        let mut b = self.begin(&mut st);
+        self.run_outbound(
+            &mut st,
+            &mut b,
+            vec![Outbound::Terminate {
+                target: id.to_string(),
+                output,
+                recurse,
+            }],
+        );
+        Ok(self.submit(&mut st, b))
+    }
+
+    pub(crate) fn suspend_resume(
+        &self,
+        id: &str,
+        reason: Option<String>,
+        suspend: bool,
+    ) -> Result<CommitWait, Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        if !st.instances.contains_key(id) {
+            return Err(not_found(id));
+        }
+        let mut b = self.begin(&mut st);
+        let Some(inst) = st.instances.get_mut(id) else {
+            return Err(not_found(id));
+        };
+        let status = inst.rec.status;
+        let suspended = status == OrchestrationStatus::Suspended as i32;
+        if is_terminal(status) {
+            return Err(Status::failed_precondition(format!(
+                "orchestration instance '{id}' is {} and can no longer be {}",
+                status_name(status),
+                if suspend { "suspended" } else { "resumed" }
+            )));
+        }
+        if suspend == suspended {
+            return Ok(self.submit(&mut st, b));
+        }
+        let ev = if suspend {
+            inst.rec.status = OrchestrationStatus::Suspended as i32;
+            EventType::ExecutionSuspended(proto::ExecutionSuspendedEvent { input: reason })
+        } else {
+            inst.rec.status = if inst.history.is_empty() {
+                OrchestrationStatus::Pending as i32
+            } else {
+                OrchestrationStatus::Running as i32
+            };
+            EventType::ExecutionResumed(proto::ExecutionResumedEvent { input: reason })
+        };
+        b.put_instance(&inst.rec);
+        st.push_inbox(&mut b, id, event(-1, ev));
+        st.notify_waiters(&b, id);
+        Ok(self.submit(&mut st, b))
+    }
+
+    pub(crate) fn restart(
+        &self,
+        id: &str,
+        new_instance_id: bool,
+    ) -> Result<(String, CommitWait), Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
+        if !is_terminal(inst.rec.status) {
+            return Err(Status::failed_precondition(format!(
+                "orchestration instance '{id}' is {}; only completed, failed or terminated instances can be restarted",
+                status_name(inst.rec.status)
+            )));
+        }
+        let ni = NewInstance {
+            instance_id: if new_instance_id {
+                new_id()
+            } else {
+                id.to_string()
+            },
+            name: inst.rec.name.clone(),
+            version: inst.rec.version.clone(),
+            input: inst.rec.input.clone(),
+            execution_id: None,
+            scheduled_start_ms: None,
+            tags: inst.rec.tags.clone(),
+            parent: None,
+            parent_trace_context: None,
+        };
+        let mut b = self.begin(&mut st);
+        let new = ni.instance_id.clone();
+        self.create_instance(&mut st, &mut b, ni);
+        Ok((new, self.submit(&mut st, b)))
+    }
+
+    pub(crate) fn rewind(&self, id: &str, reason: Option<String>) -> Result<CommitWait, Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
+        if inst.rec.status != OrchestrationStatus::Failed as i32 {
+            return Err(Status::failed_precondition(format!(
+                "orchestration instance '{id}' is {}; only failed instances can be rewound",
+                status_name(inst.rec.status)
+            )));
+        }
+        let mut b = self.begin(&mut st);
+        st.prepare_rewind(&mut b, id, reason);
+        Ok(self.submit(&mut st, b))
+    }
+}
+
+impl State {
+    /// Puts a failed instance back to RUNNING with `ExecutionRewound` in its inbox; the worker
+    /// answers with the rewritten history (applied in the episode module).
+    pub(super) fn prepare_rewind(&mut self, b: &mut Batch, id: &str, reason: Option<String>) {
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
+        };
+        inst.rec.status = OrchestrationStatus::Running as i32;
+        inst.rec.output = None;
+        inst.rec.failure_details = None;
+        inst.rec.completed_ms = None;
+        inst.rec.updated_ms = now_ms();
+        b.put_instance(&inst.rec);
+        let ev = event(
+            -1,
+            EventType::ExecutionRewound(proto::ExecutionRewoundEvent {
+                reason,
+                ..Default::default()
+            }),
+        );
+        self.push_inbox(b, id, ev);
+        self.notify_waiters(b, id);
+    }
+}

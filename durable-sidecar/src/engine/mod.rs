@@ -1,0 +1,327 @@
+//! The sidecar engine: the state machine of every instance, from start to purge.
+//!
+//! All state lives behind one mutex; every mutation is synchronous, produces one storage batch
+//! (submitted while the lock is held, so batches commit in mutation order) and marks the work it
+//! created with that batch's sequence number. Work is handed to a worker only once its batch is
+//! durable, and RPCs answer only after their own batch committed.
+//!
+//! Where things live:
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `state` | the in-memory state types and the bookkeeping every mutation shares |
+//! | `batch` | storage batches: sequence numbers, submission in mutation order |
+//! | `lifecycle` | client-driven changes: start, raise, terminate, suspend/resume, restart, rewind |
+//! | `episode` | applying a worker's completion: an orchestration episode's actions, activity results |
+//! | `routing` | deliveries between instances: events, terminations, sub-orchestration starts and results |
+//! | `timers` | durable timers and scheduled starts |
+//! | `dispatch` | worker streams, handing out durable work, tokens, abandon |
+//! | `queries` | reads, long-poll waits, queries and listings, purge |
+
+mod batch;
+mod dispatch;
+mod episode;
+mod lifecycle;
+mod queries;
+mod routing;
+mod state;
+mod timers;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use tonic::Status;
+
+pub(crate) use batch::CommitWait;
+pub(crate) use lifecycle::NewInstance;
+use state::State;
+
+use crate::proto::{HistoryEvent, OrchestrationStatus, history_event::EventType};
+use crate::storage::{CommitSignal, LoadedState, Storage, StorageError};
+use crate::time::{from_ms, now_ms};
+
+/// Whether a status is final (no more episodes unless restarted or rewound).
+pub(crate) fn is_terminal(status: i32) -> bool {
+    status == OrchestrationStatus::Completed as i32
+        || status == OrchestrationStatus::Failed as i32
+        || status == OrchestrationStatus::Terminated as i32
+        || status == OrchestrationStatus::Canceled as i32
+}
+
+/// The protocol name of a status (`ORCHESTRATION_STATUS_COMPLETED`), for messages.
+pub(crate) fn status_name(status: i32) -> &'static str {
+    OrchestrationStatus::try_from(status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN")
+}
+
+/// A history event stamped now.
+fn event(event_id: i32, ty: EventType) -> HistoryEvent {
+    HistoryEvent {
+        event_id,
+        timestamp: Some(from_ms(now_ms())),
+        event_type: Some(ty),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!(
+        "no orchestration instance with id '{id}'; check the id (it may have been purged)"
+    ))
+}
+
+/// The engine: state, storage, and the signals its background tasks wait on.
+pub(crate) struct Engine {
+    state: Mutex<State>,
+    storage: Arc<dyn Storage>,
+    signal: Arc<CommitSignal>,
+    timer_wake: tokio::sync::Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// An engine over what `storage` loaded; call [`Engine::spawn_tasks`] once serving.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        signal: Arc<CommitSignal>,
+        loaded: LoadedState,
+    ) -> Result<Arc<Self>, StorageError> {
+        let st = State::restore(loaded)?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Self {
+            state: Mutex::new(st),
+            storage,
+            signal,
+            timer_wake: tokio::sync::Notify::new(),
+            shutdown,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("sidecar engine lock poisoned")
+    }
+
+    /// Starts the background tasks (timers, dispatch after commits).
+    pub(crate) fn spawn_tasks(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        let mut stop = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = me.signal.committed.notified() => {
+                        let mut st = me.lock();
+                        if let Some(status) = me.signal.failure_status() {
+                            me.enter_failed(&mut st, status);
+                        } else {
+                            me.pump(&mut st);
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        self.spawn_timer_loop();
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops dispatching, closes every work-item stream and wakes all waiters.
+    pub(crate) fn begin_shutdown(&self) {
+        let mut st = self.lock();
+        st.closing = true;
+        st.streams.clear();
+        st.waiters.clear();
+        drop(st);
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A commit failed: memory is ahead of the database, so nothing more is dispatched or
+    /// answered. Work-item streams end with the storage error; waiters wake and see it.
+    fn enter_failed(&self, st: &mut State, status: Status) {
+        if st.closing {
+            return;
+        }
+        st.closing = true;
+        for (_, s) in std::mem::take(&mut st.streams) {
+            let _ = s.tx.send(Err(status.clone()));
+        }
+        st.waiters.clear();
+    }
+
+    /// UNAVAILABLE once storage failed or shutdown began.
+    fn refuse(&self, st: &State) -> Result<(), Status> {
+        if let Some(status) = self.signal.failure_status() {
+            return Err(status);
+        }
+        if st.closing {
+            return Err(Status::unavailable("the sidecar is shutting down"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn close_storage(&self) {
+        self.storage.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+    use crate::proto::{
+        self, OrchestrationState, OrchestratorAction, orchestrator_action::OrchestratorActionType,
+    };
+    use crate::storage::WriteOp;
+    use crate::work_queue::Filters;
+
+    type Done = oneshot::Sender<Result<(), Arc<StorageError>>>;
+
+    /// A storage whose batches become durable only when the test releases them.
+    struct HeldStorage {
+        signal: Arc<CommitSignal>,
+        held: Mutex<Vec<(u64, Done)>>,
+    }
+
+    impl Storage for HeldStorage {
+        fn load(&self) -> Result<LoadedState, StorageError> {
+            Ok(LoadedState::default())
+        }
+        fn submit(&self, seq: u64, _batch: Vec<WriteOp>, done: Option<Done>) {
+            if let Some(done) = done {
+                self.held.lock().unwrap().push((seq, done));
+            }
+        }
+        fn close(&self) {}
+    }
+
+    impl HeldStorage {
+        fn release(&self) {
+            for (seq, done) in std::mem::take(&mut *self.held.lock().unwrap()) {
+                self.signal.durable_seq.fetch_max(seq, Ordering::SeqCst);
+                let _ = done.send(Ok(()));
+            }
+            self.signal.committed.notify_one();
+        }
+    }
+
+    fn held_engine() -> (Arc<Engine>, Arc<HeldStorage>) {
+        let signal = Arc::new(CommitSignal::default());
+        let storage = Arc::new(HeldStorage {
+            signal: Arc::clone(&signal),
+            held: Mutex::new(Vec::new()),
+        });
+        let engine = Engine::new(
+            Arc::clone(&storage) as Arc<dyn Storage>,
+            signal,
+            LoadedState::default(),
+        )
+        .unwrap();
+        engine.spawn_tasks();
+        (engine, storage)
+    }
+
+    fn new_instance(id: &str) -> NewInstance {
+        NewInstance {
+            instance_id: id.into(),
+            name: "O".into(),
+            version: None,
+            input: None,
+            execution_id: None,
+            scheduled_start_ms: None,
+            tags: HashMap::new(),
+            parent: None,
+            parent_trace_context: None,
+        }
+    }
+
+    async fn wait_briefly(
+        engine: &Engine,
+        id: &str,
+        done: fn(i32) -> bool,
+    ) -> Option<Result<Option<OrchestrationState>, Status>> {
+        tokio::time::timeout(
+            Duration::from_millis(150),
+            engine.wait_for(id, false, None, done),
+        )
+        .await
+        .ok()
+    }
+
+    #[tokio::test]
+    async fn waits_answer_only_once_the_change_is_durable() {
+        let (engine, storage) = held_engine();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        engine
+            .add_stream(
+                tx,
+                Filters::default(),
+                usize::MAX,
+                usize::MAX,
+                Arc::new(AtomicI64::new(0)),
+                false,
+            )
+            .unwrap();
+        let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();
+        assert!(
+            wait_briefly(&engine, "a", |_| true).await.is_none(),
+            "an uncommitted start is not visible"
+        );
+        storage.release();
+        let state = wait_briefly(&engine, "a", |_| true).await.unwrap().unwrap();
+        assert_eq!(
+            state.unwrap().orchestration_status,
+            OrchestrationStatus::Pending as i32
+        );
+        let item = rx.recv().await.unwrap().unwrap();
+        let done = OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
+                proto::CompleteOrchestrationAction {
+                    orchestration_status: OrchestrationStatus::Completed as i32,
+                    result: Some("1".into()),
+                    ..Default::default()
+                },
+            )),
+        };
+        let _commit = engine
+            .complete_orchestration(proto::OrchestratorResponse {
+                instance_id: "a".into(),
+                actions: vec![done],
+                completion_token: item.completion_token,
+                ..Default::default()
+            })
+            .unwrap();
+        let waiter = {
+            let engine = Arc::clone(&engine);
+            tokio::spawn(async move { engine.wait_for("a", false, None, is_terminal).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            !waiter.is_finished(),
+            "completion must not be reported before it is durable"
+        );
+        storage.release();
+        let state = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.orchestration_status,
+            OrchestrationStatus::Completed as i32
+        );
+        engine.begin_shutdown();
+    }
+}

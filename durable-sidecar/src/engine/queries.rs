@@ -1,0 +1,215 @@
+//! Reads, waits and purge: instance state and history, queries and listings, long polls that
+//! answer once a status change is durable, and deleting finished instances.
+
+use std::sync::atomic::Ordering;
+
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use super::batch::{Batch, CommitWait};
+use super::state::{Instance, State};
+use super::{Engine, is_terminal};
+use crate::proto::{HistoryEvent, OrchestrationState};
+use crate::storage::{InstanceRecord, WriteOp};
+use crate::time::from_ms;
+
+impl Engine {
+    /// Waits until `done` holds for the instance (or it disappears). `None` = not found.
+    pub(crate) async fn wait_for(
+        &self,
+        id: &str,
+        payloads: bool,
+        deadline: Option<tokio::time::Instant>,
+        done: fn(i32) -> bool,
+    ) -> Result<Option<OrchestrationState>, Status> {
+        let mut stop = self.shutdown_signal();
+        loop {
+            let rx = {
+                let mut st = self.lock();
+                let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+                match st.instances.get(id) {
+                    None if !st.purging.contains_key(id) => return Ok(None),
+                    Some(inst) if inst.status_seq <= durable && done(inst.rec.status) => {
+                        return Ok(Some(to_state(&inst.rec, payloads)));
+                    }
+                    _ => {}
+                }
+                self.refuse(&st)?;
+                let (tx, rx) = oneshot::channel();
+                st.waiters.entry(id.to_string()).or_default().push(tx);
+                rx
+            };
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = rx => {}
+                _ = expired => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "timed out waiting for orchestration instance '{id}'; wait longer or poll with GetInstance"
+                    )));
+                }
+                _ = stop.changed() => {
+                    return Err(Status::unavailable("the sidecar is shutting down"));
+                }
+            }
+        }
+    }
+
+    /// Wakes the waiters of every status change that is now durable.
+    pub(super) fn wake_durable(&self, st: &mut State) {
+        let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+        while st
+            .wake_after
+            .front()
+            .is_some_and(|(seq, _)| *seq <= durable)
+        {
+            let Some((seq, id)) = st.wake_after.pop_front() else {
+                break;
+            };
+            if st.purging.get(&id).is_some_and(|s| *s <= seq) {
+                st.purging.remove(&id);
+            }
+            if let Some(ws) = st.waiters.remove(&id) {
+                for w in ws {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn history(&self, id: &str) -> Option<Vec<HistoryEvent>> {
+        let st = self.lock();
+        st.instances.get(id).map(|i| i.history.clone())
+    }
+
+    /// Instances matching a query, sorted by creation time then id.
+    pub(crate) fn query(
+        &self,
+        statuses: &[i32],
+        from: Option<i64>,
+        to: Option<i64>,
+        prefix: Option<&str>,
+        payloads: bool,
+    ) -> Vec<OrchestrationState> {
+        let st = self.lock();
+        let mut v: Vec<&Instance> = st
+            .instances
+            .values()
+            .filter(|i| statuses.is_empty() || statuses.contains(&i.rec.status))
+            .filter(|i| from.is_none_or(|f| i.rec.created_ms >= f))
+            .filter(|i| to.is_none_or(|t| i.rec.created_ms < t))
+            .filter(|i| prefix.is_none_or(|p| i.rec.instance_id.starts_with(p)))
+            .collect();
+        v.sort_by(|a, b| {
+            (a.rec.created_ms, &a.rec.instance_id).cmp(&(b.rec.created_ms, &b.rec.instance_id))
+        });
+        v.into_iter().map(|i| to_state(&i.rec, payloads)).collect()
+    }
+
+    /// Terminal instances as (completed_ms, id), sorted.
+    pub(crate) fn completed_ids(
+        &self,
+        statuses: &[i32],
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Vec<(i64, String)> {
+        let st = self.lock();
+        let mut v: Vec<(i64, String)> = st
+            .instances
+            .values()
+            .filter(|i| is_terminal(i.rec.status))
+            .filter(|i| statuses.is_empty() || statuses.contains(&i.rec.status))
+            .filter_map(|i| i.rec.completed_ms.map(|c| (c, i.rec.instance_id.clone())))
+            .filter(|(c, _)| from.is_none_or(|f| *c >= f) && to.is_none_or(|t| *c < t))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Purges the given instances (terminal ones only); returns how many were deleted.
+    pub(crate) fn purge(&self, ids: Vec<String>, recursive: bool) -> (i32, CommitWait) {
+        let mut st = self.lock();
+        let mut b = self.begin(&mut st);
+        let mut count = 0;
+        let mut todo = ids;
+        while let Some(id) = todo.pop() {
+            let Some(inst) = st.instances.get(&id) else {
+                continue;
+            };
+            if !is_terminal(inst.rec.status) {
+                continue;
+            }
+            if recursive {
+                todo.extend(inst.rec.children.iter().cloned());
+            }
+            st.drop_pending_work(&mut b, &id);
+            st.instances.remove(&id);
+            b.ops.push(WriteOp::DeleteInstance(id.clone()));
+            st.purging.insert(id.clone(), b.seq);
+            st.notify_waiters(&b, &id);
+            count += 1;
+        }
+        (count, self.submit(&mut st, b))
+    }
+
+    /// Ids of terminal instances matching a purge filter.
+    pub(crate) fn purge_candidates(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+        statuses: &[i32],
+    ) -> Vec<String> {
+        let st = self.lock();
+        st.instances
+            .values()
+            .filter(|i| is_terminal(i.rec.status))
+            .filter(|i| statuses.is_empty() || statuses.contains(&i.rec.status))
+            .filter(|i| from.is_none_or(|f| i.rec.created_ms >= f))
+            .filter(|i| to.is_none_or(|t| i.rec.created_ms < t))
+            .map(|i| i.rec.instance_id.clone())
+            .collect()
+    }
+}
+
+impl State {
+    /// Records that the instance's status changed in batch `b`; its waiters wake once `b` is
+    /// durable (never earlier: nothing is acknowledged before it is committed).
+    pub(super) fn notify_waiters(&mut self, b: &Batch, id: &str) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.status_seq = inst.status_seq.max(b.seq);
+        }
+        self.wake_after.push_back((b.seq, id.to_string()));
+    }
+}
+
+fn to_state(rec: &InstanceRecord, payloads: bool) -> OrchestrationState {
+    OrchestrationState {
+        instance_id: rec.instance_id.clone(),
+        name: rec.name.clone(),
+        version: rec.version.clone(),
+        orchestration_status: rec.status,
+        scheduled_start_timestamp: rec.scheduled_start_ms.map(from_ms),
+        created_timestamp: Some(from_ms(rec.created_ms)),
+        last_updated_timestamp: Some(from_ms(rec.updated_ms)),
+        input: if payloads { rec.input.clone() } else { None },
+        output: if payloads { rec.output.clone() } else { None },
+        custom_status: if payloads {
+            rec.custom_status.clone()
+        } else {
+            None
+        },
+        failure_details: rec.failure_details.clone(),
+        execution_id: Some(rec.execution_id.clone()),
+        completed_timestamp: rec.completed_ms.map(from_ms),
+        parent_instance_id: rec
+            .parent
+            .as_ref()
+            .and_then(|p| p.orchestration_instance.as_ref())
+            .map(|i| i.instance_id.clone()),
+        tags: rec.tags.clone(),
+    }
+}

@@ -1,0 +1,178 @@
+//! Routing between instances: events sent by one orchestration to another, termination
+//! requests (recursive ones reach the children), sub-orchestration starts and the result a
+//! finished child reports to its parent. Deliveries produced while one instance is updated are
+//! applied after it, in the same batch.
+
+use std::collections::VecDeque;
+
+use super::Engine;
+use super::batch::Batch;
+use super::lifecycle::NewInstance;
+use super::state::State;
+use super::{event, is_terminal};
+use crate::proto::{
+    self, HistoryEvent, OrchestrationStatus, TaskFailureDetails, history_event::EventType,
+};
+
+/// Events or commands for other instances, applied after the current instance is updated.
+pub(super) enum Outbound {
+    /// An event for the target's inbox (dropped when the target is gone or finished).
+    Event(String, Box<HistoryEvent>),
+    Terminate {
+        target: String,
+        output: Option<String>,
+        recurse: bool,
+    },
+    /// Start a sub-orchestration of the given parent.
+    CreateChild(Box<NewInstance>, String),
+    /// The instance finished: tell its parent, if it has one.
+    NotifyParent(String),
+}
+
+impl Engine {
+    /// Applies cross-instance deliveries until none are left.
+    pub(super) fn run_outbound(&self, st: &mut State, b: &mut Batch, out: Vec<Outbound>) {
+        let mut out = VecDeque::from(out);
+        while let Some(o) = out.pop_front() {
+            match o {
+                Outbound::Event(target, ev) => {
+                    let live = st
+                        .instances
+                        .get(&target)
+                        .is_some_and(|i| !is_terminal(i.rec.status));
+                    if live {
+                        st.push_inbox(b, &target, *ev);
+                    }
+                }
+                Outbound::Terminate {
+                    target,
+                    output,
+                    recurse,
+                } => terminate(st, b, &target, output, recurse, &mut out),
+                Outbound::CreateChild(ni, parent_id) => {
+                    self.create_child(st, b, *ni, parent_id, &mut out);
+                }
+                Outbound::NotifyParent(child_id) => {
+                    if let Some(o) = parent_notice(st, &child_id) {
+                        out.push_back(o);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a sub-orchestration, or fails the parent's task when the id is already running.
+    fn create_child(
+        &self,
+        st: &mut State,
+        b: &mut Batch,
+        ni: NewInstance,
+        parent_id: String,
+        out: &mut VecDeque<Outbound>,
+    ) {
+        let running = st
+            .instances
+            .get(&ni.instance_id)
+            .is_some_and(|i| !is_terminal(i.rec.status));
+        if running {
+            let task_id = ni.parent.as_ref().map_or(-1, |p| p.task_scheduled_id);
+            let ev = event(
+                -1,
+                EventType::SubOrchestrationInstanceFailed(
+                    proto::SubOrchestrationInstanceFailedEvent {
+                        task_scheduled_id: task_id,
+                        failure_details: Some(TaskFailureDetails {
+                            error_type: "OrchestrationAlreadyExistsError".into(),
+                            error_message: format!(
+                                "an orchestration with instance id '{}' is already running",
+                                ni.instance_id
+                            ),
+                            ..Default::default()
+                        }),
+                    },
+                ),
+            );
+            out.push_back(Outbound::Event(parent_id, Box::new(ev)));
+            return;
+        }
+        let child = ni.instance_id.clone();
+        self.create_instance(st, b, ni);
+        if let Some(p) = st.instances.get_mut(&parent_id) {
+            if !p.rec.children.contains(&child) {
+                p.rec.children.push(child);
+                b.put_instance(&p.rec);
+            }
+        }
+    }
+}
+
+/// Puts `ExecutionTerminated` in a live instance's inbox, drops its queued work and, when
+/// recursive, queues the termination of its children.
+fn terminate(
+    st: &mut State,
+    b: &mut Batch,
+    target: &str,
+    output: Option<String>,
+    recurse: bool,
+    out: &mut VecDeque<Outbound>,
+) {
+    let Some(inst) = st.instances.get(target) else {
+        return;
+    };
+    if is_terminal(inst.rec.status) {
+        return;
+    }
+    let children = inst.rec.children.clone();
+    let ev = event(
+        -1,
+        EventType::ExecutionTerminated(proto::ExecutionTerminatedEvent {
+            input: output.clone(),
+            recurse,
+        }),
+    );
+    st.push_inbox(b, target, ev);
+    // Nothing it queued may start once termination was requested.
+    st.drop_pending_work(b, target);
+    if recurse {
+        for c in children {
+            out.push_back(Outbound::Terminate {
+                target: c,
+                output: output.clone(),
+                recurse,
+            });
+        }
+    }
+}
+
+/// The completion or failure event a finished child sends to its parent.
+fn parent_notice(st: &State, child_id: &str) -> Option<Outbound> {
+    let child = st.instances.get(child_id)?;
+    let parent = child.rec.parent.clone()?;
+    let parent_id = parent
+        .orchestration_instance
+        .map(|i| i.instance_id)
+        .unwrap_or_default();
+    let ev = if child.rec.status == OrchestrationStatus::Completed as i32 {
+        EventType::SubOrchestrationInstanceCompleted(
+            proto::SubOrchestrationInstanceCompletedEvent {
+                task_scheduled_id: parent.task_scheduled_id,
+                result: child.rec.output.clone(),
+            },
+        )
+    } else {
+        let failure = child
+            .rec
+            .failure_details
+            .clone()
+            .unwrap_or_else(|| TaskFailureDetails {
+                error_type: "TaskTerminated".into(),
+                error_message: format!("sub-orchestration '{child_id}' was terminated"),
+                ..Default::default()
+            });
+        EventType::SubOrchestrationInstanceFailed(proto::SubOrchestrationInstanceFailedEvent {
+            task_scheduled_id: parent.task_scheduled_id,
+            failure_details: Some(failure),
+        })
+    };
+    Some(Outbound::Event(parent_id, Box::new(event(-1, ev))))
+}

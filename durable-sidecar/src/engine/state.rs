@@ -1,0 +1,256 @@
+//! The engine's in-memory state: instances with their history and inbox, queued activities,
+//! armed timers, dispatch tokens and worker streams, plus the bookkeeping every mutation shares
+//! (inbox appends, the ready queue, dropping an ending instance's queued work).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use prost::Message;
+use tokio::sync::oneshot;
+
+use super::batch::Batch;
+use super::{is_terminal, new_id};
+use crate::proto::{self, HistoryEvent, OrchestratorAction};
+use crate::storage::{InstanceRecord, LoadedState, StorageError, TimerRecord, WriteOp};
+use crate::time::now_ms;
+use crate::work_queue::WorkStream;
+
+/// One orchestration instance: its record, committed history and undelivered events.
+pub(super) struct Instance {
+    pub(super) rec: InstanceRecord,
+    pub(super) history: Vec<HistoryEvent>,
+    pub(super) inbox: VecDeque<(u64, HistoryEvent)>,
+    pub(super) next_inbox_seq: u64,
+    pub(super) in_flight: Option<InFlight>,
+    /// Actions of `isPartial` chunks, accumulated until the final chunk.
+    pub(super) partial: Vec<OrchestratorAction>,
+    pub(super) queued: bool,
+    /// Batch that must be durable before this instance may be dispatched.
+    pub(super) ready_seq: u64,
+    /// Batch of the last status change: waits and reads answer only once it is durable.
+    pub(super) status_seq: u64,
+}
+
+impl Instance {
+    /// A fresh instance with an empty history, dispatchable once batch `seq` is durable.
+    pub(super) fn new(rec: InstanceRecord, queued: bool, seq: u64) -> Self {
+        Self {
+            rec,
+            history: Vec::new(),
+            inbox: VecDeque::new(),
+            next_inbox_seq: 1,
+            in_flight: None,
+            partial: Vec::new(),
+            queued,
+            ready_seq: seq,
+            status_seq: seq,
+        }
+    }
+
+    /// Appends an event to the inbox and records it in batch `b`.
+    pub(super) fn append_inbox(&mut self, b: &mut Batch, ev: HistoryEvent) {
+        let seq = self.next_inbox_seq;
+        self.next_inbox_seq += 1;
+        b.ops.push(WriteOp::PutInbox {
+            instance_id: self.rec.instance_id.clone(),
+            seq,
+            event: ev.encode_to_vec(),
+        });
+        self.inbox.push_back((seq, ev));
+    }
+}
+
+/// The episode a worker is running for an instance.
+pub(super) struct InFlight {
+    pub(super) token: String,
+    /// Inbox entries up to this sequence number were delivered with the episode.
+    pub(super) up_to_seq: Option<u64>,
+    pub(super) new_events: Vec<HistoryEvent>,
+}
+
+/// A queued or running activity.
+pub(super) struct Activity {
+    pub(super) request: proto::ActivityRequest,
+    pub(super) dispatched: Option<String>,
+    pub(super) ready_seq: u64,
+}
+
+/// What happens when a timer is due.
+pub(super) enum TimerEntry {
+    /// A durable timer fires: its event goes to the instance's inbox.
+    Fire(Box<TimerRecord>),
+    /// A scheduled start time was reached: the instance becomes dispatchable.
+    Start(String),
+}
+
+/// What a completion token was handed out for.
+#[derive(Clone)]
+pub(super) enum Dispatched {
+    Orchestration { instance_id: String, stream: u64 },
+    Activity { key: u64, stream: u64 },
+}
+
+/// Everything the engine holds, behind its one mutex.
+pub(super) struct State {
+    pub(super) instances: HashMap<String, Instance>,
+    pub(super) ready: VecDeque<String>,
+    pub(super) activities: HashMap<u64, Activity>,
+    pub(super) activity_queue: VecDeque<u64>,
+    pub(super) timers: BTreeMap<(i64, u64), TimerEntry>,
+    pub(super) tokens: HashMap<String, Dispatched>,
+    /// Ordered by id so round-robin needs no allocation or sort.
+    pub(super) streams: BTreeMap<u64, WorkStream>,
+    pub(super) waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// (batch seq, instance id): waiters to wake once that batch is durable, in seq order.
+    pub(super) wake_after: VecDeque<(u64, String)>,
+    /// Instances purged by a batch that may not be durable yet: id → batch seq.
+    pub(super) purging: HashMap<String, u64>,
+    pub(super) next_seq: u64,
+    pub(super) next_key: u64,
+    pub(super) next_stream: u64,
+    next_token: u64,
+    token_prefix: String,
+    /// Round-robin cursor: the stream id to try first.
+    pub(super) rr: u64,
+    pub(super) closing: bool,
+}
+
+impl State {
+    /// Rebuilds the state from what storage holds: every stored instance is queued once (an
+    /// episode that was in flight at the crash runs again), every stored activity is queued
+    /// and every timer re-armed.
+    pub(super) fn restore(loaded: LoadedState) -> Result<Self, StorageError> {
+        let mut st = Self {
+            instances: HashMap::new(),
+            ready: VecDeque::new(),
+            activities: HashMap::new(),
+            activity_queue: VecDeque::new(),
+            timers: BTreeMap::new(),
+            tokens: HashMap::new(),
+            streams: BTreeMap::new(),
+            waiters: HashMap::new(),
+            wake_after: VecDeque::new(),
+            purging: HashMap::new(),
+            next_seq: 1,
+            next_key: 1,
+            next_stream: 1,
+            next_token: 1,
+            token_prefix: new_id()[..8].to_string(),
+            rr: 0,
+            closing: false,
+        };
+        let mut history = loaded.history;
+        let mut inbox = loaded.inbox;
+        let now = now_ms();
+        for rec in loaded.instances {
+            let id = rec.instance_id.clone();
+            let hist = history
+                .remove(&id)
+                .unwrap_or_default()
+                .iter()
+                .map(|b| HistoryEvent::decode(b.as_slice()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut ib = VecDeque::new();
+            let mut next_inbox_seq = 1;
+            for (seq, b) in inbox.remove(&id).unwrap_or_default() {
+                ib.push_back((seq, HistoryEvent::decode(b.as_slice())?));
+                next_inbox_seq = next_inbox_seq.max(seq + 1);
+            }
+            if let Some(start) = rec.scheduled_start_ms.filter(|s| *s > now) {
+                if !is_terminal(rec.status) {
+                    let key = st.new_key();
+                    st.timers
+                        .insert((start, key), TimerEntry::Start(id.clone()));
+                }
+            }
+            let mut inst = Instance::new(rec, true, 0);
+            inst.history = hist;
+            inst.inbox = ib;
+            inst.next_inbox_seq = next_inbox_seq;
+            st.instances.insert(id.clone(), inst);
+            st.ready.push_back(id);
+        }
+        for a in loaded.activities {
+            st.next_key = st.next_key.max(a.key + 1);
+            if let Some(request) = a.request {
+                st.activities.insert(
+                    a.key,
+                    Activity {
+                        request,
+                        dispatched: None,
+                        ready_seq: 0,
+                    },
+                );
+                st.activity_queue.push_back(a.key);
+            }
+        }
+        for t in loaded.timers {
+            st.next_key = st.next_key.max(t.key + 1);
+            st.timers
+                .insert((t.fire_at_ms, t.key), TimerEntry::Fire(Box::new(t)));
+        }
+        Ok(st)
+    }
+
+    /// A fresh key for an activity or timer (unique across restarts: keys are stored).
+    pub(super) fn new_key(&mut self) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        key
+    }
+
+    /// A fresh completion token, unique to this sidecar process.
+    pub(super) fn new_token(&mut self) -> String {
+        let n = self.next_token;
+        self.next_token += 1;
+        format!("{}-{n}", self.token_prefix)
+    }
+
+    /// Appends an event to an instance's inbox and queues the instance for dispatch.
+    pub(super) fn push_inbox(&mut self, b: &mut Batch, id: &str, ev: HistoryEvent) {
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
+        };
+        inst.append_inbox(b, ev);
+        inst.rec.updated_ms = now_ms();
+        self.mark_ready(b, id);
+    }
+
+    /// Queues an instance for dispatch once batch `b` is durable.
+    pub(super) fn mark_ready(&mut self, b: &Batch, id: &str) {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.ready_seq = inst.ready_seq.max(b.seq);
+            if !inst.queued {
+                inst.queued = true;
+                self.ready.push_back(id.to_string());
+            }
+        }
+    }
+
+    /// Drops an instance's activities and timers (it is ending, replaced or purged), so no
+    /// queued activity runs for it any more. Results of activities already running are ignored.
+    pub(super) fn drop_pending_work(&mut self, b: &mut Batch, id: &str) {
+        let keys: Vec<u64> = self
+            .activities
+            .iter()
+            .filter(|(_, a)| {
+                a.request
+                    .orchestration_instance
+                    .as_ref()
+                    .is_some_and(|i| i.instance_id == id)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            self.activities.remove(&key);
+            b.ops.push(WriteOp::DeleteActivity(key));
+        }
+        self.timers.retain(|_, t| match t {
+            TimerEntry::Fire(rec) if rec.instance_id == id => {
+                b.ops.push(WriteOp::DeleteTimer(rec.key));
+                false
+            }
+            TimerEntry::Start(i) => i != id,
+            TimerEntry::Fire(_) => true,
+        });
+    }
+}
