@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Attribute, ItemFn};
 
 use crate::lint::strip_allow_attrs;
-use crate::parse::{Kind, Model};
+use crate::parse::{Kind, Model, Output};
 
 /// The user's function with the escape-hatch attributes removed: what is emitted when the
 /// signature is rejected, so that IDEs keep seeing the code.
@@ -14,12 +14,43 @@ pub(crate) fn fallback(mut func: ItemFn) -> TokenStream {
     quote!(#func)
 }
 
-fn is_doc(attr: &Attribute) -> bool {
+pub(crate) fn is_doc(attr: &Attribute) -> bool {
     attr.path().is_ident("doc")
 }
 
-fn is_cfg(attr: &Attribute) -> bool {
+pub(crate) fn is_cfg(attr: &Attribute) -> bool {
     attr.path().is_ident("cfg")
+}
+
+/// `Ok(value)` of the function's result: the value as is, or a `Result` whose error becomes a
+/// `durable::Error` (autoref specialization picks the conversion: `durable::Error` as is, std
+/// errors with their type name and source chain, anything `Display` by its text). Spanned at
+/// the user's error type, so a type that is none of these is reported there.
+pub(crate) fn convert_output(output: &syn::Ident, out: &Output) -> TokenStream {
+    if !out.fallible {
+        return quote!(::core::result::Result::<_, ::durable::Error>::Ok(#output));
+    }
+    let error = format_ident!("__durable_error");
+    // The same binding, located at the user's error type: "`E` cannot be converted into a
+    // `durable::Error`" then points there.
+    let error_at_type = format_ident!("__durable_error", span = out.error_span);
+    let conversion = quote_spanned! {out.error_span=>
+        {
+            #[allow(unused_imports)]
+            use ::durable::__private::{
+                DisplayErrorKind as _, DurableErrorKind as _, StdErrorKind as _,
+            };
+            (&&&::durable::__private::ErrorProbe::new(&#error))
+                .__durable_error_kind()
+                .into_error(#error_at_type)
+        }
+    };
+    quote! {
+        match #output {
+            ::core::result::Result::Ok(value) => ::core::result::Result::<_, ::durable::Error>::Ok(value),
+            ::core::result::Result::Err(#error) => ::core::result::Result::Err(#conversion),
+        }
+    }
 }
 
 /// Generates the unit struct, its `body` fn, the trait impl and the registration.
@@ -76,34 +107,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     };
 
     let output = format_ident!("__durable_output");
-    let convert = if model.output.fallible {
-        // Autoref specialization picks the conversion: `durable::Error` as is, std errors with
-        // their type name and source chain, anything `Display` by its text. Spanned at the
-        // user's error type so a type that is none of these is reported there.
-        let error = format_ident!("__durable_error");
-        // The same binding, located at the user's error type: "`E` cannot be converted into a
-        // `durable::Error`" then points there.
-        let error_at_type = format_ident!("__durable_error", span = model.output.error_span);
-        let conversion = quote_spanned! {model.output.error_span=>
-            {
-                #[allow(unused_imports)]
-                use ::durable::__private::{
-                    DisplayErrorKind as _, DurableErrorKind as _, StdErrorKind as _,
-                };
-                (&&&::durable::__private::ErrorProbe::new(&#error))
-                    .__durable_error_kind()
-                    .into_error(#error_at_type)
-            }
-        };
-        quote! {
-            match #output {
-                ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
-                ::core::result::Result::Err(#error) => ::core::result::Result::Err(#conversion),
-            }
-        }
-    } else {
-        quote!(::core::result::Result::Ok(#output))
-    };
+    let convert = convert_output(&output, &model.output);
     // Spanned at the function name so that "future cannot be sent between threads safely"
     // (an activity holding a non-`Send` value across an await) points at the user's code.
     // Only `Box::pin(async move ..)` carries the user's span: the glue inside keeps the call

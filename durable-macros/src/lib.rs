@@ -1,5 +1,6 @@
 //! Procedural macros of `durable`. Use them through the `durable` crate, where they are
-//! documented: `durable::orchestrator`, `durable::activity`, `durable::allow_nondeterminism`.
+//! documented: `durable::orchestrator`, `durable::activity`, `durable::entity`,
+//! `durable::allow_nondeterminism`.
 //!
 //! Each attribute goes through three stages with hard boundaries: `parse` (arguments and
 //! signature -> a typed model, every error collected), `lint` (the nondeterminism lint of
@@ -10,6 +11,7 @@ use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 
+mod entity;
 mod expand;
 mod lint;
 mod parse;
@@ -26,6 +28,12 @@ pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     attribute(Kind::Activity, args.into(), item.into()).into()
+}
+
+/// See `durable::entity`.
+#[proc_macro_attribute]
+pub fn entity(args: TokenStream, item: TokenStream) -> TokenStream {
+    entity::attribute(args.into(), item.into()).into()
 }
 
 /// See `durable::allow_nondeterminism`.

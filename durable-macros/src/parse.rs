@@ -415,7 +415,7 @@ fn is_receiver(arg: &FnArg) -> bool {
 
 /// `Result<T, E>`, `durable::Result<T>`, `io::Result<T>`...: a path ending in `Result` with a
 /// type argument. Returns `T` and the span of `E` (or of the whole type).
-fn split_result(ty: &Type) -> Option<(Type, Span)> {
+pub(crate) fn split_result(ty: &Type) -> Option<(Type, Span)> {
     let Type::Path(path) = ty else { return None };
     if path.qself.is_some() {
         return None;
@@ -436,7 +436,7 @@ fn split_result(ty: &Type) -> Option<(Type, Span)> {
     Some((ok, error_span))
 }
 
-fn contains_impl_trait(ty: &Type) -> bool {
+pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
     struct Finder(bool);
     impl<'ast> syn::visit::Visit<'ast> for Finder {
         fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {

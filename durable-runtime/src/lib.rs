@@ -55,6 +55,7 @@ pub struct ReadmeDoctests;
 pub mod activity;
 pub mod client;
 mod convert;
+pub mod entity;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
@@ -79,6 +80,7 @@ pub use durable_sidecar as sidecar;
 
 pub use activity::{Activity, ActivityContext};
 pub use client::{ClientError, DurableClient, OrchestrationState, RuntimeStatus};
+pub use entity::{Entity, EntityContext, EntityId, EntityOp, Operation};
 pub use error::{Error, FailureDetails, Result, TaskError};
 pub use orchestration::{
     OrchestrationContext, Orchestrator, RetryPolicy, SubOrchestratorOptions, Task, TaskRef,
@@ -282,6 +284,102 @@ pub use durable_macros::orchestrator;
 /// belong.
 pub use durable_macros::activity;
 
+/// Defines a durable entity: state addressed by an [`EntityId`] (`@name@key`) whose
+/// operations run one at a time, in order.
+///
+/// **On a struct's `impl` block** the struct is the state (a serde type with `Default`, used
+/// when the entity has no state yet). Each `pub fn` taking `&self` or `&mut self` is an
+/// operation named after the method (lower-cased; `#[operation(name = "...")]` overrides);
+/// `&mut self` operations write the state back when they succeed.
+///
+/// ```standalone_crate
+/// use durable::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Counter {
+///     value: i64,
+/// }
+///
+/// #[durable::entity]
+/// impl Counter {
+///     pub fn add(&mut self, amount: i64) {
+///         self.value += amount;
+///     }
+///
+///     pub fn get(&self) -> i64 {
+///         self.value
+///     }
+///
+///     /// Operations may take the context (after `self`) and return a `Result`.
+///     pub fn reset(&mut self, ctx: &EntityContext) -> durable::Result<()> {
+///         let log = EntityId::new("log", ctx.entity_id().key())?;
+///         ctx.signal_entity_by_name(&log, "note", &format!("reset at {}", self.value))?;
+///         self.value = 0;
+///         Ok(())
+///     }
+/// }
+///
+/// #[durable::orchestrator]
+/// async fn count(ctx: OrchestrationContext, key: String) -> durable::Result<i64> {
+///     let id = Counter::id(key)?;
+///     ctx.signal_entity(&id, Counter::add, 5); // typed: `add` takes an i64
+///     Ok(ctx.call_entity(&id, Counter::get, ()).await?) // a Task<i64>
+/// }
+///
+/// // The methods stay callable in tests (the generated `CounterOperations` trait in scope).
+/// let mut c = Counter::default();
+/// c.add(2);
+/// assert_eq!(c.get(), 2);
+/// ```
+///
+/// **On a function** `fn name(ctx: EntityContext, op: Operation) -> R` (or `async fn`), the
+/// function runs every operation and keeps the state through the context:
+///
+/// ```standalone_crate
+/// use durable::prelude::*;
+///
+/// #[durable::entity(name = "Counter")]
+/// async fn counter(ctx: EntityContext, op: Operation) -> durable::Result<Option<i64>> {
+///     let value: i64 = ctx.get_state()?.unwrap_or(0);
+///     if op.is("add") {
+///         ctx.set_state(&(value + op.input::<i64>()?))?;
+///     } else if op.is("get") {
+///         return Ok(Some(value));
+///     } else if op.is("delete") {
+///         ctx.delete_state();
+///     } else {
+///         return Err(op.unknown("counter"));
+///     }
+///     Ok(None)
+/// }
+/// ```
+///
+/// # What it generates
+///
+/// For a struct `Counter`: the trait `CounterOperations` (public) holding the operation
+/// methods, implemented for `Counter`, so `counter.add(5)` works where the trait is in scope;
+/// an associated constant per operation, `Counter::add: EntityOp<Counter, I, O>`, the typed
+/// handle for `signal_entity`/`call_entity` (the input and result types are checked at compile
+/// time); `impl Entity for Counter` (with an implicit `delete` operation that deletes the
+/// state, unless one is defined); and the `inventory` registration. For a function `counter`:
+/// a unit struct `counter` implementing [`Entity`] with `counter::body` the original function,
+/// and the registration.
+///
+/// Names are case-insensitive (stored lower-cased, as in the other SDKs); `name = "..."` sets
+/// the registered name, e.g. to match an entity of another language. Two entities with one name
+/// fail at startup naming both. An operation that returns an error or panics fails alone: its
+/// changes to the state and the messages it sent are rolled back, and the batch goes on.
+///
+/// # Compile errors
+///
+/// A trait impl or a generic `impl`; an operation taking `self` by value, more than one input,
+/// a borrowed input or `impl Trait`; the context after the input; two operations with one name;
+/// no operations at all; a function entity whose parameters are not `(EntityContext,
+/// Operation)`; unknown or duplicate arguments. A state type without `Default`, `Serialize` or
+/// `Deserialize` is reported at the `impl`'s type.
+pub use durable_macros::entity;
+
 /// Allows one reviewed nondeterministic statement or expression in an orchestrator body.
 ///
 /// Put it on a `let` statement, an expression statement, a block, a match arm or a nested
@@ -314,8 +412,8 @@ pub use durable_macros::allow_nondeterminism;
 /// The names most programs need: `use durable::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Activity, ActivityContext, OrchestrationContext, Orchestrator, RetryPolicy, Task, when_all,
-        when_any,
+        Activity, ActivityContext, Entity, EntityContext, EntityId, Operation,
+        OrchestrationContext, Orchestrator, RetryPolicy, Task, when_all, when_any,
     };
 }
 
@@ -327,7 +425,13 @@ pub mod __private {
     pub use serde;
     pub use tracing;
 
-    pub use crate::registry::{ActivityRegistration, OrchestratorRegistration};
+    pub use crate::registry::{ActivityRegistration, EntityRegistration, OrchestratorRegistration};
+
+    /// An entity operation's result as JSON; `()` and `None` (JSON `null`) are no result.
+    pub fn entity_result<T: serde::Serialize + ?Sized>(value: &T) -> crate::Result<Option<String>> {
+        let json = crate::registry::encode_payload("the result of an entity operation", value)?;
+        Ok((json != "null").then_some(json))
+    }
 
     // How the macros turn the error of a `Result<T, E>` body into a `durable::Error`, without
     // knowing `E`: autoref specialization. `(&&&ErrorProbe::new(&e)).__durable_error_kind()`

@@ -1,10 +1,11 @@
-//! The registry of orchestrators and activities.
+//! The registry of orchestrators, activities and entities.
 //!
-//! `#[durable::orchestrator]` and `#[durable::activity]` submit an [`OrchestratorRegistration`]
-//! or [`ActivityRegistration`] with `inventory`; [`Registry::from_inventory`] collects them into
-//! sorted maps (never depending on inventory's order) and fails fast on duplicate names.
-//! Code that does not use the macros registers by hand with [`Registry::add_orchestrator`],
-//! [`Registry::add_activity`] or the closure-based `*_fn` variants.
+//! `#[durable::orchestrator]`, `#[durable::activity]` and `#[durable::entity]` submit an
+//! [`OrchestratorRegistration`], [`ActivityRegistration`] or [`EntityRegistration`] with
+//! `inventory`; [`Registry::from_inventory`] collects them into sorted maps (never depending on
+//! inventory's order) and fails fast on duplicate names. Code that does not use the macros
+//! registers by hand with [`Registry::add_orchestrator`], [`Registry::add_activity`],
+//! [`Registry::add_entity`] or the closure-based `*_fn` variants.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::activity::{Activity, ActivityContext};
+use crate::entity::{Entity, EntityContext, Operation};
 use crate::error::{Error, FailureDetails, Result};
 use crate::orchestration::{OrchestrationContext, Orchestrator};
 
@@ -31,6 +33,15 @@ pub type ActivityFn = Arc<
         + Send
         + Sync,
 >;
+
+/// A type-erased entity: runs one operation against the state its context holds; returns the
+/// operation's JSON result.
+pub type EntityFn = Arc<
+    dyn Fn(EntityContext, Operation) -> BoxFuture<'static, Result<Option<String>>> + Send + Sync,
+>;
+
+/// The function pointer form of [`EntityFn`], usable in `const` registrations.
+pub type EntityFnPtr = fn(EntityContext, Operation) -> BoxFuture<'static, Result<Option<String>>>;
 
 /// The function pointer form of [`OrchestratorFn`], usable in `const` registrations.
 pub type OrchestratorFnPtr =
@@ -84,8 +95,31 @@ impl ActivityRegistration {
     }
 }
 
+/// A compile-time registration record of an entity (what the macro submits).
+#[derive(Clone, Copy)]
+pub struct EntityRegistration {
+    /// The registered name (matched case-insensitively).
+    pub name: &'static str,
+    /// Runs one operation.
+    pub run: EntityFnPtr,
+    /// Where it was defined (`file:line`), for duplicate-name errors.
+    pub location: &'static str,
+}
+
+impl EntityRegistration {
+    /// The record for an [`Entity`] type.
+    pub const fn of<E: Entity>(location: &'static str) -> Self {
+        Self {
+            name: E::NAME,
+            run: E::run,
+            location,
+        }
+    }
+}
+
 inventory::collect!(OrchestratorRegistration);
 inventory::collect!(ActivityRegistration);
+inventory::collect!(EntityRegistration);
 
 /// Decodes a JSON payload (absent = `null`) into `T`, naming `what` in the error.
 pub(crate) fn decode_payload<T: DeserializeOwned>(what: &str, payload: Option<&str>) -> Result<T> {
@@ -157,7 +191,7 @@ fn run_activity<A: Activity>(
      name with `#[durable::{kind}(name = \"...\")]`"
 )]
 pub struct RegistryError {
-    /// `orchestrator` or `activity`.
+    /// `orchestrator`, `activity` or `entity`.
     pub kind: &'static str,
     /// The duplicated name.
     pub name: String,
@@ -188,6 +222,8 @@ struct Entry<F> {
 pub struct Registry {
     orchestrators: BTreeMap<String, Entry<OrchestratorFn>>,
     activities: BTreeMap<String, Entry<ActivityFn>>,
+    /// By lower-cased name: entity names are case-insensitive.
+    entities: BTreeMap<String, Entry<EntityFn>>,
 }
 
 impl fmt::Debug for Registry {
@@ -198,6 +234,7 @@ impl fmt::Debug for Registry {
                 &self.orchestrators.keys().collect::<Vec<_>>(),
             )
             .field("activities", &self.activities.keys().collect::<Vec<_>>())
+            .field("entities", &self.entities.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -221,6 +258,11 @@ impl Registry {
         for r in activities {
             registry.insert_activity(r.name, Arc::new(r.run), r.location)?;
         }
+        let mut entities: Vec<_> = inventory::iter::<EntityRegistration>().collect();
+        entities.sort_by_key(|r| (r.name, r.location));
+        for r in entities {
+            registry.insert_entity(r.name, Arc::new(r.run), r.location)?;
+        }
         Ok(registry)
     }
 
@@ -236,6 +278,28 @@ impl Registry {
     pub fn add_activity<A: Activity>(&mut self) -> std::result::Result<&mut Self, RegistryError> {
         let r = ActivityRegistration::of::<A>(std::any::type_name::<A>());
         self.insert_activity(r.name, Arc::new(r.run), r.location)
+    }
+
+    /// Registers an entity type.
+    pub fn add_entity<E: Entity>(&mut self) -> std::result::Result<&mut Self, RegistryError> {
+        let r = EntityRegistration::of::<E>(std::any::type_name::<E>());
+        self.insert_entity(r.name, Arc::new(r.run), r.location)
+    }
+
+    /// Registers an entity from a closure that runs one operation.
+    pub fn add_entity_fn<F>(
+        &mut self,
+        name: impl Into<String>,
+        run: F,
+    ) -> std::result::Result<&mut Self, RegistryError>
+    where
+        F: Fn(EntityContext, Operation) -> BoxFuture<'static, Result<Option<String>>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let name = name.into();
+        self.insert_entity(&name, Arc::new(run), "add_entity_fn")
     }
 
     /// Registers an orchestrator from a closure over JSON payloads.
@@ -283,6 +347,16 @@ impl Registry {
         self.activities.get(name).map(|e| &e.run)
     }
 
+    /// The entity registered under `name` (case-insensitive).
+    pub fn entity(&self, name: &str) -> Option<&EntityFn> {
+        self.entities.get(&name.to_lowercase()).map(|e| &e.run)
+    }
+
+    /// Registered entity names (lower-case), sorted.
+    pub fn entity_names(&self) -> impl Iterator<Item = &str> {
+        self.entities.keys().map(String::as_str)
+    }
+
     /// Registered orchestrator names, sorted.
     pub fn orchestrator_names(&self) -> impl Iterator<Item = &str> {
         self.orchestrators.keys().map(String::as_str)
@@ -300,6 +374,22 @@ impl Registry {
         location: &str,
     ) -> std::result::Result<&mut Self, RegistryError> {
         insert(&mut self.orchestrators, "orchestrator", name, run, location)?;
+        Ok(self)
+    }
+
+    fn insert_entity(
+        &mut self,
+        name: &str,
+        run: EntityFn,
+        location: &str,
+    ) -> std::result::Result<&mut Self, RegistryError> {
+        insert(
+            &mut self.entities,
+            "entity",
+            &name.to_lowercase(),
+            run,
+            location,
+        )?;
         Ok(self)
     }
 

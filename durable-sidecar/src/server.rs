@@ -10,17 +10,17 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{CommitWait, Engine, NewInstance, is_terminal};
+use crate::engine::{
+    CommitWait, Engine, EntityFilter, NewInstance, canonical_entity_id, is_terminal,
+};
 use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use crate::proto::{self, OrchestrationStatus, WorkItem, purge_instances_request, work_item};
 use crate::time::{given_ms, now_ms};
-use crate::work_queue::{Filters, cap};
+use crate::work_queue::{Filters, WorkStream};
 
 const HEALTH_PING_EVERY: Duration = Duration::from_secs(20);
 const HISTORY_CHUNK: usize = 100;
 const DEFAULT_PAGE: usize = 100;
-
-const ENTITIES_UNSUPPORTED: &str = "entities are not supported by this sidecar yet";
 
 pub(crate) struct SidecarService {
     pub(crate) engine: Arc<Engine>,
@@ -62,6 +62,18 @@ fn deadline<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
     };
     let d = d.saturating_sub(Duration::from_millis(25));
     tokio::time::Instant::now().checked_add(d)
+}
+
+/// An entity id prefix with its name part lower-cased (`@Counter@` → `@counter@`), as ids
+/// are stored.
+fn canonical_prefix(prefix: &str) -> String {
+    match prefix.strip_prefix('@') {
+        Some(rest) => match rest.split_once('@') {
+            Some((name, key)) => format!("@{}@{key}", name.to_lowercase()),
+            None => format!("@{}", rest.to_lowercase()),
+        },
+        None => prefix.to_owned(),
+    }
 }
 
 /// The work-item stream; dropping it (client gone) requeues the stream's in-flight work.
@@ -107,6 +119,11 @@ impl TaskHubSidecarService for SidecarService {
         } else {
             r.instance_id
         };
+        if instance_id.starts_with('@') {
+            return Err(Status::invalid_argument(format!(
+                "instance id '{instance_id}' starts with '@', which is reserved for entity ids (`@name@key`); choose another id"
+            )));
+        }
         let replaceable = r
             .orchestration_id_reuse_policy
             .map(|p| p.replaceable_status)
@@ -370,15 +387,12 @@ impl TaskHubSidecarService for SidecarService {
         let r = req.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         let last_send = Arc::new(AtomicI64::new(now_ms()));
-        let id = self.engine.add_stream(
+        let id = self.engine.add_stream(WorkStream::new(
             tx.clone(),
             Filters::from_request(&r),
-            cap(r.max_concurrent_orchestration_work_items),
-            cap(r.max_concurrent_activity_work_items),
+            &r,
             Arc::clone(&last_send),
-            r.capabilities
-                .contains(&(proto::WorkerCapability::HistoryStreaming as i32)),
-        )?;
+        ))?;
         // Health pings keep idle workers from reconnecting: the Python and .NET SDKs give up on
         // a stream after 120 s of silence, this crate's worker after 150 s.
         let mut stop = self.engine.shutdown_signal();
@@ -431,9 +445,12 @@ impl TaskHubSidecarService for SidecarService {
 
     async fn complete_entity_task(
         &self,
-        _req: Request<proto::EntityBatchResult>,
+        req: Request<proto::EntityBatchResult>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
-        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+        if let Some(wait) = self.engine.complete_entity(req.into_inner()) {
+            committed(wait).await?;
+        }
+        Ok(Response::new(proto::CompleteTaskResponse {}))
     }
 
     type StreamInstanceHistoryStream = HistoryStream;
@@ -475,30 +492,82 @@ impl TaskHubSidecarService for SidecarService {
 
     async fn signal_entity(
         &self,
-        _req: Request<proto::SignalEntityRequest>,
+        req: Request<proto::SignalEntityRequest>,
     ) -> Result<Response<proto::SignalEntityResponse>, Status> {
-        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+        let r = req.into_inner();
+        let request_id = if r.request_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            r.request_id
+        };
+        let wait = self.engine.signal_entity(
+            &r.instance_id,
+            r.name,
+            r.input,
+            request_id,
+            given_ms(r.scheduled_time.as_ref()),
+        )?;
+        committed(wait).await?;
+        Ok(Response::new(proto::SignalEntityResponse {}))
     }
 
     async fn get_entity(
         &self,
-        _req: Request<proto::GetEntityRequest>,
+        req: Request<proto::GetEntityRequest>,
     ) -> Result<Response<proto::GetEntityResponse>, Status> {
-        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+        let r = req.into_inner();
+        let id = canonical_entity_id(&r.instance_id).map_err(Status::invalid_argument)?;
+        let entity = self.engine.get_entity(&id, r.include_state).await?;
+        Ok(Response::new(proto::GetEntityResponse {
+            exists: entity.is_some(),
+            entity,
+        }))
     }
 
     async fn query_entities(
         &self,
-        _req: Request<proto::QueryEntitiesRequest>,
+        req: Request<proto::QueryEntitiesRequest>,
     ) -> Result<Response<proto::QueryEntitiesResponse>, Status> {
-        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+        let q = req.into_inner().query.unwrap_or_default();
+        let page_size = q
+            .page_size
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_PAGE);
+        let prefix = q
+            .instance_id_starts_with
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(canonical_prefix);
+        let page = self.engine.query_entities(&EntityFilter {
+            prefix: prefix.as_deref(),
+            modified_from: given_ms(q.last_modified_from.as_ref()),
+            modified_to: given_ms(q.last_modified_to.as_ref()),
+            include_state: q.include_state,
+            include_transient: q.include_transient,
+            page_size,
+            after: q.continuation_token.as_deref().filter(|t| !t.is_empty()),
+        });
+        Ok(Response::new(proto::QueryEntitiesResponse {
+            entities: page.entities,
+            continuation_token: page.continuation_token,
+        }))
     }
 
     async fn clean_entity_storage(
         &self,
-        _req: Request<proto::CleanEntityStorageRequest>,
+        req: Request<proto::CleanEntityStorageRequest>,
     ) -> Result<Response<proto::CleanEntityStorageResponse>, Status> {
-        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+        let r = req.into_inner();
+        let ((removed, released), wait) = self
+            .engine
+            .clean_entity_storage(r.remove_empty_entities, r.release_orphaned_locks);
+        committed(wait).await?;
+        Ok(Response::new(proto::CleanEntityStorageResponse {
+            continuation_token: None,
+            empty_entities_removed: removed,
+            orphaned_locks_released: released,
+        }))
     }
 
     async fn abandon_task_activity_work_item(
@@ -519,9 +588,10 @@ impl TaskHubSidecarService for SidecarService {
 
     async fn abandon_task_entity_work_item(
         &self,
-        _req: Request<proto::AbandonEntityTaskRequest>,
+        req: Request<proto::AbandonEntityTaskRequest>,
     ) -> Result<Response<proto::AbandonEntityTaskResponse>, Status> {
-        Err(Status::unimplemented(ENTITIES_UNSUPPORTED))
+        self.engine.abandon(&req.into_inner().completion_token);
+        Ok(Response::new(proto::AbandonEntityTaskResponse {}))
     }
 
     async fn skip_graceful_orchestration_terminations(

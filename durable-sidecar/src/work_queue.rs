@@ -1,6 +1,6 @@
 //! Worker streams: capacity hints and work-item filters (protocol.md §3.2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
@@ -17,6 +17,8 @@ type FilterMap = HashMap<String, Vec<String>>;
 pub(crate) struct Filters {
     orchestrations: Option<FilterMap>,
     activities: Option<FilterMap>,
+    /// Lower-cased entity names.
+    entities: Option<HashSet<String>>,
 }
 
 impl Filters {
@@ -34,10 +36,19 @@ impl Filters {
             .iter()
             .map(|a| (a.name.clone(), a.versions.clone()))
             .collect();
+        let entities = f.entities.iter().map(|e| e.name.to_lowercase()).collect();
         Self {
             orchestrations: Some(orchestrations),
             activities: Some(activities),
+            entities: Some(entities),
         }
+    }
+
+    /// Whether the worker takes work of entity `name` (lower-case).
+    pub(crate) fn accepts_entity(&self, name: &str) -> bool {
+        self.entities
+            .as_ref()
+            .is_none_or(|names| names.contains(name))
     }
 
     pub(crate) fn accepts(&self, orchestration: bool, name: &str, version: Option<&str>) -> bool {
@@ -56,14 +67,24 @@ impl Filters {
     }
 }
 
+/// The kinds of work a stream carries, each with its own capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorkKind {
+    Orchestration,
+    Activity,
+    Entity,
+}
+
 /// One connected `GetWorkItems` stream.
 pub(crate) struct WorkStream {
     pub(crate) tx: mpsc::UnboundedSender<Result<WorkItem, Status>>,
     pub(crate) filters: Filters,
     pub(crate) max_orch: usize,
     pub(crate) max_act: usize,
+    pub(crate) max_entity: usize,
     pub(crate) orch_in_flight: usize,
     pub(crate) act_in_flight: usize,
+    pub(crate) entity_in_flight: usize,
     /// When the last item was sent (ms since epoch), for health pings on idle streams.
     pub(crate) last_send: Arc<AtomicI64>,
     /// The worker advertised `WORKER_CAPABILITY_HISTORY_STREAMING`: it can fetch a large
@@ -71,8 +92,70 @@ pub(crate) struct WorkStream {
     pub(crate) history_streaming: bool,
 }
 
+impl WorkStream {
+    /// Whether the stream can take one more item of `kind`.
+    pub(crate) fn has_room(&self, kind: WorkKind) -> bool {
+        match kind {
+            WorkKind::Orchestration => self.orch_in_flight < self.max_orch,
+            WorkKind::Activity => self.act_in_flight < self.max_act,
+            WorkKind::Entity => self.entity_in_flight < self.max_entity,
+        }
+    }
+
+    /// Whether the worker takes work of `kind` named `name` (entities: the lower-case name).
+    pub(crate) fn accepts(&self, kind: WorkKind, name: &str, version: Option<&str>) -> bool {
+        match kind {
+            WorkKind::Orchestration => self.filters.accepts(true, name, version),
+            WorkKind::Activity => self.filters.accepts(false, name, version),
+            WorkKind::Entity => self.filters.accepts_entity(name),
+        }
+    }
+
+    fn counter(&mut self, kind: WorkKind) -> &mut usize {
+        match kind {
+            WorkKind::Orchestration => &mut self.orch_in_flight,
+            WorkKind::Activity => &mut self.act_in_flight,
+            WorkKind::Entity => &mut self.entity_in_flight,
+        }
+    }
+
+    /// Counts one more item of `kind` in flight.
+    pub(crate) fn take_slot(&mut self, kind: WorkKind) {
+        *self.counter(kind) += 1;
+    }
+
+    /// An item of `kind` left: frees its slot.
+    pub(crate) fn free_slot(&mut self, kind: WorkKind) {
+        let counter = self.counter(kind);
+        *counter = counter.saturating_sub(1);
+    }
+
+    /// A stream with nothing in flight. Limits come from the worker's hints ([`cap`]).
+    pub(crate) fn new(
+        tx: mpsc::UnboundedSender<Result<WorkItem, Status>>,
+        filters: Filters,
+        req: &GetWorkItemsRequest,
+        last_send: Arc<AtomicI64>,
+    ) -> Self {
+        Self {
+            tx,
+            filters,
+            max_orch: cap(req.max_concurrent_orchestration_work_items),
+            max_act: cap(req.max_concurrent_activity_work_items),
+            max_entity: cap(req.max_concurrent_entity_work_items),
+            orch_in_flight: 0,
+            act_in_flight: 0,
+            entity_in_flight: 0,
+            last_send,
+            history_streaming: req
+                .capabilities
+                .contains(&(durable_proto::WorkerCapability::HistoryStreaming as i32)),
+        }
+    }
+}
+
 /// A concurrency hint: 0 or negative = no limit.
-pub(crate) fn cap(hint: i32) -> usize {
+fn cap(hint: i32) -> usize {
     usize::try_from(hint)
         .ok()
         .filter(|n| *n > 0)
@@ -111,5 +194,7 @@ mod tests {
             !f.accepts(true, "o", None),
             "empty category matches nothing"
         );
+        assert!(!f.accepts_entity("counter"));
+        assert!(Filters::default().accepts_entity("counter"));
     }
 }

@@ -30,6 +30,10 @@ pub(crate) enum ActionKind {
     SubOrchestration,
     Timer,
     SendEvent,
+    EntitySignal,
+    EntityCall,
+    EntityLock,
+    EntityUnlock,
 }
 
 impl ActionKind {
@@ -39,6 +43,10 @@ impl ActionKind {
             ActionKind::SubOrchestration => "sub-orchestration",
             ActionKind::Timer => "timer",
             ActionKind::SendEvent => "event sent to",
+            ActionKind::EntitySignal => "entity signal",
+            ActionKind::EntityCall => "entity call",
+            ActionKind::EntityLock => "entity lock of",
+            ActionKind::EntityUnlock => "entity unlock of",
         }
     }
 }
@@ -55,6 +63,8 @@ pub(crate) enum PendingAction {
     SubOrchestration(Box<proto::CreateSubOrchestrationAction>),
     Timer(prost_types::Timestamp),
     SendEvent(Box<proto::SendEventAction>),
+    /// A signal, call, lock request or unlock for entities.
+    Entity(Box<proto::SendEntityMessageAction>),
 }
 
 impl PendingAction {
@@ -64,6 +74,7 @@ impl PendingAction {
             PendingAction::SubOrchestration(_) => ActionKind::SubOrchestration,
             PendingAction::Timer(_) => ActionKind::Timer,
             PendingAction::SendEvent(_) => ActionKind::SendEvent,
+            PendingAction::Entity(message) => super::entities::message_kind(message),
         }
     }
 
@@ -82,6 +93,7 @@ impl PendingAction {
             )
             .into(),
             PendingAction::Timer(_) => "timer".into(),
+            PendingAction::Entity(message) => super::entities::message_name(message).into(),
         }
     }
 
@@ -96,6 +108,7 @@ impl PendingAction {
             }
             PendingAction::Timer(_) => kind == ActionKind::Timer && name == "timer",
             PendingAction::SendEvent(_) => kind == ActionKind::SendEvent && self.name() == name,
+            PendingAction::Entity(_) => kind == self.kind() && self.name() == name,
         }
     }
 
@@ -120,6 +133,7 @@ impl PendingAction {
                 })
             }
             PendingAction::SendEvent(a) => OrchestratorActionType::SendEvent(*a),
+            PendingAction::Entity(m) => OrchestratorActionType::SendEntityMessage(*m),
         };
         proto::OrchestratorAction {
             id,
@@ -182,6 +196,12 @@ pub(crate) struct State {
     last_name: Option<Rc<str>>,
     /// Futures the SDK runs beside the orchestrator (retry loops), drained by the executor.
     pub(crate) spawned: Vec<LocalBoxFuture<'static, ()>>,
+    /// Entity calls waiting for their result, by request id: the action id and the target.
+    pub(crate) entity_calls: HashMap<String, (i32, crate::entity::EntityId)>,
+    /// Lock requests waiting for their grant, by critical section id: the action id.
+    pub(crate) lock_requests: HashMap<String, i32>,
+    /// The critical section this orchestration is in (or is acquiring).
+    pub(crate) critical_section: Option<super::entities::CriticalSection>,
 }
 
 impl State {
@@ -205,6 +225,9 @@ impl State {
             fatal: None,
             last_name: None,
             spawned: Vec::new(),
+            entity_calls: HashMap::new(),
+            lock_requests: HashMap::new(),
+            critical_section: None,
         }
     }
 
@@ -221,7 +244,12 @@ impl State {
 
     /// Takes the next id for `action`; `waits` registers a task for its result. `name` is
     /// the task's name for error messages.
-    fn schedule(&mut self, name: &str, action: PendingAction, waits: bool) -> (i32, Rc<Slot>) {
+    pub(crate) fn schedule(
+        &mut self,
+        name: &str,
+        action: PendingAction,
+        waits: bool,
+    ) -> (i32, Rc<Slot>) {
         let shared = match &action {
             PendingAction::Activity { name, .. } => name.clone(),
             _ => self.shared_name(name),
@@ -346,7 +374,7 @@ impl std::fmt::Debug for OrchestrationContext {
     }
 }
 
-fn failed_slot(name: &str, error: TaskError) -> Rc<Slot> {
+pub(crate) fn failed_slot(name: &str, error: TaskError) -> Rc<Slot> {
     let slot = Slot::new(name);
     slot.complete(Err(error), 0);
     slot
@@ -354,7 +382,7 @@ fn failed_slot(name: &str, error: TaskError) -> Rc<Slot> {
 
 /// `value` as JSON in a string of its exact size. `serde_json::to_string` starts with 128
 /// bytes, which a fan-out of small inputs would keep allocated once per task.
-fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
     /// Writes small outputs to the stack and spills larger ones to the heap.
     struct Buffer {
         inline: [u8; 64],
@@ -478,7 +506,7 @@ impl OrchestrationContext {
     }
 
     /// Records a misuse that fails the orchestration once the current poll returns.
-    fn fail_with(&self, message: String) {
+    pub(crate) fn fail_with(&self, message: String) {
         let mut state = self.state.borrow_mut();
         if state.fatal.is_none() {
             state.fatal =
@@ -570,6 +598,9 @@ impl OrchestrationContext {
             Ok(json) => Some(json),
             Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
         };
+        if let Err(error) = super::entities::check_sub_orchestration(self, name) {
+            return Task::from_slot(failed_slot(name, error));
+        }
         let SubOrchestratorOptions {
             instance_id,
             version,

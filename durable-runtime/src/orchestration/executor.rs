@@ -19,6 +19,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures::future::LocalBoxFuture;
 
 use super::context::{ActionKind, BufferedEvent, OrchestrationContext, State};
+use super::entities::{answered_call, granted_lock, operation_target};
 use crate::convert::to_datetime;
 use crate::error::{FailureDetails, Result, TaskError};
 use crate::proto::history_event::EventType;
@@ -298,6 +299,24 @@ impl<'r> Episode<'r> {
                 ActionKind::SendEvent,
                 &format!("{}/{}", e.instance_id, e.name),
             ),
+            Some(EventType::EntityOperationSignaled(e)) => self.confirm(
+                id,
+                ActionKind::EntitySignal,
+                &operation_target(e.target_instance_id.as_deref(), &e.operation),
+            ),
+            Some(EventType::EntityOperationCalled(e)) => self.confirm(
+                id,
+                ActionKind::EntityCall,
+                &operation_target(e.target_instance_id.as_deref(), &e.operation),
+            ),
+            Some(EventType::EntityLockRequested(e)) => {
+                self.confirm(id, ActionKind::EntityLock, &e.lock_set.join(","))
+            }
+            Some(EventType::EntityUnlockSent(e)) => self.confirm(
+                id,
+                ActionKind::EntityUnlock,
+                e.target_instance_id.as_deref().unwrap_or_default(),
+            ),
             _ => Ok(()),
         }
     }
@@ -315,7 +334,11 @@ impl<'r> Episode<'r> {
             EventType::TaskScheduled(_)
             | EventType::SubOrchestrationInstanceCreated(_)
             | EventType::TimerCreated(_)
-            | EventType::EventSent(_) => self.confirm_event(event)?,
+            | EventType::EventSent(_)
+            | EventType::EntityOperationSignaled(_)
+            | EventType::EntityOperationCalled(_)
+            | EventType::EntityLockRequested(_)
+            | EventType::EntityUnlockSent(_) => self.confirm_event(event)?,
             EventType::TaskCompleted(e) => self.resolve(e.task_scheduled_id, &e.result),
             EventType::TaskFailed(e) => {
                 self.resolve_failure(e.task_scheduled_id, e.failure_details.as_ref());
@@ -340,20 +363,20 @@ impl<'r> Episode<'r> {
             | EventType::HistoryState(_)
             | EventType::ContinueAsNew(_)
             | EventType::ExecutionRewound(_) => {}
-            EventType::EntityOperationSignaled(_)
-            | EventType::EntityOperationCalled(_)
-            | EventType::EntityOperationCompleted(_)
-            | EventType::EntityOperationFailed(_)
-            | EventType::EntityLockRequested(_)
-            | EventType::EntityLockGranted(_)
-            | EventType::EntityUnlockSent(_) => {
-                return Err(Halt::Failure(
-                    FailureDetails::new(
-                        "durable::Unsupported",
-                        "this history holds entity events; entities are not supported by this SDK yet",
-                    )
-                    .non_retriable(),
-                ));
+            EventType::EntityOperationCompleted(e) => {
+                if let Some(id) = answered_call(&self.ctx, &e.request_id) {
+                    self.resolve(id, &e.output);
+                }
+            }
+            EventType::EntityOperationFailed(e) => {
+                if let Some(id) = answered_call(&self.ctx, &e.request_id) {
+                    self.resolve_failure(id, e.failure_details.as_ref());
+                }
+            }
+            EventType::EntityLockGranted(e) => {
+                if let Some(id) = granted_lock(&self.ctx, &e.critical_section_id) {
+                    self.resolve(id, &None);
+                }
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! the replay executor.
 
 mod context;
+mod entities;
 mod executor;
 mod retry;
 mod task;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use context::{OrchestrationContext, SubOrchestratorOptions};
+pub use entities::{ENTITY_LOCK_MISUSE_ERROR_TYPE, EntityLock, LockTask};
 pub use executor::{NONDETERMINISM_ERROR_TYPE, execute, execute_orchestrator};
 pub use retry::RetryPolicy;
 pub use task::{Task, TaskRef, WhenAll, WhenAny, when_all, when_any};

@@ -1,10 +1,11 @@
-//! The worker: receives orchestration and activity work items from a sidecar and runs them.
+//! The worker: receives orchestration, activity and entity work items from a sidecar and runs
+//! them.
 //!
 //! A [`Worker`] calls `Hello`, opens the `GetWorkItems` stream and runs each work item
 //! concurrently (orchestration episodes on blocking threads through the replay executor,
-//! activities on tokio), within the limits of [`WorkerOptions`]. Results go back with
-//! `CompleteOrchestratorTask` / `CompleteActivityTask`, echoing the work item's completion
-//! token. Errors and panics of user code become failure details, never a dead worker.
+//! activities and entity batches on tokio), within the limits of [`WorkerOptions`]. Results go
+//! back with `CompleteOrchestratorTask` / `CompleteActivityTask` / `CompleteEntityTask`,
+//! echoing the work item's completion token. Errors and panics of user code become failure details, never a dead worker.
 //!
 //! When the sidecar goes away (stream error, end of stream, or no message for
 //! [`WorkerOptions::silent_timeout`]), the worker reconnects with jittered exponential backoff.
@@ -63,6 +64,7 @@ pub const PANIC_ERROR_TYPE: &str = execute::PANIC_ERROR_TYPE;
 pub struct WorkerOptions {
     max_orchestrations: usize,
     max_activities: usize,
+    max_entities: usize,
     shutdown_grace: Duration,
     silent_timeout: Duration,
     hello_timeout: Duration,
@@ -77,6 +79,7 @@ impl Default for WorkerOptions {
         Self {
             max_orchestrations: 100 * cpus,
             max_activities: 100 * cpus,
+            max_entities: 100 * cpus,
             shutdown_grace: Duration::from_secs(30),
             silent_timeout: Duration::from_secs(150),
             hello_timeout: Duration::from_secs(30),
@@ -88,7 +91,8 @@ impl Default for WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// The defaults: 100 × CPUs concurrent orchestrations and activities (as the Python SDK),
+    /// The defaults: 100 × CPUs concurrent orchestrations, activities and entity batches (as
+    /// the Python SDK),
     /// 30 s shutdown grace, 150 s silence watchdog, reconnect backoff 100 ms .. 15 s.
     pub fn new() -> Self {
         Self::default()
@@ -104,6 +108,13 @@ impl WorkerOptions {
     /// At most `n` activities at once (at least 1). Also sent to the sidecar as a hint.
     pub fn max_concurrent_activities(mut self, n: usize) -> Self {
         self.max_activities = n.max(1);
+        self
+    }
+
+    /// At most `n` entity batches at once (at least 1; each entity runs one batch at a time
+    /// anyway). Also sent to the sidecar as a hint.
+    pub fn max_concurrent_entities(mut self, n: usize) -> Self {
+        self.max_entities = n.max(1);
         self
     }
 
@@ -134,8 +145,8 @@ impl WorkerOptions {
         self
     }
 
-    /// Asks the sidecar for only the orchestrators and activities this worker has registered
-    /// (`workItemFilters`; and no entities). Useful when workers of several SDKs share one
+    /// Asks the sidecar for only the orchestrators, activities and entities this worker has
+    /// registered (`workItemFilters`). Useful when workers of several SDKs share one
     /// sidecar. Off by default: not every sidecar honours filters.
     pub fn work_item_filters(mut self, enabled: bool) -> Self {
         self.work_item_filters = enabled;
@@ -150,6 +161,11 @@ impl WorkerOptions {
     /// The configured activity limit.
     pub fn max_concurrent_activities_value(&self) -> usize {
         self.max_activities
+    }
+
+    /// The configured entity batch limit.
+    pub fn max_concurrent_entities_value(&self) -> usize {
+        self.max_entities
     }
 }
 
@@ -192,6 +208,7 @@ impl Worker {
         let inner = Arc::new(Inner {
             orchestration_slots: Arc::new(Semaphore::new(self.options.max_orchestrations)),
             activity_slots: Arc::new(Semaphore::new(self.options.max_activities)),
+            entity_slots: Arc::new(Semaphore::new(self.options.max_entities)),
             registry: Arc::new(self.registry),
             connection: self.connection,
             options: self.options,
@@ -269,6 +286,7 @@ struct Inner {
     options: WorkerOptions,
     orchestration_slots: Arc<Semaphore>,
     activity_slots: Arc<Semaphore>,
+    entity_slots: Arc<Semaphore>,
     phase: watch::Receiver<Phase>,
 }
 
@@ -446,13 +464,18 @@ async fn connect(
                     versions: Vec::new(),
                 })
                 .collect(),
-            entities: Vec::new(),
+            entities: registry
+                .entity_names()
+                .map(|name| proto::EntityFilter {
+                    name: name.to_owned(),
+                })
+                .collect(),
         }
     });
     let request = proto::GetWorkItemsRequest {
         max_concurrent_orchestration_work_items: clamp(inner.options.max_orchestrations),
         max_concurrent_activity_work_items: clamp(inner.options.max_activities),
-        max_concurrent_entity_work_items: 0,
+        max_concurrent_entity_work_items: clamp(inner.options.max_entities),
         capabilities: Vec::new(),
         work_item_filters,
     };
@@ -488,17 +511,24 @@ fn dispatch(
             ));
         }
         Some(WorkRequest::HealthPing(_)) => {}
-        Some(WorkRequest::EntityRequest(_) | WorkRequest::EntityRequestV2(_)) => {
-            tracing::warn!("entity work items are not supported by this worker yet; abandoning");
-            let mut client = client.clone();
-            tasks.spawn(async move {
-                let request = proto::AbandonEntityTaskRequest {
-                    completion_token: token,
-                };
-                if let Err(e) = client.abandon_task_entity_work_item(request).await {
-                    tracing::warn!("abandoning an entity work item failed: {e}");
-                }
-            });
+        Some(WorkRequest::EntityRequest(request)) => {
+            tasks.spawn(entity_item(
+                Arc::clone(inner),
+                client.clone(),
+                request,
+                Vec::new(),
+                token,
+            ));
+        }
+        Some(WorkRequest::EntityRequestV2(request)) => {
+            let (batch, infos) = crate::entity::executor::from_v2(request);
+            tasks.spawn(entity_item(
+                Arc::clone(inner),
+                client.clone(),
+                batch,
+                infos,
+                token,
+            ));
         }
         None => tracing::debug!("ignoring an empty work item"),
     }
@@ -566,6 +596,80 @@ async fn activity_item(
         async move { client.complete_activity_task(response).await }
     };
     if !complete_or_replace("activity", response, replacement, send).await {
+        abandon(client, token).await;
+    }
+}
+
+async fn entity_item(
+    inner: Arc<Inner>,
+    client: SidecarClient,
+    request: proto::EntityBatchRequest,
+    infos: Vec<proto::OperationInfo>,
+    token: String,
+) {
+    let abandon = |mut client: SidecarClient, token: String| async move {
+        let request = proto::AbandonEntityTaskRequest {
+            completion_token: token,
+        };
+        if let Err(e) = client.abandon_task_entity_work_item(request).await {
+            tracing::warn!("abandoning an entity work item failed: {e}");
+        }
+    };
+    let permit = tokio::select! {
+        permit = Arc::clone(&inner.entity_slots).acquire_owned() => permit,
+        _ = reached(inner.phase.clone(), Phase::Draining) => {
+            return abandon(client, token).await;
+        }
+    };
+    let Ok(_permit) = permit else {
+        return abandon(client, token).await;
+    };
+    let entity = request.instance_id.clone();
+    let old_state = request.entity_state.clone();
+    let mut result = tokio::select! {
+        result = crate::entity::executor::run_batch(&inner.registry, request) => result,
+        _ = reached(inner.phase.clone(), Phase::Abandoning) => {
+            tracing::warn!("abandoning a batch of entity `{entity}`: still running at the end of the shutdown grace period");
+            return abandon(client, token).await;
+        }
+    };
+    result.completion_token = token.clone();
+    result.operation_infos = infos.clone();
+    let operations = result.results.len();
+    let replacement = |status: &tonic::Status| {
+        // Running the batch again would produce the same oversized result: every operation
+        // fails saying why, and the state stays as it was.
+        let failure = FailureDetails::new(
+            PAYLOAD_TOO_LARGE_ERROR_TYPE,
+            format!(
+                "the result of a batch of entity `{entity}` was refused by the sidecar: {}; keep \
+                 operation results and entity state small",
+                status.message()
+            ),
+        )
+        .non_retriable();
+        let failed = proto::OperationResult {
+            result_type: Some(proto::operation_result::ResultType::Failure(
+                proto::OperationResultFailure {
+                    failure_details: Some((&failure).into()),
+                    start_time_utc: None,
+                    end_time_utc: None,
+                },
+            )),
+        };
+        proto::EntityBatchResult {
+            results: vec![failed; operations],
+            entity_state: old_state.clone(),
+            completion_token: token.clone(),
+            operation_infos: infos.clone(),
+            ..Default::default()
+        }
+    };
+    let send = |result: proto::EntityBatchResult| {
+        let mut client = client.clone();
+        async move { client.complete_entity_task(result).await }
+    };
+    if !complete_or_replace("entity", result, replacement, send).await {
         abandon(client, token).await;
     }
 }

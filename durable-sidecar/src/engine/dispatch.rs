@@ -3,13 +3,12 @@
 //! back when a worker abandons it or its stream ends.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use prost::Message;
-use tokio::sync::mpsc;
 use tonic::Status;
 
+use super::entities::pump_entities;
 use super::state::{Dispatched, InFlight, Instance, State};
 use super::{Engine, event};
 use crate::MAX_MESSAGE_BYTES;
@@ -19,38 +18,19 @@ use crate::proto::{
 };
 use crate::storage::WriteOp;
 use crate::time::{from_ms, now_ms};
-use crate::work_queue::{Filters, WorkStream};
+use crate::work_queue::{WorkKind, WorkStream};
 
 use super::is_terminal;
 use super::routing::Outbound;
 
 impl Engine {
-    pub(crate) fn add_stream(
-        &self,
-        tx: mpsc::UnboundedSender<Result<WorkItem, Status>>,
-        filters: Filters,
-        max_orch: usize,
-        max_act: usize,
-        last_send: Arc<AtomicI64>,
-        history_streaming: bool,
-    ) -> Result<u64, Status> {
+    /// Connects a worker stream; returns its id.
+    pub(crate) fn add_stream(&self, stream: WorkStream) -> Result<u64, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
         let id = st.next_stream;
         st.next_stream += 1;
-        st.streams.insert(
-            id,
-            WorkStream {
-                tx,
-                filters,
-                max_orch,
-                max_act,
-                orch_in_flight: 0,
-                act_in_flight: 0,
-                last_send,
-                history_streaming,
-            },
-        );
+        st.streams.insert(id, stream);
         self.pump(&mut st);
         Ok(id)
     }
@@ -64,7 +44,8 @@ impl Engine {
             .iter()
             .filter(|(_, d)| match d {
                 Dispatched::Orchestration { stream: s, .. }
-                | Dispatched::Activity { stream: s, .. } => *s == stream,
+                | Dispatched::Activity { stream: s, .. }
+                | Dispatched::Entity { stream: s, .. } => *s == stream,
             })
             .map(|(t, _)| t.clone())
             .collect();
@@ -87,11 +68,14 @@ impl Engine {
             return;
         }
         let durable = self.signal.durable_seq.load(Ordering::SeqCst);
-        if st.streams.values().any(|s| s.orch_in_flight < s.max_orch) {
+        if any_room(st, WorkKind::Orchestration) {
             self.pump_orchestrations(st, durable);
         }
-        if st.streams.values().any(|s| s.act_in_flight < s.max_act) {
+        if any_room(st, WorkKind::Activity) {
             pump_activities(st, durable);
+        }
+        if any_room(st, WorkKind::Entity) {
+            pump_entities(st, durable);
         }
     }
 
@@ -112,12 +96,13 @@ impl Engine {
                 continue;
             }
             let (name, version) = (inst.rec.name.clone(), inst.rec.version.clone());
-            let Some(stream) = pick_stream(st, true, &name, version.as_deref()) else {
+            let Some(stream) = pick_stream(st, WorkKind::Orchestration, &name, version.as_deref())
+            else {
                 if let Some(inst) = st.instances.get_mut(&id) {
                     inst.queued = true;
                 }
                 keep.push_back(id);
-                if !st.streams.values().any(|s| s.orch_in_flight < s.max_orch) {
+                if !any_room(st, WorkKind::Orchestration) {
                     break;
                 }
                 continue;
@@ -184,7 +169,7 @@ impl Engine {
             request: Some(work_item::Request::OrchestratorRequest(request)),
             completion_token: token,
         };
-        send(st, stream, item, true);
+        send(st, stream, item, WorkKind::Orchestration);
     }
 
     /// Fails an instance whose next work item cannot fit in one gRPC message.
@@ -226,7 +211,14 @@ impl Engine {
         b.ops.push(WriteOp::ClearInbox(id.to_string()));
         b.put_instance(&inst.rec);
         st.drop_pending_work(&mut b, id);
-        self.run_outbound(st, &mut b, vec![Outbound::NotifyParent(id.to_string())]);
+        self.run_outbound(
+            st,
+            &mut b,
+            vec![
+                Outbound::NotifyParent(id.to_string()),
+                Outbound::ReleaseLocks(id.to_string()),
+            ],
+        );
         st.notify_waiters(&b, id);
         // Called from `pump`: submit without pumping again; the commit signal pumps.
         self.submit_quietly(b);
@@ -238,17 +230,13 @@ impl State {
     /// leaves `tokens` through here, so a stream's in-flight counts never leak.
     pub(super) fn release_token(&mut self, token: &str) -> Option<Dispatched> {
         let d = self.tokens.remove(token)?;
-        match &d {
-            Dispatched::Orchestration { stream, .. } => {
-                if let Some(s) = self.streams.get_mut(stream) {
-                    s.orch_in_flight = s.orch_in_flight.saturating_sub(1);
-                }
-            }
-            Dispatched::Activity { stream, .. } => {
-                if let Some(s) = self.streams.get_mut(stream) {
-                    s.act_in_flight = s.act_in_flight.saturating_sub(1);
-                }
-            }
+        let (stream, kind) = match &d {
+            Dispatched::Orchestration { stream, .. } => (stream, WorkKind::Orchestration),
+            Dispatched::Activity { stream, .. } => (stream, WorkKind::Activity),
+            Dispatched::Entity { stream, .. } => (stream, WorkKind::Entity),
+        };
+        if let Some(s) = self.streams.get_mut(stream) {
+            s.free_slot(kind);
         }
         Some(d)
     }
@@ -277,6 +265,7 @@ impl State {
                     self.activity_queue.push_front(key);
                 }
             }
+            Dispatched::Entity { entity_id, .. } => self.requeue_entity_batch(&entity_id, token),
         }
         true
     }
@@ -296,9 +285,9 @@ fn pump_activities(st: &mut State, durable: u64) {
             continue;
         }
         let (name, version) = (a.request.name.clone(), a.request.version.clone());
-        let Some(stream) = pick_stream(st, false, &name, version.as_deref()) else {
+        let Some(stream) = pick_stream(st, WorkKind::Activity, &name, version.as_deref()) else {
             keep.push_back(key);
-            if !st.streams.values().any(|s| s.act_in_flight < s.max_act) {
+            if !any_room(st, WorkKind::Activity) {
                 break;
             }
             continue;
@@ -314,7 +303,7 @@ fn pump_activities(st: &mut State, durable: u64) {
         };
         st.tokens
             .insert(token, Dispatched::Activity { key, stream });
-        send(st, stream, item, false);
+        send(st, stream, item, WorkKind::Activity);
     }
     while let Some(key) = keep.pop_back() {
         st.activity_queue.push_front(key);
@@ -350,20 +339,24 @@ fn item_len(request: &OrchestratorRequest, token: &str) -> usize {
     request.encoded_len() + token.len() + 2 * (1 + 10)
 }
 
-fn pick_stream(st: &mut State, orch: bool, name: &str, version: Option<&str>) -> Option<u64> {
+/// Whether any stream can take one more item of `kind`.
+pub(super) fn any_room(st: &State, kind: WorkKind) -> bool {
+    st.streams.values().any(|s| s.has_room(kind))
+}
+
+/// The next stream (round robin) with room for `kind` that accepts `name`.
+pub(super) fn pick_stream(
+    st: &mut State,
+    kind: WorkKind,
+    name: &str,
+    version: Option<&str>,
+) -> Option<u64> {
     let start = st.rr;
     let found = st
         .streams
         .range(start..)
         .chain(st.streams.range(..start))
-        .find(|(_, s)| {
-            let free = if orch {
-                s.orch_in_flight < s.max_orch
-            } else {
-                s.act_in_flight < s.max_act
-            };
-            free && s.filters.accepts(orch, name, version)
-        })
+        .find(|(_, s)| s.has_room(kind) && s.accepts(kind, name, version))
         .map(|(id, _)| *id);
     if let Some(id) = found {
         st.rr = id.wrapping_add(1);
@@ -371,13 +364,10 @@ fn pick_stream(st: &mut State, orch: bool, name: &str, version: Option<&str>) ->
     found
 }
 
-fn send(st: &mut State, stream: u64, item: WorkItem, orch: bool) {
+/// Sends a work item on a stream, counting it in flight there.
+pub(super) fn send(st: &mut State, stream: u64, item: WorkItem, kind: WorkKind) {
     if let Some(s) = st.streams.get_mut(&stream) {
-        if orch {
-            s.orch_in_flight += 1;
-        } else {
-            s.act_in_flight += 1;
-        }
+        s.take_slot(kind);
         s.last_send.store(now_ms(), Ordering::Relaxed);
         // A failed send means the stream is going away; its drop guard requeues the work.
         let _ = s.tx.send(Ok(item));

@@ -14,8 +14,8 @@ use crate::proto::{
     self, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo,
     history_event::EventType, orchestrator_action::OrchestratorActionType,
 };
-use crate::storage::{ActivityRecord, TimerRecord, WriteOp};
-use crate::time::{from_ms, now_ms, to_ms};
+use crate::storage::{ActivityRecord, LockRequestRecord, TimerRecord, WriteOp};
+use crate::time::{from_ms, given_ms, now_ms, to_ms};
 
 impl Engine {
     pub(crate) fn complete_activity(&self, resp: proto::ActivityResponse) -> Option<CommitWait> {
@@ -32,7 +32,7 @@ impl Engine {
                                 .as_ref()
                                 .is_some_and(|i| i.instance_id == resp.instance_id)
                     }),
-                    Dispatched::Orchestration { .. } => false,
+                    Dispatched::Orchestration { .. } | Dispatched::Entity { .. } => false,
                 })
                 .map(|(t, _)| t.clone())?
         } else {
@@ -312,12 +312,7 @@ impl Episode<'_> {
                     self.complete(aid, a);
                 }
             }
-            OrchestratorActionType::SendEntityMessage(_) => {
-                tracing::warn!(
-                    instance_id = self.id,
-                    "ignoring an entity action: entities are not supported by this sidecar yet"
-                );
-            }
+            OrchestratorActionType::SendEntityMessage(m) => self.entity_message(aid, m),
             _ => {}
         }
     }
@@ -459,6 +454,75 @@ impl Episode<'_> {
         }
     }
 
+    /// A signal, call, lock request or unlock: confirmed in history (unless the
+    /// orchestration already completed in this episode) and routed to the entities.
+    fn entity_message(&mut self, aid: i32, message: proto::SendEntityMessageAction) {
+        use proto::send_entity_message_action::EntityMessageType as M;
+        let Some(message) = message.entity_message_type else {
+            return;
+        };
+        let (confirmation, outbound) = match message {
+            M::EntityOperationSignaled(s) => {
+                let at_ms = given_ms(s.scheduled_time.as_ref());
+                let target = s.target_instance_id.clone().unwrap_or_default();
+                let op = event(-1, EventType::EntityOperationSignaled(s.clone()));
+                (
+                    EventType::EntityOperationSignaled(s),
+                    Outbound::EntityOp {
+                        target,
+                        event: Box::new(op),
+                        at_ms,
+                    },
+                )
+            }
+            M::EntityOperationCalled(mut c) => {
+                c.parent_instance_id
+                    .get_or_insert_with(|| self.id.to_string());
+                if c.parent_execution_id.as_deref().is_none_or(str::is_empty) {
+                    c.parent_execution_id = Some(self.exec_id.clone());
+                }
+                let target = c.target_instance_id.clone().unwrap_or_default();
+                let op = event(-1, EventType::EntityOperationCalled(c.clone()));
+                (
+                    EventType::EntityOperationCalled(c),
+                    Outbound::EntityOp {
+                        target,
+                        event: Box::new(op),
+                        at_ms: None,
+                    },
+                )
+            }
+            M::EntityLockRequested(l) => {
+                let holder = l
+                    .parent_instance_id
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| self.id.to_string());
+                let request = LockRequestRecord {
+                    critical_section_id: l.critical_section_id.clone(),
+                    holder,
+                    lock_set: l.lock_set.clone(),
+                    order: 0,
+                };
+                (
+                    EventType::EntityLockRequested(l),
+                    Outbound::LockRequest(Box::new(request)),
+                )
+            }
+            M::EntityUnlockSent(u) => {
+                let unlock = Outbound::Unlock {
+                    target: u.target_instance_id.clone().unwrap_or_default(),
+                    section: u.critical_section_id.clone(),
+                };
+                (EventType::EntityUnlockSent(u), unlock)
+            }
+        };
+        if !self.finished {
+            self.inst.history.push(event(aid, confirmation));
+        }
+        self.out.push(outbound);
+    }
+
     /// New generation: fresh history, carry-over and waiting events first.
     fn continue_as_new(&mut self, a: proto::CompleteOrchestrationAction) {
         let rec = &mut self.inst.rec;
@@ -499,6 +563,8 @@ impl Episode<'_> {
         }
         self.inst.history.clear();
         self.replaced = true;
+        // Locks belong to the generation that took them.
+        self.out.push(Outbound::ReleaseLocks(self.id.to_string()));
         // Events sent to itself after this action go to the new generation.
         self.finished = false;
     }
@@ -527,6 +593,7 @@ impl Episode<'_> {
             self.b.ops.push(WriteOp::ClearInbox(self.id.to_string()));
         }
         self.out.push(Outbound::NotifyParent(self.id.to_string()));
+        self.out.push(Outbound::ReleaseLocks(self.id.to_string()));
     }
 
     /// Writes the history changes of the episode and the instance record.

@@ -76,6 +76,7 @@ impl Engine {
                 st.release_token(&token);
             }
             st.drop_pending_work(b, &ni.instance_id);
+            st.release_locks_of(b, &ni.instance_id);
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         }
         let inst = Instance::new(rec, queued, b.seq);

@@ -16,10 +16,12 @@
 //! | `routing` | deliveries between instances: events, terminations, sub-orchestration starts and results |
 //! | `timers` | durable timers and scheduled starts |
 //! | `dispatch` | worker streams, handing out durable work, tokens, abandon |
+//! | `entities` | entity operation queues, batches and their results, locks of critical sections |
 //! | `queries` | reads, long-poll waits, queries and listings, purge |
 
 mod batch;
 mod dispatch;
+mod entities;
 mod episode;
 mod lifecycle;
 mod queries;
@@ -33,7 +35,9 @@ use tokio::sync::watch;
 use tonic::Status;
 
 pub(crate) use batch::CommitWait;
+pub(crate) use entities::canonical_entity_id;
 pub(crate) use lifecycle::NewInstance;
+pub(crate) use queries::EntityFilter;
 use state::State;
 
 use crate::proto::{HistoryEvent, OrchestrationStatus, history_event::EventType};
@@ -183,7 +187,7 @@ mod tests {
         self, OrchestrationState, OrchestratorAction, orchestrator_action::OrchestratorActionType,
     };
     use crate::storage::WriteOp;
-    use crate::work_queue::Filters;
+    use crate::work_queue::{Filters, WorkStream};
 
     type Done = oneshot::Sender<Result<(), Arc<StorageError>>>;
 
@@ -263,14 +267,12 @@ mod tests {
         let (engine, storage) = held_engine();
         let (tx, mut rx) = mpsc::unbounded_channel();
         engine
-            .add_stream(
+            .add_stream(WorkStream::new(
                 tx,
                 Filters::default(),
-                usize::MAX,
-                usize::MAX,
+                &proto::GetWorkItemsRequest::default(),
                 Arc::new(AtomicI64::new(0)),
-                false,
-            )
+            ))
             .unwrap();
         let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();
         assert!(

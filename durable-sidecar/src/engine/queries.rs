@@ -1,5 +1,6 @@
 //! Reads, waits and purge: instance state and history, queries and listings, long polls that
-//! answer once a status change is durable, and deleting finished instances.
+//! answer once a status change is durable, deleting finished instances; entity reads, entity
+//! queries and cleaning entity storage.
 
 use std::sync::atomic::Ordering;
 
@@ -7,9 +8,9 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::batch::{Batch, CommitWait};
-use super::state::{Instance, State};
+use super::state::{EntityInstance, Instance, State};
 use super::{Engine, is_terminal};
-use crate::proto::{HistoryEvent, OrchestrationState};
+use crate::proto::{EntityMetadata, HistoryEvent, OrchestrationState};
 use crate::storage::{InstanceRecord, WriteOp};
 use crate::time::from_ms;
 
@@ -211,5 +212,152 @@ fn to_state(rec: &InstanceRecord, payloads: bool) -> OrchestrationState {
             .and_then(|p| p.orchestration_instance.as_ref())
             .map(|i| i.instance_id.clone()),
         tags: rec.tags.clone(),
+    }
+}
+
+/// One page of entities and where the next starts.
+pub(crate) struct EntityPage {
+    pub(crate) entities: Vec<EntityMetadata>,
+    pub(crate) continuation_token: Option<String>,
+}
+
+/// What `QueryEntities` matches.
+pub(crate) struct EntityFilter<'a> {
+    pub(crate) prefix: Option<&'a str>,
+    pub(crate) modified_from: Option<i64>,
+    pub(crate) modified_to: Option<i64>,
+    pub(crate) include_state: bool,
+    pub(crate) include_transient: bool,
+    pub(crate) page_size: usize,
+    /// The last id of the previous page.
+    pub(crate) after: Option<&'a str>,
+}
+
+impl Engine {
+    /// An entity's metadata once its last change is durable; `None` when it has no state.
+    pub(crate) async fn get_entity(
+        &self,
+        id: &str,
+        include_state: bool,
+    ) -> Result<Option<EntityMetadata>, Status> {
+        let mut stop = self.shutdown_signal();
+        loop {
+            let rx = {
+                let mut st = self.lock();
+                let durable = self.signal.durable_seq.load(Ordering::SeqCst);
+                match st.entities.get(id) {
+                    None => return Ok(None),
+                    Some(e) if e.status_seq <= durable => {
+                        return Ok(e
+                            .rec
+                            .state
+                            .is_some()
+                            .then(|| entity_metadata(e, include_state)));
+                    }
+                    Some(_) => {}
+                }
+                self.refuse(&st)?;
+                let (tx, rx) = oneshot::channel();
+                st.waiters.entry(id.to_string()).or_default().push(tx);
+                rx
+            };
+            tokio::select! {
+                _ = rx => {}
+                _ = stop.changed() => {
+                    return Err(Status::unavailable("the sidecar is shutting down"));
+                }
+            }
+        }
+    }
+
+    /// Entities matching a query, sorted by id, one page.
+    pub(crate) fn query_entities(&self, filter: &EntityFilter<'_>) -> EntityPage {
+        let st = self.lock();
+        let mut matching: Vec<&EntityInstance> = st
+            .entities
+            .values()
+            .filter(|e| filter.after.is_none_or(|after| e.rec.id.as_str() > after))
+            .filter(|e| filter.prefix.is_none_or(|p| e.rec.id.starts_with(p)))
+            .filter(|e| {
+                filter
+                    .modified_from
+                    .is_none_or(|f| e.rec.last_modified_ms >= f)
+            })
+            .filter(|e| {
+                filter
+                    .modified_to
+                    .is_none_or(|t| e.rec.last_modified_ms < t)
+            })
+            .filter(|e| filter.include_transient || e.rec.state.is_some())
+            .collect();
+        matching.sort_by(|a, b| a.rec.id.cmp(&b.rec.id));
+        let more = matching.len() > filter.page_size;
+        matching.truncate(filter.page_size);
+        EntityPage {
+            continuation_token: more
+                .then(|| matching.last().map(|e| e.rec.id.clone()))
+                .flatten(),
+            entities: matching
+                .into_iter()
+                .map(|e| entity_metadata(e, filter.include_state))
+                .collect(),
+        }
+    }
+
+    /// Releases locks whose holder is gone or finished, then removes entities with no state,
+    /// work or lock. Returns (entities removed, locks released).
+    pub(crate) fn clean_entity_storage(
+        &self,
+        remove_empty: bool,
+        release_orphaned_locks: bool,
+    ) -> ((i32, i32), CommitWait) {
+        let mut st = self.lock();
+        let mut b = self.begin(&mut st);
+        let mut released = 0;
+        if release_orphaned_locks {
+            let orphaned: Vec<String> = st
+                .locks_by_holder
+                .keys()
+                .filter(|holder| {
+                    st.instances
+                        .get(*holder)
+                        .is_none_or(|i| is_terminal(i.rec.status))
+                })
+                .cloned()
+                .collect();
+            for holder in orphaned {
+                released += st.locks_by_holder.get(&holder).map_or(0, |s| s.len());
+                st.release_locks_of(&mut b, &holder);
+            }
+        }
+        let mut removed = 0;
+        if remove_empty {
+            let empty: Vec<String> = st
+                .entities
+                .values()
+                .filter(|e| e.is_empty())
+                .map(|e| e.rec.id.clone())
+                .collect();
+            for id in empty {
+                st.drop_entity_if_empty(&mut b, &id);
+                removed += 1;
+            }
+        }
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        ((count(removed), count(released)), self.submit(&mut st, b))
+    }
+}
+
+fn entity_metadata(e: &EntityInstance, include_state: bool) -> EntityMetadata {
+    EntityMetadata {
+        instance_id: e.rec.id.clone(),
+        last_modified_time: Some(from_ms(e.rec.last_modified_ms)),
+        backlog_queue_size: i32::try_from(e.backlog()).unwrap_or(i32::MAX),
+        locked_by: e.rec.lock_holder.clone(),
+        serialized_state: if include_state {
+            e.rec.state.clone()
+        } else {
+            None
+        },
     }
 }

@@ -1,6 +1,7 @@
 //! Routing between instances: events sent by one orchestration to another, termination
 //! requests (recursive ones reach the children), sub-orchestration starts and the result a
-//! finished child reports to its parent. Deliveries produced while one instance is updated are
+//! finished child reports to its parent, and messages to entities (operations, lock requests
+//! and releases). Deliveries produced while one instance is updated are
 //! applied after it, in the same batch.
 
 use std::collections::VecDeque;
@@ -13,6 +14,7 @@ use super::{event, is_terminal};
 use crate::proto::{
     self, HistoryEvent, OrchestrationStatus, TaskFailureDetails, history_event::EventType,
 };
+use crate::storage::LockRequestRecord;
 
 /// Events or commands for other instances, applied after the current instance is updated.
 pub(super) enum Outbound {
@@ -27,6 +29,18 @@ pub(super) enum Outbound {
     CreateChild(Box<NewInstance>, String),
     /// The instance finished: tell its parent, if it has one.
     NotifyParent(String),
+    /// An operation (signal or call) for an entity, now or at a time.
+    EntityOp {
+        target: String,
+        event: Box<HistoryEvent>,
+        at_ms: Option<i64>,
+    },
+    /// A critical section asks for its locks.
+    LockRequest(Box<LockRequestRecord>),
+    /// A critical section releases one entity.
+    Unlock { target: String, section: String },
+    /// The instance ended a generation: its locks are released.
+    ReleaseLocks(String),
 }
 
 impl Engine {
@@ -57,6 +71,14 @@ impl Engine {
                         out.push_back(o);
                     }
                 }
+                Outbound::EntityOp {
+                    target,
+                    event,
+                    at_ms,
+                } => self.deliver_entity_op(st, b, &target, *event, at_ms),
+                Outbound::LockRequest(request) => st.request_lock(b, *request),
+                Outbound::Unlock { target, section } => st.unlock_entity(b, &target, &section),
+                Outbound::ReleaseLocks(holder) => st.release_locks_of(b, &holder),
             }
         }
     }

@@ -2,7 +2,7 @@
 //! armed timers, dispatch tokens and worker streams, plus the bookkeeping every mutation shares
 //! (inbox appends, the ready queue, dropping an ending instance's queued work).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use prost::Message;
 use tokio::sync::oneshot;
@@ -10,7 +10,10 @@ use tokio::sync::oneshot;
 use super::batch::Batch;
 use super::{is_terminal, new_id};
 use crate::proto::{self, HistoryEvent, OrchestratorAction};
-use crate::storage::{InstanceRecord, LoadedState, StorageError, TimerRecord, WriteOp};
+use crate::storage::{
+    EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, StorageError, TimerRecord,
+    WriteOp,
+};
 use crate::time::now_ms;
 use crate::work_queue::WorkStream;
 
@@ -74,6 +77,62 @@ pub(super) struct Activity {
     pub(super) ready_seq: u64,
 }
 
+/// One entity: its record and the operations waiting for it.
+pub(super) struct EntityInstance {
+    pub(super) rec: EntityRecord,
+    /// Queued operations (`entityOperationSignaled` / `Called` events) by arrival sequence.
+    pub(super) queue: BTreeMap<u64, HistoryEvent>,
+    pub(super) next_seq: u64,
+    /// The batch a worker is running.
+    pub(super) in_flight: Option<EntityInFlight>,
+    /// Whether it is in the entity ready queue.
+    pub(super) queued: bool,
+    /// Batch that must be durable before its queued operations may be dispatched.
+    pub(super) ready_seq: u64,
+    /// Batch of the last change of state or lock: reads answer once it is durable.
+    pub(super) status_seq: u64,
+}
+
+impl EntityInstance {
+    pub(super) fn new(id: &str, now: i64) -> Self {
+        Self {
+            rec: EntityRecord {
+                id: id.to_owned(),
+                state: None,
+                last_modified_ms: now,
+                locked_by: None,
+                lock_holder: None,
+                execution_id: new_id(),
+            },
+            queue: BTreeMap::new(),
+            next_seq: 1,
+            in_flight: None,
+            queued: false,
+            ready_seq: 0,
+            status_seq: 0,
+        }
+    }
+
+    /// Operations queued or running.
+    pub(super) fn backlog(&self) -> usize {
+        self.queue.len() + self.in_flight.as_ref().map_or(0, |f| f.ops.len())
+    }
+
+    /// Nothing to keep: no state, no work, no lock.
+    pub(super) fn is_empty(&self) -> bool {
+        self.rec.state.is_none()
+            && self.rec.locked_by.is_none()
+            && self.queue.is_empty()
+            && self.in_flight.is_none()
+    }
+}
+
+/// The operations of an entity batch handed to a worker, with their queue sequence numbers.
+pub(super) struct EntityInFlight {
+    pub(super) token: String,
+    pub(super) ops: Vec<(u64, HistoryEvent)>,
+}
+
 /// What happens when a timer is due.
 pub(super) enum TimerEntry {
     /// A durable timer fires: its event goes to the instance's inbox.
@@ -87,6 +146,7 @@ pub(super) enum TimerEntry {
 pub(super) enum Dispatched {
     Orchestration { instance_id: String, stream: u64 },
     Activity { key: u64, stream: u64 },
+    Entity { entity_id: String, stream: u64 },
 }
 
 /// Everything the engine holds, behind its one mutex.
@@ -104,6 +164,14 @@ pub(super) struct State {
     pub(super) wake_after: VecDeque<(u64, String)>,
     /// Instances purged by a batch that may not be durable yet: id → batch seq.
     pub(super) purging: HashMap<String, u64>,
+    pub(super) entities: HashMap<String, EntityInstance>,
+    /// Entities with queued operations to dispatch.
+    pub(super) entity_ready: VecDeque<String>,
+    /// Lock requests not granted yet, first come first served.
+    pub(super) lock_requests: Vec<LockRequestRecord>,
+    pub(super) next_lock_order: u64,
+    /// Orchestration instance → the entities it holds locked.
+    pub(super) locks_by_holder: HashMap<String, BTreeSet<String>>,
     pub(super) next_seq: u64,
     pub(super) next_key: u64,
     pub(super) next_stream: u64,
@@ -130,6 +198,11 @@ impl State {
             waiters: HashMap::new(),
             wake_after: VecDeque::new(),
             purging: HashMap::new(),
+            entities: HashMap::new(),
+            entity_ready: VecDeque::new(),
+            lock_requests: Vec::new(),
+            next_lock_order: 1,
+            locks_by_holder: HashMap::new(),
             next_seq: 1,
             next_key: 1,
             next_stream: 1,
@@ -188,7 +261,41 @@ impl State {
             st.timers
                 .insert((t.fire_at_ms, t.key), TimerEntry::Fire(Box::new(t)));
         }
+        st.restore_entities(loaded.entities, loaded.entity_ops, loaded.lock_requests)?;
         Ok(st)
+    }
+
+    fn restore_entities(
+        &mut self,
+        records: Vec<EntityRecord>,
+        mut ops: HashMap<String, Vec<(u64, Vec<u8>)>>,
+        lock_requests: Vec<LockRequestRecord>,
+    ) -> Result<(), StorageError> {
+        let now = now_ms();
+        for rec in records {
+            let mut entity = EntityInstance::new(&rec.id, now);
+            for (seq, bytes) in ops.remove(&rec.id).unwrap_or_default() {
+                entity
+                    .queue
+                    .insert(seq, HistoryEvent::decode(bytes.as_slice())?);
+                entity.next_seq = entity.next_seq.max(seq + 1);
+            }
+            if let Some(holder) = &rec.lock_holder {
+                self.locks_by_holder
+                    .entry(holder.clone())
+                    .or_default()
+                    .insert(rec.id.clone());
+            }
+            entity.queued = !entity.queue.is_empty();
+            if entity.queued {
+                self.entity_ready.push_back(rec.id.clone());
+            }
+            entity.rec = rec;
+            self.entities.insert(entity.rec.id.clone(), entity);
+        }
+        self.next_lock_order = lock_requests.iter().map(|r| r.order + 1).max().unwrap_or(1);
+        self.lock_requests = lock_requests;
+        Ok(())
     }
 
     /// A fresh key for an activity or timer (unique across restarts: keys are stored).

@@ -1,5 +1,6 @@
-//! Timers: durable timers whose `TimerFired` events go to their instance's inbox when due, and
-//! scheduled start times that make a PENDING instance dispatchable. One background task sleeps
+//! Timers: durable timers whose `TimerFired` events go to their instance's inbox when due,
+//! scheduled start times that make a PENDING instance dispatchable, and delayed entity
+//! signals that join their entity's queue. One background task sleeps
 //! until the earliest one.
 
 use std::sync::Arc;
@@ -45,6 +46,13 @@ impl Engine {
             any = true;
             match entry.remove() {
                 TimerEntry::Start(id) => st.mark_ready(&b, &id),
+                TimerEntry::Fire(rec) if rec.instance_id.starts_with('@') => {
+                    // A signal to an entity, delivered no earlier than asked.
+                    b.ops.push(WriteOp::DeleteTimer(rec.key));
+                    if let Some(ev) = rec.event {
+                        st.queue_entity_op(&mut b, &rec.instance_id, ev);
+                    }
+                }
                 TimerEntry::Fire(rec) => {
                     b.ops.push(WriteOp::DeleteTimer(rec.key));
                     let live = st.instances.get(&rec.instance_id).is_some_and(|i| {

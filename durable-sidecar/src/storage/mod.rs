@@ -73,6 +73,44 @@ pub(crate) struct InstanceRecord {
     pub(crate) force_dispatch: bool,
 }
 
+/// The persisted metadata of one entity (everything but its queued operations).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct EntityRecord {
+    /// `@name@key`.
+    #[prost(string, tag = "1")]
+    pub(crate) id: String,
+    /// The JSON state; absent = the entity has no state (it does not exist for readers).
+    #[prost(string, optional, tag = "2")]
+    pub(crate) state: Option<String>,
+    #[prost(int64, tag = "3")]
+    pub(crate) last_modified_ms: i64,
+    /// The critical section holding the entity's lock.
+    #[prost(string, optional, tag = "4")]
+    pub(crate) locked_by: Option<String>,
+    /// The orchestration instance of that critical section.
+    #[prost(string, optional, tag = "5")]
+    pub(crate) lock_holder: Option<String>,
+    /// Sent as the entity work item's execution id.
+    #[prost(string, tag = "6")]
+    pub(crate) execution_id: String,
+}
+
+/// A lock request waiting until every entity of its set is free.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct LockRequestRecord {
+    #[prost(string, tag = "1")]
+    pub(crate) critical_section_id: String,
+    /// The requesting orchestration instance.
+    #[prost(string, tag = "2")]
+    pub(crate) holder: String,
+    /// The entities to lock, sorted.
+    #[prost(string, repeated, tag = "3")]
+    pub(crate) lock_set: Vec<String>,
+    /// Arrival order among lock requests (requests are granted first come, first served).
+    #[prost(uint64, tag = "4")]
+    pub(crate) order: u64,
+}
+
 /// One pending activity work item (un-acknowledged until its completion commits).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ActivityRecord {
@@ -127,6 +165,22 @@ pub(crate) enum WriteOp {
     DeleteActivity(u64),
     PutTimer(Box<TimerRecord>),
     DeleteTimer(u64),
+    PutEntity(Box<EntityRecord>),
+    /// Removes the entity with its queued operations.
+    DeleteEntity(String),
+    /// Queues an operation (an `entityOperationSignaled`/`Called` event) for an entity.
+    PutEntityOp {
+        entity_id: String,
+        seq: u64,
+        event: Vec<u8>,
+    },
+    /// Removes processed operations.
+    DeleteEntityOps {
+        entity_id: String,
+        seqs: Vec<u64>,
+    },
+    PutLockRequest(Box<LockRequestRecord>),
+    DeleteLockRequest(String),
 }
 
 /// Everything a storage holds, read once at start.
@@ -139,6 +193,10 @@ pub(crate) struct LoadedState {
     pub(crate) inbox: HashMap<String, Vec<(u64, Vec<u8>)>>,
     pub(crate) activities: Vec<ActivityRecord>,
     pub(crate) timers: Vec<TimerRecord>,
+    pub(crate) entities: Vec<EntityRecord>,
+    /// entity id → (seq, encoded event), in seq order.
+    pub(crate) entity_ops: HashMap<String, Vec<(u64, Vec<u8>)>>,
+    pub(crate) lock_requests: Vec<LockRequestRecord>,
 }
 
 /// Shared signals between a storage writer and the engine.

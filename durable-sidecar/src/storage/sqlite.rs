@@ -1,4 +1,6 @@
 //! SQLite storage: one file, WAL journal, `synchronous=NORMAL`, one writer thread with group commit.
+//! Tables: instances, history, inboxes, activities, timers, entities with their queued
+//! operations, and lock requests.
 //!
 //! With WAL, `synchronous=NORMAL` makes every commit survive a crash of the sidecar process
 //! (including `kill -9`): a commit is in the WAL file, in the OS page cache, before it returns.
@@ -18,8 +20,8 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::{
-    ActivityRecord, CommitSignal, InstanceRecord, LoadedState, Storage, StorageError, TimerRecord,
-    WriteOp,
+    ActivityRecord, CommitSignal, EntityRecord, InstanceRecord, LoadedState, LockRequestRecord,
+    Storage, StorageError, TimerRecord, WriteOp,
 };
 
 type Done = Option<oneshot::Sender<Result<(), Arc<StorageError>>>>;
@@ -48,6 +50,11 @@ CREATE TABLE IF NOT EXISTS activities (key INTEGER PRIMARY KEY, instance_id TEXT
 CREATE INDEX IF NOT EXISTS activities_by_instance ON activities (instance_id);
 CREATE TABLE IF NOT EXISTS timers (key INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, record BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS timers_by_instance ON timers (instance_id);
+CREATE TABLE IF NOT EXISTS entities (id TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entity_ops (
+    entity_id TEXT NOT NULL, seq INTEGER NOT NULL, event BLOB NOT NULL,
+    PRIMARY KEY (entity_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lock_requests (id TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID;
 ";
 
 fn open(path: &Path) -> Result<Connection, StorageError> {
@@ -240,7 +247,88 @@ fn apply(c: &Connection, op: &WriteOp) -> Result<(), StorageError> {
             c.prepare_cached("DELETE FROM timers WHERE key = ?1")?
                 .execute(params![*key as i64])?;
         }
+        WriteOp::PutEntity(_)
+        | WriteOp::DeleteEntity(_)
+        | WriteOp::PutEntityOp { .. }
+        | WriteOp::DeleteEntityOps { .. }
+        | WriteOp::PutLockRequest(_)
+        | WriteOp::DeleteLockRequest(_) => apply_entity(c, op)?,
     }
+    Ok(())
+}
+
+fn apply_entity(c: &Connection, op: &WriteOp) -> Result<(), StorageError> {
+    match op {
+        WriteOp::PutEntity(rec) => {
+            c.prepare_cached("INSERT OR REPLACE INTO entities (id, record) VALUES (?1, ?2)")?
+                .execute(params![rec.id, rec.encode_to_vec()])?;
+        }
+        WriteOp::DeleteEntity(id) => {
+            c.prepare_cached("DELETE FROM entities WHERE id = ?1")?
+                .execute(params![id])?;
+            c.prepare_cached("DELETE FROM entity_ops WHERE entity_id = ?1")?
+                .execute(params![id])?;
+        }
+        WriteOp::PutEntityOp {
+            entity_id,
+            seq,
+            event,
+        } => {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO entity_ops (entity_id, seq, event) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![entity_id, *seq as i64, event])?;
+        }
+        WriteOp::DeleteEntityOps { entity_id, seqs } => {
+            let mut stmt =
+                c.prepare_cached("DELETE FROM entity_ops WHERE entity_id = ?1 AND seq = ?2")?;
+            for seq in seqs {
+                stmt.execute(params![entity_id, *seq as i64])?;
+            }
+        }
+        WriteOp::PutLockRequest(rec) => {
+            c.prepare_cached("INSERT OR REPLACE INTO lock_requests (id, record) VALUES (?1, ?2)")?
+                .execute(params![rec.critical_section_id, rec.encode_to_vec()])?;
+        }
+        WriteOp::DeleteLockRequest(id) => {
+            c.prepare_cached("DELETE FROM lock_requests WHERE id = ?1")?
+                .execute(params![id])?;
+        }
+        // Orchestration writes: `apply` handles them and never sends them here.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn load_entities(conn: &Connection, state: &mut LoadedState) -> Result<(), StorageError> {
+    let mut stmt = conn.prepare("SELECT record FROM entities")?;
+    for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+        state.entities.push(EntityRecord::decode(row?.as_slice())?);
+    }
+    let mut stmt =
+        conn.prepare("SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, seq, event) = row?;
+        state
+            .entity_ops
+            .entry(id)
+            .or_default()
+            .push((u64::try_from(seq).unwrap_or(0), event));
+    }
+    let mut stmt = conn.prepare("SELECT record FROM lock_requests")?;
+    for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+        state
+            .lock_requests
+            .push(LockRequestRecord::decode(row?.as_slice())?);
+    }
+    state.lock_requests.sort_by_key(|r| r.order);
     Ok(())
 }
 
@@ -304,6 +392,7 @@ impl Storage for SqliteStorage {
                 state.timers.push(TimerRecord::decode(row?.as_slice())?);
             }
         }
+        load_entities(&conn, &mut state)?;
         Ok(state)
     }
 

@@ -1,4 +1,5 @@
-//! The management client: start, inspect, wait for, signal and clean up orchestrations.
+//! The management client: start, inspect, wait for, signal and clean up orchestrations, and
+//! signal, read, query and clean up entities.
 //!
 //! [`DurableClient`] speaks the Durable Task gRPC protocol to any sidecar (the embedded one,
 //! durabletask-go, the Python SDK's in-memory backend, Durable Task Scheduler). Payloads are
@@ -15,6 +16,8 @@
 //! let greetings: Vec<String> = state.output()?;
 //! # Ok(()) }
 //! ```
+
+mod entities;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +38,8 @@ use crate::error::FailureDetails;
 use crate::orchestration::Orchestrator;
 use crate::proto;
 use crate::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+
+pub use entities::{CleanEntityStorageResult, EntityMetadata, EntityQuery, EntityState};
 
 /// The gRPC client type used by [`DurableClient`] and the worker.
 pub(crate) type SidecarClient =
