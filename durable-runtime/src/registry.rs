@@ -201,6 +201,7 @@ pub struct RegistryError {
     pub second: String,
 }
 
+#[derive(Clone)]
 struct Entry<F> {
     run: F,
     location: String,
@@ -218,7 +219,7 @@ struct Entry<F> {
 ///     .unwrap();
 /// assert_eq!(registry.activity_names().collect::<Vec<_>>(), ["hello"]);
 /// ```
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Registry {
     orchestrators: BTreeMap<String, Entry<OrchestratorFn>>,
     activities: BTreeMap<String, Entry<ActivityFn>>,

@@ -264,6 +264,102 @@ impl HistoryBuilder {
         )
     }
 
+    /// History confirms a signal (action `id`) of `operation` to entity `target`.
+    pub fn entity_signaled(&mut self, id: i32, target: &str, operation: &str) -> &mut Self {
+        self.push(
+            id,
+            EventType::EntityOperationSignaled(proto::EntityOperationSignaledEvent {
+                target_instance_id: Some(target.to_owned()),
+                operation: operation.to_owned(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// History confirms a call (action `id`, request `request_id`) of `operation` on `target`.
+    pub fn entity_called(
+        &mut self,
+        id: i32,
+        target: &str,
+        operation: &str,
+        request_id: &str,
+    ) -> &mut Self {
+        self.push(
+            id,
+            EventType::EntityOperationCalled(proto::EntityOperationCalledEvent {
+                request_id: request_id.to_owned(),
+                target_instance_id: Some(target.to_owned()),
+                operation: operation.to_owned(),
+                parent_instance_id: Some(self.instance_id.clone()),
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// The call `request_id` returned JSON `output`.
+    pub fn entity_completed(&mut self, request_id: &str, output: &str) -> &mut Self {
+        self.push(
+            -1,
+            EventType::EntityOperationCompleted(proto::EntityOperationCompletedEvent {
+                request_id: request_id.to_owned(),
+                output: Some(output.to_owned()),
+            }),
+        )
+    }
+
+    /// The call `request_id` failed.
+    pub fn entity_failed(
+        &mut self,
+        request_id: &str,
+        error_type: &str,
+        message: &str,
+    ) -> &mut Self {
+        let details = FailureDetails::new(error_type, message);
+        self.push(
+            -1,
+            EventType::EntityOperationFailed(proto::EntityOperationFailedEvent {
+                request_id: request_id.to_owned(),
+                failure_details: Some((&details).into()),
+            }),
+        )
+    }
+
+    /// History confirms a lock request (action `id`) of critical section `section` over
+    /// `lock_set` (sorted entity ids).
+    pub fn lock_requested(&mut self, id: i32, section: &str, lock_set: &[&str]) -> &mut Self {
+        self.push(
+            id,
+            EventType::EntityLockRequested(proto::EntityLockRequestedEvent {
+                critical_section_id: section.to_owned(),
+                lock_set: lock_set.iter().map(|s| (*s).to_owned()).collect(),
+                position: 0,
+                parent_instance_id: Some(self.instance_id.clone()),
+            }),
+        )
+    }
+
+    /// Every lock of critical section `section` was granted.
+    pub fn lock_granted(&mut self, section: &str) -> &mut Self {
+        self.push(
+            -1,
+            EventType::EntityLockGranted(proto::EntityLockGrantedEvent {
+                critical_section_id: section.to_owned(),
+            }),
+        )
+    }
+
+    /// History confirms the release (action `id`) of `target` by critical section `section`.
+    pub fn unlock_sent(&mut self, id: i32, section: &str, target: &str) -> &mut Self {
+        self.push(
+            id,
+            EventType::EntityUnlockSent(proto::EntityUnlockSentEvent {
+                critical_section_id: section.to_owned(),
+                parent_instance_id: Some(self.instance_id.clone()),
+                target_instance_id: Some(target.to_owned()),
+            }),
+        )
+    }
+
     /// A request with every event new (a first episode).
     pub fn request_all_new(&self) -> proto::OrchestratorRequest {
         self.request_replaying_all_but(self.events.len())

@@ -124,11 +124,16 @@ pub(crate) fn expand_struct(model: &StructEntity) -> TokenStream {
         entity.value(),
         model.operations[0].method.sig.ident
     );
-    let default_check = quote_spanned! {syn::spanned::Spanned::span(&*model.rest.self_ty)=>
-        fn __durable_state_is_default<S: ::core::default::Default
-            + ::durable::__private::serde::Serialize
-            + ::durable::__private::serde::de::DeserializeOwned>() {}
-        const _: fn() = __durable_state_is_default::<#ident>;
+    // Spanned at the state type: a state without `Default`/serde is reported there, once.
+    let state_span = syn::spanned::Spanned::span(&*model.rest.self_ty);
+    let load = quote_spanned! {state_span=>
+        #[allow(unused_mut)]
+        let mut __durable_state: #ident = __durable_ctx.__load()?;
+    };
+    let store = quote_spanned! {state_span=>
+        if __durable_mutated {
+            __durable_ctx.set_state(&__durable_state)?;
+        }
     };
     let ty = quote!(#ident);
     let register = registration(&ty);
@@ -150,8 +155,6 @@ pub(crate) fn expand_struct(model: &StructEntity) -> TokenStream {
         }
 
         const _: () = {
-            #default_check
-
             impl ::durable::Entity for #ident {
                 const NAME: &'static str = #entity;
 
@@ -160,9 +163,13 @@ pub(crate) fn expand_struct(model: &StructEntity) -> TokenStream {
                     __durable_op: ::durable::Operation,
                 ) -> ::durable::__private::BoxFuture<'static, ::durable::Result<::core::option::Option<::std::string::String>>> {
                     ::std::boxed::Box::pin(async move {
-                        #(#arms)*
                         #implicit_delete
-                        ::core::result::Result::Err(__durable_op.unknown(#entity))
+                        #load
+                        let (__durable_result, __durable_mutated) = #(#arms else)* {
+                            return ::core::result::Result::Err(__durable_op.unknown(#entity));
+                        };
+                        #store
+                        ::core::result::Result::Ok(__durable_result)
                     })
                 }
             }
@@ -204,8 +211,8 @@ fn handle(ident: &syn::Ident, op: &OperationModel) -> TokenStream {
     }
 }
 
-/// Runs one operation when its name matches: load the state, call the method, store the
-/// state again (for `&mut self`), encode the result.
+/// Runs one operation when its name matches: calls the method on the loaded state and
+/// yields the encoded result and whether the state may have changed (`&mut self`).
 fn dispatch_arm(ident: &syn::Ident, trait_ident: &syn::Ident, op: &OperationModel) -> TokenStream {
     let method = &op.method.sig.ident;
     let name = &op.name;
@@ -226,22 +233,13 @@ fn dispatch_arm(ident: &syn::Ident, trait_ident: &syn::Ident, op: &OperationMode
     let wait = op.method.sig.asyncness.map(|_| quote!(.await));
     let output = format_ident!("__durable_output");
     let convert = convert_output(&output, &op.output);
-    let binding = if op.mutates {
-        quote!(let mut)
-    } else {
-        quote!(let)
-    };
-    let store = op
-        .mutates
-        .then(|| quote!(__durable_ctx.set_state(&__durable_state)?;));
+    let mutates = op.mutates;
     quote! {
         if __durable_op.is(#name) {
             #read_input
-            #binding __durable_state: #ident = __durable_ctx.__load()?;
             let #output = <#ident as #trait_ident>::#method(#(#args),*) #wait;
             let __durable_value = (#convert)?;
-            #store
-            return ::durable::__private::entity_result(&__durable_value);
+            (::durable::__private::entity_result(&__durable_value)?, #mutates)
         }
     }
 }

@@ -186,10 +186,11 @@ pub(crate) fn parse_impl(args: Args, mut item: ItemImpl) -> syn::Result<StructEn
             "an entity cannot be generic: its state type must be concrete",
         );
     }
+    let generic = !item.generics.params.is_empty();
     let ident = match &*item.self_ty {
         Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
             let segment = &p.path.segments[0];
-            if !segment.arguments.is_empty() {
+            if !segment.arguments.is_empty() && !generic {
                 errors.spanned(
                     &segment.arguments,
                     "an entity cannot be generic: its state type must be concrete",
@@ -206,12 +207,14 @@ pub(crate) fn parse_impl(args: Args, mut item: ItemImpl) -> syn::Result<StructEn
         }
     };
     let mut operations = Vec::new();
+    let mut rejected = 0;
     let mut rest = Vec::new();
     for impl_item in std::mem::take(&mut item.items) {
         match impl_item {
             ImplItem::Fn(method) if is_operation(&method) => {
-                if let Some(op) = parse_operation(&mut errors, method) {
-                    operations.push(op);
+                match parse_operation(&mut errors, method) {
+                    Some(op) => operations.push(op),
+                    None => rejected += 1,
                 }
             }
             ImplItem::Fn(mut method) => {
@@ -227,7 +230,7 @@ pub(crate) fn parse_impl(args: Args, mut item: ItemImpl) -> syn::Result<StructEn
             other => rest.push(other),
         }
     }
-    if operations.is_empty() {
+    if operations.is_empty() && rejected == 0 {
         errors.spanned(
             &item.self_ty,
             "this entity has no operations: operations are the `pub fn`s of the block that take \
@@ -380,4 +383,86 @@ pub(crate) fn strip_operation_attrs(mut item: ItemImpl) -> proc_macro2::TokenStr
         }
     }
     item.into_token_stream()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn messages(result: syn::Result<impl Sized>) -> Vec<String> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn operations_are_the_pub_methods_with_a_receiver() {
+        let model = parse_impl(
+            Args::default(),
+            parse_quote! {
+                impl Counter {
+                    pub fn add(&mut self, ctx: &EntityContext, n: i64) {}
+                    #[operation(name = "Peek")]
+                    pub async fn get(&self) -> durable::Result<i64> { Ok(1) }
+                    pub fn new() -> Self { Self }
+                    fn helper(&self) {}
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(model.name.value(), "counter");
+        let names: Vec<String> = model.operations.iter().map(|o| o.name.value()).collect();
+        assert_eq!(names, ["add", "peek"]);
+        assert!(model.operations[0].mutates);
+        assert!(model.operations[0].ctx == Some(CtxParam::ByRef));
+        assert!(model.operations[1].output.fallible);
+        assert_eq!(model.rest.items.len(), 2, "new and helper stay inherent");
+    }
+
+    #[test]
+    fn impl_errors_are_collected() {
+        let errors = messages(parse_impl(
+            Args::default(),
+            parse_quote! {
+                impl Counter {
+                    pub fn a(self) {}
+                    pub fn b(&self, x: &str) {}
+                    pub fn c(&mut self, n: i64, ctx: EntityContext) {}
+                    pub fn C(&self) {}
+                    pub fn d(&self) {}
+                    pub fn D(&self) {}
+                }
+            },
+        ));
+        let all = errors.join("\n");
+        assert!(all.contains("must take `&self` or `&mut self`"), "{all}");
+        assert!(all.contains("must be owned"), "{all}");
+        assert!(all.contains("must come right after `self`"), "{all}");
+        assert!(all.contains("two operations are named `d`"), "{all}");
+    }
+
+    #[test]
+    fn function_entities_take_context_and_operation() {
+        assert!(
+            parse_fn(
+                Args::default(),
+                parse_quote!(
+                    async fn e(ctx: EntityContext, op: Operation) {}
+                )
+            )
+            .is_ok()
+        );
+        let errors = messages(parse_fn(
+            Args::default(),
+            parse_quote!(
+                fn e(ctx: EntityContext) {}
+            ),
+        ));
+        assert!(
+            errors[0].contains("takes `ctx: EntityContext, op: Operation`"),
+            "{errors:?}"
+        );
+    }
 }

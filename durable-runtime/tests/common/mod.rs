@@ -117,6 +117,15 @@ pub fn confirmations(
                         input: a.data.clone(),
                     })
                 }
+                OrchestratorActionType::SendEntityMessage(m) => {
+                    use proto::send_entity_message_action::EntityMessageType as M;
+                    match m.entity_message_type.clone()? {
+                        M::EntityOperationSignaled(e) => EventType::EntityOperationSignaled(e),
+                        M::EntityOperationCalled(e) => EventType::EntityOperationCalled(e),
+                        M::EntityLockRequested(e) => EventType::EntityLockRequested(e),
+                        M::EntityUnlockSent(e) => EventType::EntityUnlockSent(e),
+                    }
+                }
                 OrchestratorActionType::CompleteOrchestration(a)
                     if a.orchestration_status() != OrchestrationStatus::ContinuedAsNew =>
                 {
@@ -131,6 +140,50 @@ pub fn confirmations(
             Some(event(action.id, now, kind))
         })
         .collect()
+}
+
+/// The request id of the entity call (or critical section id of the lock request) with
+/// action id `id` in a response.
+pub fn entity_request_id(response: &proto::OrchestratorResponse, id: i32) -> String {
+    use proto::send_entity_message_action::EntityMessageType as M;
+    response
+        .actions
+        .iter()
+        .find(|a| a.id == id)
+        .and_then(|a| match a.orchestrator_action_type.as_ref()? {
+            OrchestratorActionType::SendEntityMessage(m) => match m.entity_message_type.as_ref()? {
+                M::EntityOperationCalled(c) => Some(c.request_id.clone()),
+                M::EntityOperationSignaled(s) => Some(s.request_id.clone()),
+                M::EntityLockRequested(l) => Some(l.critical_section_id.clone()),
+                M::EntityUnlockSent(u) => Some(u.critical_section_id.clone()),
+            },
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no entity action {id} in {response:?}"))
+}
+
+pub fn entity_completed(request_id: &str, output: &str) -> EventType {
+    EventType::EntityOperationCompleted(proto::EntityOperationCompletedEvent {
+        request_id: request_id.to_owned(),
+        output: Some(output.to_owned()),
+    })
+}
+
+pub fn entity_failed(request_id: &str, error_type: &str, message: &str) -> EventType {
+    EventType::EntityOperationFailed(proto::EntityOperationFailedEvent {
+        request_id: request_id.to_owned(),
+        failure_details: Some(proto::TaskFailureDetails {
+            error_type: error_type.to_owned(),
+            error_message: message.to_owned(),
+            ..Default::default()
+        }),
+    })
+}
+
+pub fn lock_granted(critical_section_id: &str) -> EventType {
+    EventType::EntityLockGranted(proto::EntityLockGrantedEvent {
+        critical_section_id: critical_section_id.to_owned(),
+    })
 }
 
 /// A minimal sidecar: keeps one instance's history, runs episodes and appends the confirming
@@ -341,7 +394,29 @@ pub fn summary(response: &proto::OrchestratorResponse) -> Vec<(i32, &'static str
                 OrchestratorActionType::TerminateOrchestration(t) => {
                     ("terminate", t.instance_id.clone())
                 }
-                OrchestratorActionType::SendEntityMessage(_) => ("entity", String::new()),
+                OrchestratorActionType::SendEntityMessage(m) => {
+                    use proto::send_entity_message_action::EntityMessageType as M;
+                    match m.entity_message_type.as_ref().unwrap() {
+                        M::EntityOperationSignaled(e) => (
+                            "signal",
+                            format!(
+                                "{}/{}",
+                                e.target_instance_id.as_deref().unwrap(),
+                                e.operation
+                            ),
+                        ),
+                        M::EntityOperationCalled(e) => (
+                            "call",
+                            format!(
+                                "{}/{}",
+                                e.target_instance_id.as_deref().unwrap(),
+                                e.operation
+                            ),
+                        ),
+                        M::EntityLockRequested(e) => ("lock", e.lock_set.join(",")),
+                        M::EntityUnlockSent(e) => ("unlock", e.target_instance_id.clone().unwrap()),
+                    }
+                }
                 OrchestratorActionType::RewindOrchestration(_) => ("rewind", String::new()),
             };
             (a.id, kind, name)
