@@ -5,6 +5,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::error::FailureDetails;
 use crate::proto;
 
+/// A payload as JSON text: absent and empty both mean `null` (the Python SDK sends an empty
+/// string for an entity operation that returned `None`).
+pub(crate) fn json_or_null(payload: Option<&str>) -> &str {
+    payload.filter(|p| !p.is_empty()).unwrap_or("null")
+}
+
 /// A wire timestamp as UTC time (absent or invalid = the Unix epoch).
 pub(crate) fn to_datetime(timestamp: Option<&prost_types::Timestamp>) -> DateTime<Utc> {
     timestamp

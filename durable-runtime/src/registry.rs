@@ -123,7 +123,7 @@ inventory::collect!(EntityRegistration);
 
 /// Decodes a JSON payload (absent = `null`) into `T`, naming `what` in the error.
 pub(crate) fn decode_payload<T: DeserializeOwned>(what: &str, payload: Option<&str>) -> Result<T> {
-    serde_json::from_str(payload.unwrap_or("null")).map_err(|e| {
+    serde_json::from_str(crate::convert::json_or_null(payload)).map_err(|e| {
         Error::from_details(
             FailureDetails::new(
                 "durable::InvalidInput",

@@ -59,7 +59,12 @@ fn success(result: &str) -> proto::OperationResult {
     }
 }
 
-async fn complete(w: &mut Worker, token: String, state: Option<&str>, results: Vec<proto::OperationResult>) {
+async fn complete(
+    w: &mut Worker,
+    token: String,
+    state: Option<&str>,
+    results: Vec<proto::OperationResult>,
+) {
     w.client
         .complete_entity_task(proto::EntityBatchResult {
             results,
@@ -95,7 +100,13 @@ fn entity_action(id: i32, message: EntityMessageType) -> proto::OrchestratorActi
     }
 }
 
-fn call(id: i32, target: &str, op: &str, request_id: &str, parent: &str) -> proto::OrchestratorAction {
+fn call(
+    id: i32,
+    target: &str,
+    op: &str,
+    request_id: &str,
+    parent: &str,
+) -> proto::OrchestratorAction {
     entity_action(
         id,
         EntityMessageType::EntityOperationCalled(proto::EntityOperationCalledEvent {
@@ -139,10 +150,16 @@ async fn signals_batch_in_order_and_partial_results_requeue_the_tail() {
     for n in 1..=3 {
         signal(&mut c, "@Counter@k", "add", &n.to_string()).await;
     }
-    assert!(get_entity(&mut c, "@counter@k").await.is_none(), "no state yet");
+    assert!(
+        get_entity(&mut c, "@counter@k").await.is_none(),
+        "no state yet"
+    );
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let (req, token) = next_entity(&mut w).await;
-    assert_eq!(req.instance_id, "@counter@k", "names are stored lower-cased");
+    assert_eq!(
+        req.instance_id, "@counter@k",
+        "names are stored lower-cased"
+    );
     assert_eq!(operations(&req), ["signal add", "signal add", "signal add"]);
     assert!(req.entity_state.is_none());
     // The worker got through one operation only: the other two come again, in order.
@@ -175,7 +192,13 @@ async fn signals_batch_in_order_and_partial_results_requeue_the_tail() {
         .unwrap();
     let (req, token) = next_entity(&mut w).await;
     assert_eq!(req.operation_requests.len(), 2);
-    complete(&mut w, token, Some("6"), vec![success("null"), success("null")]).await;
+    complete(
+        &mut w,
+        token,
+        Some("6"),
+        vec![success("null"), success("null")],
+    )
+    .await;
     let entity = get_entity(&mut c, "@counter@k").await.expect("has state");
     assert_eq!(entity.serialized_state.as_deref(), Some("6"));
     assert_eq!(entity.backlog_queue_size, 0);
@@ -233,21 +256,32 @@ async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends() {
     let mut w = Worker::connect(sidecar.endpoint()).await;
     start(&mut c, "holder", "O", None).await;
     let (_, token) = w.next_orchestration().await;
-    w.complete("holder", token, vec![lock(0, "cs-1", &["@a@1", "@b@1"], "holder")])
-        .await;
+    w.complete(
+        "holder",
+        token,
+        vec![lock(0, "cs-1", &["@a@1", "@b@1"], "holder")],
+    )
+    .await;
     let (req, token) = w.next_orchestration().await;
     match &req.new_events[1].event_type {
         Some(EventType::EntityLockGranted(g)) => assert_eq!(g.critical_section_id, "cs-1"),
         other => panic!("expected the grant, got {other:?}"),
     }
     assert_eq!(
-        get_entity_transient(&mut c, "@a@1").await.locked_by.as_deref(),
+        get_entity_transient(&mut c, "@a@1")
+            .await
+            .locked_by
+            .as_deref(),
         Some("holder")
     );
     // Someone else's signal waits; the holder's call goes through.
     signal(&mut c, "@a@1", "add", "100").await;
-    w.complete("holder", token, vec![call(1, "@a@1", "get", "r1", "holder")])
-        .await;
+    w.complete(
+        "holder",
+        token,
+        vec![call(1, "@a@1", "get", "r1", "holder")],
+    )
+    .await;
     let (batch, entity_token) = next_entity(&mut w).await;
     assert_eq!(operations(&batch), ["call get from holder"]);
     complete(&mut w, entity_token, Some("5"), vec![success("5")]).await;
@@ -259,13 +293,23 @@ async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends() {
         }
         other => panic!("expected the call result, got {other:?}"),
     }
-    assert!(w.try_next(Duration::from_millis(300)).await.is_none(), "the signal waits for the lock");
+    assert!(
+        w.try_next(Duration::from_millis(300)).await.is_none(),
+        "the signal waits for the lock"
+    );
     // A second critical section over a locked entity waits.
     start(&mut c, "other", "O", None).await;
     let (_, other_token) = w.next_orchestration().await;
-    w.complete("other", other_token, vec![lock(0, "cs-2", &["@b@1"], "other")])
-        .await;
-    assert!(w.try_next(Duration::from_millis(300)).await.is_none(), "cs-2 waits for @b@1");
+    w.complete(
+        "other",
+        other_token,
+        vec![lock(0, "cs-2", &["@b@1"], "other")],
+    )
+    .await;
+    assert!(
+        w.try_next(Duration::from_millis(300)).await.is_none(),
+        "cs-2 waits for @b@1"
+    );
     // The holder releases @a@1 and completes: the signal runs, and cs-2 gets @b@1.
     w.complete(
         "holder",
@@ -283,7 +327,13 @@ async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends() {
         match item.request {
             Some(work_item::Request::EntityRequestV2(r)) => {
                 assert_eq!(operations(&r), ["signal add"]);
-                complete(&mut w, item.completion_token, Some("105"), vec![success("null")]).await;
+                complete(
+                    &mut w,
+                    item.completion_token,
+                    Some("105"),
+                    vec![success("null")],
+                )
+                .await;
                 saw_signal = true;
             }
             Some(work_item::Request::OrchestratorRequest(r)) => {
@@ -297,9 +347,17 @@ async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(get_entity_transient(&mut c, "@a@1").await.locked_by.is_none());
+    assert!(
+        get_entity_transient(&mut c, "@a@1")
+            .await
+            .locked_by
+            .is_none()
+    );
     assert_eq!(
-        get_entity_transient(&mut c, "@b@1").await.locked_by.as_deref(),
+        get_entity_transient(&mut c, "@b@1")
+            .await
+            .locked_by
+            .as_deref(),
         Some("other")
     );
     // Terminating the new holder releases its lock too.
@@ -312,10 +370,18 @@ async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends() {
     .await
     .unwrap();
     let (_, token) = w.next_orchestration().await;
-    w.complete("other", token, vec![finish(1, proto::OrchestrationStatus::Terminated, "null")])
-        .await;
+    w.complete(
+        "other",
+        token,
+        vec![finish(1, proto::OrchestrationStatus::Terminated, "null")],
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while query_all(&mut c).await.iter().any(|e| e.locked_by.is_some()) {
+    while query_all(&mut c)
+        .await
+        .iter()
+        .any(|e| e.locked_by.is_some())
+    {
         assert!(Instant::now() < deadline, "the lock was not released");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -369,11 +435,17 @@ async fn delayed_signals_wait_and_filters_route_entity_work() {
     .unwrap();
     signal(&mut c, "@notes@n", "add", "\"x\"").await;
     let (req, token) = next_entity(&mut counters).await;
-    assert!(asked.elapsed() >= Duration::from_millis(390), "delivered no earlier than asked");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(390),
+        "delivered no earlier than asked"
+    );
     assert_eq!(req.instance_id, "@counter@later");
     complete(&mut counters, token, Some("1"), vec![success("null")]).await;
     assert!(
-        counters.try_next(Duration::from_millis(300)).await.is_none(),
+        counters
+            .try_next(Duration::from_millis(300))
+            .await
+            .is_none(),
         "notes are not this worker's entities"
     );
     let mut any = Worker::connect(sidecar.endpoint()).await;
@@ -418,11 +490,16 @@ async fn queries_page_by_id_and_clean_releases_orphaned_locks() {
     // A holder that is purged leaves an orphaned lock; cleaning releases it.
     start(&mut c, "gone", "O", None).await;
     let (_, t) = w.next_orchestration().await;
-    w.complete("gone", t, vec![lock(0, "cs", &["@counter@1"], "gone")]).await;
+    w.complete("gone", t, vec![lock(0, "cs", &["@counter@1"], "gone")])
+        .await;
     let (_, t) = w.next_orchestration().await;
     // Finish without unlocking: the sidecar releases on completion anyway.
-    w.complete("gone", t, vec![finish(1, proto::OrchestrationStatus::Completed, "null")])
-        .await;
+    w.complete(
+        "gone",
+        t,
+        vec![finish(1, proto::OrchestrationStatus::Completed, "null")],
+    )
+    .await;
     let clean = c
         .clean_entity_storage(proto::CleanEntityStorageRequest {
             remove_empty_entities: true,
@@ -432,8 +509,17 @@ async fn queries_page_by_id_and_clean_releases_orphaned_locks() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(clean.orphaned_locks_released, 0, "completion already released the lock");
-    assert!(get_entity(&mut c, "@counter@1").await.unwrap().locked_by.is_none());
+    assert_eq!(
+        clean.orphaned_locks_released, 0,
+        "completion already released the lock"
+    );
+    assert!(
+        get_entity(&mut c, "@counter@1")
+            .await
+            .unwrap()
+            .locked_by
+            .is_none()
+    );
     sidecar.shutdown().await;
 }
 
@@ -455,7 +541,8 @@ async fn entity_state_queues_and_locks_survive_a_restart() {
         complete(&mut w, token, Some("1"), vec![success("null")]).await;
         start(&mut c, "holder", "O", None).await;
         let (_, t) = w.next_orchestration().await;
-        w.complete("holder", t, vec![lock(0, "cs", &["@counter@k"], "holder")]).await;
+        w.complete("holder", t, vec![lock(0, "cs", &["@counter@k"], "holder")])
+            .await;
         // Queued but not run before the stop: must be delivered after the restart.
         signal(&mut c, "@counter@k", "add", "2").await;
         signal(&mut c, "@counter@other", "add", "3").await;
@@ -464,9 +551,15 @@ async fn entity_state_queues_and_locks_survive_a_restart() {
     }
     let sidecar = SidecarBuilder::new().sqlite(&db).start().await.unwrap();
     let mut c = client(sidecar.endpoint()).await;
-    let entity = get_entity(&mut c, "@counter@k").await.expect("state survived");
+    let entity = get_entity(&mut c, "@counter@k")
+        .await
+        .expect("state survived");
     assert_eq!(entity.serialized_state.as_deref(), Some("1"));
-    assert_eq!(entity.locked_by.as_deref(), Some("holder"), "the lock survived");
+    assert_eq!(
+        entity.locked_by.as_deref(),
+        Some("holder"),
+        "the lock survived"
+    );
     assert_eq!(entity.backlog_queue_size, 1, "the signal is still queued");
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let mut got = Vec::new();

@@ -183,8 +183,13 @@ pub(crate) fn expand_struct(model: &StructEntity) -> TokenStream {
 fn trait_method(op: &OperationModel) -> TokenStream {
     let sig = &op.method.sig;
     let docs: Vec<&Attribute> = op.method.attrs.iter().filter(|a| is_doc(a)).collect();
+    let fallback = docs
+        .is_empty()
+        .then(|| format!(" The operation `{}`.", op.name.value()));
+    let fallback = fallback.map(|doc| quote!(#[doc = #doc]));
     quote! {
         #(#docs)*
+        #fallback
         #sig;
     }
 }

@@ -462,7 +462,7 @@ impl OrchestrationState {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, json: Option<&str>) -> Result<T, ClientError> {
-    serde_json::from_str(json.unwrap_or("null")).map_err(|e| {
+    serde_json::from_str(crate::convert::json_or_null(json)).map_err(|e| {
         ClientError::Serialization(format!(
             "the {what} does not deserialize into `{}`: {e}",
             std::any::type_name::<T>()

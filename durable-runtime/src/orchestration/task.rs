@@ -104,14 +104,11 @@ impl Slot {
         let outcome = self.outcome.borrow();
         let outcome = outcome.as_ref()?;
         Some(match outcome {
-            Ok(payload) => {
-                serde_json::from_str(payload.as_deref().unwrap_or("null")).map_err(|e| {
-                    TaskError::Deserialize {
-                        name: self.name.to_string(),
-                        message: format!("expected `{}`: {e}", std::any::type_name::<T>()),
-                    }
-                })
-            }
+            Ok(payload) => serde_json::from_str(crate::convert::json_or_null(payload.as_deref()))
+                .map_err(|e| TaskError::Deserialize {
+                    name: self.name.to_string(),
+                    message: format!("expected `{}`: {e}", std::any::type_name::<T>()),
+                }),
             Err(error) => Err((**error).clone()),
         })
     }
