@@ -54,7 +54,7 @@ fn registry() -> Registry {
     registry
         .add_entity::<Account>()
         .and_then(|r| r.add_orchestrator::<transfer>())
-        .unwrap();
+        .expect("distinct names");
     registry
 }
 
