@@ -2,6 +2,9 @@
 //! failed batches, abandon, locks (only the holder's calls while locked, release when the
 //! holder ends), call results, delayed signals, filters, the entity RPCs and restart on SQLite.
 
+// A failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 #[path = "sidecar_common/mod.rs"]
 mod common;
 
