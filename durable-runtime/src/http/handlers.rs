@@ -22,13 +22,13 @@ type ApiResult = Result<Response, ApiError>;
 
 // ---- extractor plumbing: every rejection becomes a JSON error ----
 
-fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+pub(crate) fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     extracted
         .map(|Path(value)| value)
         .map_err(|r| ApiError::new(r.status(), r.body_text()))
 }
 
-fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     extracted
         .map(|Query(value)| value)
         .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))
@@ -36,7 +36,7 @@ fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> 
 
 /// The request body as JSON text: empty (or blank) body → `None`; otherwise it must parse as
 /// JSON and is passed on re-serialized.
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Option<String>, ApiError> {
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Option<String>, ApiError> {
     let bytes = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);

@@ -1,4 +1,5 @@
-//! An HTTP management API for orchestrations: the classic "async HTTP API" pattern.
+//! An HTTP management API for orchestrations (the classic "async HTTP API" pattern) and
+//! entities.
 //!
 //! The API is a thin [axum] layer **on top of the gRPC client**
 //! (a [`DurableClient`](crate::DurableClient)), so it can sit in front of any Durable Task sidecar: the
@@ -19,6 +20,9 @@
 //! | `POST`   | `/api/instances/{id}/resume[?reason=]`            | `202`                     |
 //! | `DELETE` | `/api/instances/{id}`                             | `200` (purged)            |
 //! | `GET`    | `/api/instances[?status=&prefix=&pageSize=&continuationToken=]` | `200`       |
+//! | `POST`   | `/api/entities/{name}/{key}?op=OPERATION` (body: JSON input) | `202` (signalled) |
+//! | `GET`    | `/api/entities/{name}/{key}`                      | `200` state, `404` none   |
+//! | `GET`    | `/api/entities[?name=&prefix=&includeState=&includeTransient=&pageSize=&continuationToken=]` | `200` |
 //!
 //! Errors are JSON objects `{"error": "..."}` with a 4xx/5xx status; gRPC failures of the
 //! sidecar are mapped as `NOT_FOUND`→404, `ALREADY_EXISTS`→409, `FAILED_PRECONDITION`→409,
@@ -41,6 +45,7 @@
 //! # }
 //! ```
 
+mod entities;
 mod error;
 mod handlers;
 mod model;
@@ -145,6 +150,11 @@ fn build(state: AppState) -> Router {
         .route("/api/instances/{id}/terminate", post(handlers::terminate))
         .route("/api/instances/{id}/suspend", post(handlers::suspend))
         .route("/api/instances/{id}/resume", post(handlers::resume))
+        .route("/api/entities", get(entities::list))
+        .route(
+            "/api/entities/{name}/{key}",
+            get(entities::get).post(entities::signal),
+        )
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
