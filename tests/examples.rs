@@ -232,6 +232,39 @@ fn async_http() {
     );
 }
 
+#[test]
+fn entity_counter() {
+    let out = run_example("entity_counter", &[], None);
+    assert_prints(
+        &out,
+        &[
+            "Orchestration completed! Result: Counter value: 3, tally value: 5",
+            "from the client: value 13",
+        ],
+    );
+}
+
+#[test]
+fn aggregator() {
+    let out = run_example("aggregator", &[], None);
+    assert_prints(
+        &out,
+        &[
+            "Aggregated 200 readings: sum 2649.0",
+            r#"Per sensor: {"north": 1225.0, "south": 1225.0, "thermometer": 199.0}"#,
+        ],
+    );
+}
+
+#[test]
+fn entity_locking() {
+    let out = run_example("entity_locking", &[], None);
+    assert_prints(
+        &out,
+        &["20 of 20 transfers moved money; total is still 1000"],
+    );
+}
+
 /// Kill the example while it waits for approval, rerun it with the same instance id: the
 /// orchestration continues from its durable state.
 #[test]
