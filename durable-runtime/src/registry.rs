@@ -453,6 +453,25 @@ mod tests {
     }
 
     #[test]
+    fn entity_names_are_case_insensitive_and_unique() {
+        let mut registry = Registry::new();
+        let op = |_: EntityContext, _: Operation| -> BoxFuture<'static, Result<Option<String>>> {
+            Box::pin(async { Ok(None) })
+        };
+        registry.insert_entity("Counter", Arc::new(op), "a.rs:1").unwrap();
+        assert!(registry.entity("COUNTER").is_some());
+        assert_eq!(registry.entity_names().collect::<Vec<_>>(), ["counter"]);
+        let err = registry
+            .insert_entity("counter", Arc::new(op), "b.rs:2")
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, "entity");
+        let text = err.to_string();
+        assert!(text.contains("a.rs:1") && text.contains("b.rs:2"), "{text}");
+        assert!(text.contains("#[durable::entity(name"), "{text}");
+    }
+
+    #[test]
     fn missing_input_reads_as_null() {
         let unit: () = decode_payload("t", None).unwrap();
         assert_eq!(unit, ());
