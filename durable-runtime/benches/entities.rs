@@ -71,7 +71,10 @@ async fn wait_count(client: &DurableClient, key: &str, target: u64) -> anyhow::R
         if count >= target {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {count} of {target} operations ran");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {count} of {target} operations ran"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -111,7 +114,11 @@ async fn one_entity_from_client(client: &DurableClient, run: &str, n: u64) -> an
     let started = Instant::now();
     client_signals(client, std::slice::from_ref(&key), n).await?;
     wait_count(client, &key, n).await?;
-    report("signals to one entity, from the client", n, started.elapsed());
+    report(
+        "signals to one entity, from the client",
+        n,
+        started.elapsed(),
+    );
     Ok(())
 }
 
@@ -126,11 +133,20 @@ async fn one_entity_from_orchestration(
         .schedule_new_orchestration(signal_many, (key.clone(), n))
         .await?;
     wait_count(client, &key, n).await?;
-    report("signals to one entity, from one orchestration", n, started.elapsed());
+    report(
+        "signals to one entity, from one orchestration",
+        n,
+        started.elapsed(),
+    );
     Ok(())
 }
 
-async fn many_entities(client: &DurableClient, run: &str, n: u64, entities: u64) -> anyhow::Result<()> {
+async fn many_entities(
+    client: &DurableClient,
+    run: &str,
+    n: u64,
+    entities: u64,
+) -> anyhow::Result<()> {
     let keys: Vec<String> = (0..entities).map(|i| format!("{run}-many-{i}")).collect();
     let started = Instant::now();
     client_signals(client, &keys, n).await?;
@@ -156,7 +172,10 @@ async fn many_entities(client: &DurableClient, run: &str, n: u64, entities: u64)
         if done >= n {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {done} of {n} operations ran");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {n} operations ran"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     report(
@@ -175,7 +194,11 @@ async fn round_trips(client: &DurableClient, run: &str, n: u64) -> anyhow::Resul
         .await?;
     let state = client.wait_for_orchestration_completion(&id, WAIT).await?;
     anyhow::ensure!(state.output::<u64>()? == n / 2, "{state:?}");
-    report("call_entity round trips, one after another", n, started.elapsed());
+    report(
+        "call_entity round trips, one after another",
+        n,
+        started.elapsed(),
+    );
     Ok(())
 }
 
@@ -198,7 +221,10 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let runtime = start(&dir).await?;
     let client = runtime.client();
-    println!("entity bench: embedded sidecar, SQLite on disk ({})", dir.display());
+    println!(
+        "entity bench: embedded sidecar, SQLite on disk ({})",
+        dir.display()
+    );
     let run = format!("r{}", std::process::id());
     one_entity_from_client(&client, &run, scaled(10_000)).await?;
     one_entity_from_orchestration(&client, &run, scaled(10_000)).await?;

@@ -458,7 +458,9 @@ mod tests {
         let op = |_: EntityContext, _: Operation| -> BoxFuture<'static, Result<Option<String>>> {
             Box::pin(async { Ok(None) })
         };
-        registry.insert_entity("Counter", Arc::new(op), "a.rs:1").unwrap();
+        registry
+            .insert_entity("Counter", Arc::new(op), "a.rs:1")
+            .unwrap();
         assert!(registry.entity("COUNTER").is_some());
         assert_eq!(registry.entity_names().collect::<Vec<_>>(), ["counter"]);
         let err = registry
