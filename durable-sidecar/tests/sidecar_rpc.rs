@@ -416,22 +416,6 @@ async fn start_get_wait_duplicate_scheduled_purge_and_query() {
 }
 
 #[tokio::test]
-async fn entity_rpcs_are_unimplemented() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
-    let mut c = client(sidecar.endpoint()).await;
-    let err = c
-        .get_entity(proto::GetEntityRequest {
-            instance_id: "@c@k".into(),
-            include_state: true,
-        })
-        .await
-        .expect_err("entities");
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("entities are not supported"));
-    sidecar.shutdown().await;
-}
-
-#[tokio::test]
 async fn replacing_a_running_instance_frees_the_workers_slot() {
     let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
