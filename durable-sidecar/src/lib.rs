@@ -30,8 +30,14 @@
 //! worker completions, `routing` between instances, `timers`, `dispatch` to worker streams,
 //! `queries` for reads, waits and purge, `batch` and `state` underneath), which writes through
 //! `storage` (SQLite or memory). `work_queue` holds a worker stream's hints and filters.
+//!
+//! Memory holds only active work: an instance leaves it once its final status is durable, and
+//! reads of finished instances (get, wait, history, queries, purge, restart, rewind) go to
+//! storage. Start-up reads only active instances, so neither memory nor restart time grows
+//! with the number of finished instances kept in the file.
 
 mod engine;
+mod seed;
 mod server;
 mod storage;
 mod time;
@@ -49,6 +55,8 @@ use tonic::service::interceptor::InterceptedService;
 
 pub(crate) use durable_proto as proto;
 use proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
+#[doc(hidden)]
+pub use seed::seed_finished_chains;
 use storage::{CommitSignal, Storage};
 
 /// Largest gRPC message the sidecar accepts or sends (payloads, histories): 16 MiB.

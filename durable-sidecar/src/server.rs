@@ -15,12 +15,30 @@ use crate::engine::{
 };
 use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use crate::proto::{self, OrchestrationStatus, WorkItem, purge_instances_request, work_item};
-use crate::time::{given_ms, now_ms};
+use crate::storage::{CompletedQuery, InstanceQuery};
+use crate::time::{given_ms, now_ms, to_ms};
 use crate::work_queue::{Filters, WorkStream};
 
 const HEALTH_PING_EVERY: Duration = Duration::from_secs(20);
 const HISTORY_CHUNK: usize = 100;
 const DEFAULT_PAGE: usize = 100;
+/// Instances per QueryInstances page when the client asks for no page size.
+const DEFAULT_QUERY_PAGE: usize = 1000;
+
+/// Parses a paging key this sidecar issued: `{ms}|{instance id}`.
+fn page_key(token: Option<&str>, field: &str) -> Result<Option<(i64, String)>, Status> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Status::invalid_argument(format!(
+            "{field} '{token}' was not issued by this sidecar; pass the value from the previous page"
+        ))
+    };
+    let (ms, id) = token.split_once('|').ok_or_else(bad)?;
+    let ms: i64 = ms.parse().map_err(|_| bad())?;
+    Ok(Some((ms, id.to_owned())))
+}
 
 pub(crate) struct SidecarService {
     pub(crate) engine: Arc<Engine>,
@@ -280,28 +298,30 @@ impl TaskHubSidecarService for SidecarService {
         req: Request<proto::QueryInstancesRequest>,
     ) -> Result<Response<proto::QueryInstancesResponse>, Status> {
         let q = req.into_inner().query.unwrap_or_default();
-        let start: usize = match q.continuation_token.as_deref() {
-            None | Some("") => 0,
-            Some(t) => t.parse().map_err(|_| {
-                Status::invalid_argument(format!(
-                    "continuationToken '{t}' was not issued by this sidecar; pass the token from the previous page"
-                ))
-            })?,
-        };
-        let all = self.engine.query(
-            &q.runtime_status,
-            given_ms(q.created_time_from.as_ref()),
-            given_ms(q.created_time_to.as_ref()),
-            q.instance_id_prefix.as_deref().filter(|p| !p.is_empty()),
-            q.fetch_inputs_and_outputs,
-        );
         let page = usize::try_from(q.max_instance_count)
             .ok()
             .filter(|n| *n > 0)
-            .unwrap_or(usize::MAX);
-        let end = start.saturating_add(page).min(all.len());
-        let states = all.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
-        let continuation_token = (end < all.len()).then(|| end.to_string());
+            .unwrap_or(DEFAULT_QUERY_PAGE);
+        let query = InstanceQuery {
+            statuses: q.runtime_status.clone(),
+            created_from: given_ms(q.created_time_from.as_ref()),
+            created_to: given_ms(q.created_time_to.as_ref()),
+            prefix: q.instance_id_prefix.clone().filter(|p| !p.is_empty()),
+            after: page_key(q.continuation_token.as_deref(), "continuationToken")?,
+            // One more than the page tells whether another page follows.
+            limit: page.saturating_add(1),
+        };
+        let mut states = self.engine.query(query, q.fetch_inputs_and_outputs).await?;
+        let more = states.len() > page;
+        states.truncate(page);
+        let continuation_token = more
+            .then(|| {
+                states.last().map(|s| {
+                    let created = s.created_timestamp.as_ref().map_or(0, to_ms);
+                    format!("{created}|{}", s.instance_id)
+                })
+            })
+            .flatten();
         Ok(Response::new(proto::QueryInstancesResponse {
             orchestration_state: states,
             continuation_token,
@@ -313,38 +333,25 @@ impl TaskHubSidecarService for SidecarService {
         req: Request<proto::ListInstanceIdsRequest>,
     ) -> Result<Response<proto::ListInstanceIdsResponse>, Status> {
         let r = req.into_inner();
-        let all = self.engine.completed_ids(
-            &r.runtime_status,
-            given_ms(r.completed_time_from.as_ref()),
-            given_ms(r.completed_time_to.as_ref()),
-        );
-        let start = match r.last_instance_key.as_deref().filter(|k| !k.is_empty()) {
-            None => 0,
-            Some(key) => {
-                let (ms, id) = key.split_once('|').ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "lastInstanceKey '{key}' was not issued by this sidecar"
-                    ))
-                })?;
-                let ms: i64 = ms.parse().map_err(|_| {
-                    Status::invalid_argument(format!(
-                        "lastInstanceKey '{key}' was not issued by this sidecar"
-                    ))
-                })?;
-                all.partition_point(|(c, i)| (*c, i.as_str()) <= (ms, id))
-            }
-        };
         let page = usize::try_from(r.page_size)
             .ok()
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_PAGE);
-        let end = start.saturating_add(page).min(all.len());
-        let slice = all.get(start..end).unwrap_or_default();
-        let last_instance_key = (end < all.len())
-            .then(|| slice.last().map(|(c, i)| format!("{c}|{i}")))
+        let query = CompletedQuery {
+            statuses: r.runtime_status.clone(),
+            completed_from: given_ms(r.completed_time_from.as_ref()),
+            completed_to: given_ms(r.completed_time_to.as_ref()),
+            after: page_key(r.last_instance_key.as_deref(), "lastInstanceKey")?,
+            limit: page.saturating_add(1),
+        };
+        let mut keys = self.engine.completed_ids(query).await?;
+        let more = keys.len() > page;
+        keys.truncate(page);
+        let last_instance_key = more
+            .then(|| keys.last().map(|(c, i)| format!("{c}|{i}")))
             .flatten();
         Ok(Response::new(proto::ListInstanceIdsResponse {
-            instance_ids: slice.iter().map(|(_, i)| i.clone()).collect(),
+            instance_ids: keys.into_iter().map(|(_, i)| i).collect(),
             last_instance_key,
         }))
     }
@@ -358,11 +365,13 @@ impl TaskHubSidecarService for SidecarService {
             Some(purge_instances_request::Request::InstanceId(id)) => vec![id],
             Some(purge_instances_request::Request::InstanceBatch(b)) => b.instance_ids,
             Some(purge_instances_request::Request::PurgeInstanceFilter(f)) => {
-                self.engine.purge_candidates(
-                    given_ms(f.created_time_from.as_ref()),
-                    given_ms(f.created_time_to.as_ref()),
-                    &f.runtime_status,
-                )
+                self.engine
+                    .purge_candidates(
+                        given_ms(f.created_time_from.as_ref()),
+                        given_ms(f.created_time_to.as_ref()),
+                        &f.runtime_status,
+                    )
+                    .await?
             }
             None => {
                 return Err(Status::invalid_argument(
@@ -370,7 +379,7 @@ impl TaskHubSidecarService for SidecarService {
                 ));
             }
         };
-        let (count, wait) = self.engine.purge(ids, r.recursive);
+        let (count, wait) = self.engine.purge(ids, r.recursive)?;
         committed(wait).await?;
         Ok(Response::new(proto::PurgeInstancesResponse {
             deleted_instance_count: count,
@@ -460,7 +469,7 @@ impl TaskHubSidecarService for SidecarService {
         req: Request<proto::StreamInstanceHistoryRequest>,
     ) -> Result<Response<Self::StreamInstanceHistoryStream>, Status> {
         let r = req.into_inner();
-        let history = self.engine.history(&r.instance_id).ok_or_else(|| {
+        let history = self.engine.history(&r.instance_id).await?.ok_or_else(|| {
             Status::not_found(format!(
                 "no orchestration instance with id '{}'",
                 r.instance_id

@@ -374,7 +374,7 @@ pub(crate) async fn list(
     let page_size = params.page_size.unwrap_or(0);
     if page_size < 0 {
         return Err(ApiError::bad_request(format!(
-            "invalid pageSize {page_size}; expected 0 (all) or a positive number"
+            "invalid pageSize {page_size}; expected 0 (the sidecar's default page) or a positive number"
         )));
     }
     let response = state

@@ -217,7 +217,7 @@ impl Engine {
                 } else {
                     start.instance_id
                 };
-                if st.instances.contains_key(&instance_id) || instance_id.starts_with('@') {
+                if instance_id.starts_with('@') || st.exists(self.storage.as_ref(), &instance_id) {
                     tracing::warn!(
                         entity = from,
                         %instance_id,

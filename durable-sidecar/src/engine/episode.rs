@@ -14,7 +14,7 @@ use crate::proto::{
     self, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo,
     history_event::EventType, orchestrator_action::OrchestratorActionType,
 };
-use crate::storage::{ActivityRecord, LockRequestRecord, TimerRecord, WriteOp};
+use crate::storage::{ActivityRecord, LockRequestRecord, Storage, TimerRecord, WriteOp};
 use crate::time::{from_ms, given_ms, now_ms, to_ms};
 
 impl Engine {
@@ -147,7 +147,7 @@ impl Engine {
                 _ => None,
             });
         if let Some(new_history) = rewind {
-            apply_rewind(st, b, id, new_history);
+            apply_rewind(st, self.storage.as_ref(), b, id, new_history);
             return Vec::new();
         }
 
@@ -224,7 +224,13 @@ fn consume_delivered(inst: &mut Instance, b: &mut Batch, flight: &InFlight) {
 
 /// The worker rewrote the history (rewind): replace it, replay from scratch, and rewind the
 /// failed sub-orchestrations it had created.
-fn apply_rewind(st: &mut State, b: &mut Batch, id: &str, new_history: Vec<HistoryEvent>) {
+fn apply_rewind(
+    st: &mut State,
+    storage: &dyn Storage,
+    b: &mut Batch,
+    id: &str,
+    new_history: Vec<HistoryEvent>,
+) {
     let Some(inst) = st.instances.get_mut(id) else {
         return;
     };
@@ -262,12 +268,19 @@ fn apply_rewind(st: &mut State, b: &mut Batch, id: &str, new_history: Vec<Histor
     });
     b.put_instance(&inst.rec);
     for child in created {
+        // A failed child has usually left memory: bring it back to rewind it.
+        let active = st.instances.contains_key(&child);
+        if let Err(e) = st.hydrate(storage, b, &child) {
+            tracing::error!(instance_id = %child, error = %e, "cannot read a failed sub-orchestration to rewind it");
+        }
         let failed = st
             .instances
             .get(&child)
             .is_some_and(|c| c.rec.status == OrchestrationStatus::Failed as i32);
         if failed {
             st.prepare_rewind(b, &child, reason.clone().flatten());
+        } else if !active {
+            st.instances.remove(&child);
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use tonic::Status;
 
 use super::batch::{Batch, CommitWait};
+use super::queries::read_failed;
 use super::routing::Outbound;
 use super::state::{Instance, State, TimerEntry};
 use super::{Engine, event, is_terminal, new_id, not_found, status_name};
@@ -78,6 +79,9 @@ impl Engine {
             st.drop_pending_work(b, &ni.instance_id);
             st.release_locks_of(b, &ni.instance_id);
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
+        } else if st.exists(self.storage.as_ref(), &ni.instance_id) {
+            // Replacing a finished instance that only storage holds: its history goes too.
+            b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         }
         let inst = Instance::new(rec, queued, b.seq);
         b.put_instance(&inst.rec);
@@ -99,12 +103,12 @@ impl Engine {
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        if let Some(existing) = st.instances.get(&ni.instance_id) {
-            if !replaceable.contains(&existing.rec.status) {
+        if let Some(status) = self.status_of(&st, &ni.instance_id)? {
+            if !replaceable.contains(&status) {
                 return Err(Status::already_exists(format!(
                     "an orchestration instance with id '{}' already exists (status {}); use a different id, purge it first, or pass an orchestrationIdReusePolicy",
                     ni.instance_id,
-                    status_name(existing.rec.status)
+                    status_name(status)
                 )));
             }
         }
@@ -122,13 +126,7 @@ impl Engine {
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        let terminal = is_terminal(
-            st.instances
-                .get(id)
-                .ok_or_else(|| not_found(id))?
-                .rec
-                .status,
-        );
+        let terminal = is_terminal(self.status_of(&st, id)?.ok_or_else(|| not_found(id))?);
         let mut b = self.begin(&mut st);
         if !terminal {
             let ev = event(
@@ -148,7 +146,7 @@ impl Engine {
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        if !st.instances.contains_key(id) {
+        if self.status_of(&st, id)?.is_none() {
             return Err(not_found(id));
         }
         let mut b = self.begin(&mut st);
@@ -172,15 +170,7 @@ impl Engine {
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        if !st.instances.contains_key(id) {
-            return Err(not_found(id));
-        }
-        let mut b = self.begin(&mut st);
-        let Some(inst) = st.instances.get_mut(id) else {
-            return Err(not_found(id));
-        };
-        let status = inst.rec.status;
-        let suspended = status == OrchestrationStatus::Suspended as i32;
+        let status = self.status_of(&st, id)?.ok_or_else(|| not_found(id))?;
         if is_terminal(status) {
             return Err(Status::failed_precondition(format!(
                 "orchestration instance '{id}' is {} and can no longer be {}",
@@ -188,6 +178,11 @@ impl Engine {
                 if suspend { "suspended" } else { "resumed" }
             )));
         }
+        let mut b = self.begin(&mut st);
+        let Some(inst) = st.instances.get_mut(id) else {
+            return Err(not_found(id));
+        };
+        let suspended = status == OrchestrationStatus::Suspended as i32;
         if suspend == suspended {
             return Ok(self.submit(&mut st, b));
         }
@@ -215,11 +210,11 @@ impl Engine {
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
-        if !is_terminal(inst.rec.status) {
+        let rec = self.record_of(&st, id)?.ok_or_else(|| not_found(id))?;
+        if !is_terminal(rec.status) {
             return Err(Status::failed_precondition(format!(
                 "orchestration instance '{id}' is {}; only completed, failed or terminated instances can be restarted",
-                status_name(inst.rec.status)
+                status_name(rec.status)
             )));
         }
         let ni = NewInstance {
@@ -228,12 +223,12 @@ impl Engine {
             } else {
                 id.to_string()
             },
-            name: inst.rec.name.clone(),
-            version: inst.rec.version.clone(),
-            input: inst.rec.input.clone(),
+            name: rec.name.clone(),
+            version: rec.version.clone(),
+            input: rec.input.clone(),
             execution_id: None,
             scheduled_start_ms: None,
-            tags: inst.rec.tags.clone(),
+            tags: rec.tags.clone(),
             parent: None,
             parent_trace_context: None,
         };
@@ -246,16 +241,44 @@ impl Engine {
     pub(crate) fn rewind(&self, id: &str, reason: Option<String>) -> Result<CommitWait, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        let inst = st.instances.get(id).ok_or_else(|| not_found(id))?;
-        if inst.rec.status != OrchestrationStatus::Failed as i32 {
+        let status = self.status_of(&st, id)?.ok_or_else(|| not_found(id))?;
+        if status != OrchestrationStatus::Failed as i32 {
             return Err(Status::failed_precondition(format!(
                 "orchestration instance '{id}' is {}; only failed instances can be rewound",
-                status_name(inst.rec.status)
+                status_name(status)
             )));
         }
         let mut b = self.begin(&mut st);
+        // A failed instance has usually left memory: bring it back to run again.
+        if !st
+            .hydrate(self.storage.as_ref(), &mut b, id)
+            .map_err(read_failed)?
+        {
+            return Err(not_found(id));
+        }
         st.prepare_rewind(&mut b, id, reason);
         Ok(self.submit(&mut st, b))
+    }
+}
+
+impl Engine {
+    /// An instance's status, from memory or (once finished) storage; `None` = no such instance.
+    fn status_of(&self, st: &State, id: &str) -> Result<Option<i32>, Status> {
+        if let Some(inst) = st.instances.get(id) {
+            return Ok(Some(inst.rec.status));
+        }
+        Ok(self.record_of(st, id)?.map(|r| r.status))
+    }
+
+    /// A copy of an instance's record, from memory or (once finished) storage.
+    fn record_of(&self, st: &State, id: &str) -> Result<Option<InstanceRecord>, Status> {
+        if let Some(inst) = st.instances.get(id) {
+            return Ok(Some(inst.rec.clone()));
+        }
+        if st.purging.contains_key(id) {
+            return Ok(None);
+        }
+        self.storage.read_instance(id).map_err(read_failed)
     }
 }
 

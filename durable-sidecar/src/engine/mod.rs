@@ -1,6 +1,7 @@
 //! The sidecar engine: the state machine of every instance, from start to purge.
 //!
-//! All state lives behind one mutex; every mutation is synchronous, produces one storage batch
+//! The active state lives behind one mutex (finished instances leave it once their final
+//! status is durable and are read from storage on demand); every mutation is synchronous, produces one storage batch
 //! (submitted while the lock is held, so batches commit in mutation order) and marks the work it
 //! created with that batch's sequence number. Work is handed to a worker only once its batch is
 //! durable, and RPCs answer only after their own batch committed.
@@ -186,7 +187,8 @@ mod tests {
     use crate::proto::{
         self, OrchestrationState, OrchestratorAction, orchestrator_action::OrchestratorActionType,
     };
-    use crate::storage::WriteOp;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::{CompletedQuery, InstanceQuery, InstanceRecord, WriteOp};
     use crate::work_queue::{Filters, WorkStream};
 
     type Done = oneshot::Sender<Result<(), Arc<StorageError>>>;
@@ -194,24 +196,42 @@ mod tests {
     /// A storage whose batches become durable only when the test releases them.
     struct HeldStorage {
         signal: Arc<CommitSignal>,
-        held: Mutex<Vec<(u64, Done)>>,
+        held: Mutex<Vec<(u64, Vec<WriteOp>, Done)>>,
+        /// What has been released, readable like committed storage.
+        committed: MemoryStorage,
     }
 
     impl Storage for HeldStorage {
         fn load(&self) -> Result<LoadedState, StorageError> {
             Ok(LoadedState::default())
         }
-        fn submit(&self, seq: u64, _batch: Vec<WriteOp>, done: Option<Done>) {
+        fn submit(&self, seq: u64, batch: Vec<WriteOp>, done: Option<Done>) {
             if let Some(done) = done {
-                self.held.lock().unwrap().push((seq, done));
+                self.held.lock().unwrap().push((seq, batch, done));
             }
         }
         fn close(&self) {}
+        fn read_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StorageError> {
+            self.committed.read_instance(id)
+        }
+        fn read_history(&self, id: &str) -> Result<Vec<HistoryEvent>, StorageError> {
+            self.committed.read_history(id)
+        }
+        fn query_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StorageError> {
+            self.committed.query_instances(q)
+        }
+        fn completed_instances(
+            &self,
+            q: &CompletedQuery,
+        ) -> Result<Vec<(i64, String)>, StorageError> {
+            self.committed.completed_instances(q)
+        }
     }
 
     impl HeldStorage {
         fn release(&self) {
-            for (seq, done) in std::mem::take(&mut *self.held.lock().unwrap()) {
+            for (seq, batch, done) in std::mem::take(&mut *self.held.lock().unwrap()) {
+                self.committed.submit(seq, batch, None);
                 self.signal.durable_seq.fetch_max(seq, Ordering::SeqCst);
                 let _ = done.send(Ok(()));
             }
@@ -224,6 +244,7 @@ mod tests {
         let storage = Arc::new(HeldStorage {
             signal: Arc::clone(&signal),
             held: Mutex::new(Vec::new()),
+            committed: MemoryStorage::new(Arc::new(CommitSignal::default())),
         });
         let engine = Engine::new(
             Arc::clone(&storage) as Arc<dyn Storage>,
@@ -324,6 +345,18 @@ mod tests {
             state.orchestration_status,
             OrchestrationStatus::Completed as i32
         );
+        assert!(
+            !engine.lock().instances.contains_key("a"),
+            "a finished instance leaves memory once its final status is durable"
+        );
+        let again = wait_briefly(&engine, "a", |_| true).await.unwrap().unwrap();
+        assert_eq!(
+            again.unwrap().orchestration_status,
+            OrchestrationStatus::Completed as i32,
+            "and is read back from storage"
+        );
+        let history = engine.history("a").await.unwrap().unwrap();
+        assert!(!history.is_empty());
         engine.begin_shutdown();
     }
 }

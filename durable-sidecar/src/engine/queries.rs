@@ -2,16 +2,20 @@
 //! answer once a status change is durable, deleting finished instances; entity reads, entity
 //! queries and cleaning entity storage.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::batch::{Batch, CommitWait};
-use super::state::{EntityInstance, Instance, State};
+use super::state::{EntityInstance, State};
 use super::{Engine, is_terminal};
 use crate::proto::{EntityMetadata, HistoryEvent, OrchestrationState};
-use crate::storage::{InstanceRecord, WriteOp};
+use crate::storage::{
+    CompletedQuery, InstanceQuery, InstanceRecord, Storage, StorageError, TERMINAL_STATUSES,
+    WriteOp,
+};
 use crate::time::from_ms;
 
 impl Engine {
@@ -29,16 +33,23 @@ impl Engine {
                 let mut st = self.lock();
                 let durable = self.signal.durable_seq.load(Ordering::SeqCst);
                 match st.instances.get(id) {
-                    None if !st.purging.contains_key(id) => return Ok(None),
+                    // Not active: finished (then it is in storage) or unknown.
+                    None if !st.purging.contains_key(id) => None,
                     Some(inst) if inst.status_seq <= durable && done(inst.rec.status) => {
                         return Ok(Some(to_state(&inst.rec, payloads)));
                     }
-                    _ => {}
+                    _ => {
+                        self.refuse(&st)?;
+                        let (tx, rx) = oneshot::channel();
+                        st.waiters.entry(id.to_string()).or_default().push(tx);
+                        Some(rx)
+                    }
                 }
-                self.refuse(&st)?;
-                let (tx, rx) = oneshot::channel();
-                st.waiters.entry(id.to_string()).or_default().push(tx);
-                rx
+            };
+            let Some(rx) = rx else {
+                let id = id.to_owned();
+                let rec = self.read(move |s| s.read_instance(&id)).await?;
+                return Ok(rec.map(|r| to_state(&r, payloads)));
             };
             let expired = async {
                 match deadline {
@@ -80,72 +91,74 @@ impl Engine {
                 }
             }
         }
+        st.evict_durable(durable);
     }
 
-    pub(crate) fn history(&self, id: &str) -> Option<Vec<HistoryEvent>> {
-        let st = self.lock();
-        st.instances.get(id).map(|i| i.history.clone())
+    /// An instance's history: from memory while it is active, else from storage. `None` when
+    /// there is no such instance.
+    pub(crate) async fn history(&self, id: &str) -> Result<Option<Vec<HistoryEvent>>, Status> {
+        {
+            let st = self.lock();
+            if let Some(inst) = st.instances.get(id) {
+                return Ok(Some(inst.history.clone()));
+            }
+            if st.purging.contains_key(id) {
+                return Ok(None);
+            }
+        }
+        let id = id.to_owned();
+        self.read(move |s| {
+            Ok(match s.read_instance(&id)? {
+                Some(_) => Some(s.read_history(&id)?),
+                None => None,
+            })
+        })
+        .await
     }
 
-    /// Instances matching a query, sorted by creation time then id.
-    pub(crate) fn query(
+    /// Committed instances matching a query, one page in (created time, id) order.
+    pub(crate) async fn query(
         &self,
-        statuses: &[i32],
-        from: Option<i64>,
-        to: Option<i64>,
-        prefix: Option<&str>,
+        q: InstanceQuery,
         payloads: bool,
-    ) -> Vec<OrchestrationState> {
-        let st = self.lock();
-        let mut v: Vec<&Instance> = st
-            .instances
-            .values()
-            .filter(|i| statuses.is_empty() || statuses.contains(&i.rec.status))
-            .filter(|i| from.is_none_or(|f| i.rec.created_ms >= f))
-            .filter(|i| to.is_none_or(|t| i.rec.created_ms < t))
-            .filter(|i| prefix.is_none_or(|p| i.rec.instance_id.starts_with(p)))
-            .collect();
-        v.sort_by(|a, b| {
-            (a.rec.created_ms, &a.rec.instance_id).cmp(&(b.rec.created_ms, &b.rec.instance_id))
-        });
-        v.into_iter().map(|i| to_state(&i.rec, payloads)).collect()
+    ) -> Result<Vec<OrchestrationState>, Status> {
+        let records = self.read(move |s| s.query_instances(&q)).await?;
+        Ok(records.iter().map(|r| to_state(r, payloads)).collect())
     }
 
-    /// Terminal instances as (completed_ms, id), sorted.
-    pub(crate) fn completed_ids(
+    /// Committed finished instances as (completed_ms, id), one page in order.
+    pub(crate) async fn completed_ids(
         &self,
-        statuses: &[i32],
-        from: Option<i64>,
-        to: Option<i64>,
-    ) -> Vec<(i64, String)> {
-        let st = self.lock();
-        let mut v: Vec<(i64, String)> = st
-            .instances
-            .values()
-            .filter(|i| is_terminal(i.rec.status))
-            .filter(|i| statuses.is_empty() || statuses.contains(&i.rec.status))
-            .filter_map(|i| i.rec.completed_ms.map(|c| (c, i.rec.instance_id.clone())))
-            .filter(|(c, _)| from.is_none_or(|f| *c >= f) && to.is_none_or(|t| *c < t))
-            .collect();
-        v.sort();
-        v
+        q: CompletedQuery,
+    ) -> Result<Vec<(i64, String)>, Status> {
+        self.read(move |s| s.completed_instances(&q)).await
     }
 
     /// Purges the given instances (terminal ones only); returns how many were deleted.
-    pub(crate) fn purge(&self, ids: Vec<String>, recursive: bool) -> (i32, CommitWait) {
+    pub(crate) fn purge(
+        &self,
+        ids: Vec<String>,
+        recursive: bool,
+    ) -> Result<(i32, CommitWait), Status> {
         let mut st = self.lock();
+        self.refuse(&st)?;
         let mut b = self.begin(&mut st);
         let mut count = 0;
         let mut todo = ids;
         while let Some(id) = todo.pop() {
-            let Some(inst) = st.instances.get(&id) else {
-                continue;
+            let (status, children) = match st.instances.get(&id) {
+                Some(inst) => (inst.rec.status, inst.rec.children.clone()),
+                None if st.purging.contains_key(&id) => continue,
+                None => match self.storage.read_instance(&id).map_err(read_failed)? {
+                    Some(rec) => (rec.status, rec.children),
+                    None => continue,
+                },
             };
-            if !is_terminal(inst.rec.status) {
+            if !is_terminal(status) {
                 continue;
             }
             if recursive {
-                todo.extend(inst.rec.children.iter().cloned());
+                todo.extend(children);
             }
             st.drop_pending_work(&mut b, &id);
             st.instances.remove(&id);
@@ -154,26 +167,65 @@ impl Engine {
             st.notify_waiters(&b, &id);
             count += 1;
         }
-        (count, self.submit(&mut st, b))
+        Ok((count, self.submit(&mut st, b)))
     }
 
-    /// Ids of terminal instances matching a purge filter.
-    pub(crate) fn purge_candidates(
+    /// Ids of terminal instances matching a purge filter (created in the given range).
+    pub(crate) async fn purge_candidates(
         &self,
         from: Option<i64>,
         to: Option<i64>,
         statuses: &[i32],
-    ) -> Vec<String> {
-        let st = self.lock();
-        st.instances
-            .values()
-            .filter(|i| is_terminal(i.rec.status))
-            .filter(|i| statuses.is_empty() || statuses.contains(&i.rec.status))
-            .filter(|i| from.is_none_or(|f| i.rec.created_ms >= f))
-            .filter(|i| to.is_none_or(|t| i.rec.created_ms < t))
-            .map(|i| i.rec.instance_id.clone())
-            .collect()
+    ) -> Result<Vec<String>, Status> {
+        let statuses: Vec<i32> = TERMINAL_STATUSES
+            .into_iter()
+            .filter(|s| statuses.is_empty() || statuses.contains(s))
+            .collect();
+        let mut q = InstanceQuery {
+            statuses,
+            created_from: from,
+            created_to: to,
+            limit: PURGE_PAGE,
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        loop {
+            let page = self
+                .read({
+                    let q = q.clone();
+                    move |s| s.query_instances(&q)
+                })
+                .await?;
+            let full = page.len() == PURGE_PAGE;
+            q.after = page.last().map(|r| (r.created_ms, r.instance_id.clone()));
+            ids.extend(page.into_iter().map(|r| r.instance_id));
+            if !full {
+                return Ok(ids);
+            }
+        }
     }
+
+    /// Runs a storage read off the async threads; a failed read is UNAVAILABLE.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let storage = Arc::clone(&self.storage);
+        tokio::task::spawn_blocking(move || f(storage.as_ref()))
+            .await
+            .map_err(|e| Status::internal(format!("a storage read panicked: {e}")))?
+            .map_err(read_failed)
+    }
+}
+
+/// Reads per purge-filter page.
+const PURGE_PAGE: usize = 1000;
+
+/// The status for a failed storage read.
+pub(super) fn read_failed(e: StorageError) -> Status {
+    Status::unavailable(format!(
+        "reading the sidecar's storage failed ({e}); retry, and check the database file if it persists"
+    ))
 }
 
 impl State {
@@ -182,6 +234,9 @@ impl State {
     pub(super) fn notify_waiters(&mut self, b: &Batch, id: &str) {
         if let Some(inst) = self.instances.get_mut(id) {
             inst.status_seq = inst.status_seq.max(b.seq);
+            if is_terminal(inst.rec.status) {
+                self.evictable.push_back((b.seq, id.to_string()));
+            }
         }
         self.wake_after.push_back((b.seq, id.to_string()));
     }

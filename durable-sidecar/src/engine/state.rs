@@ -1,6 +1,7 @@
-//! The engine's in-memory state: instances with their history and inbox, queued activities,
-//! armed timers, dispatch tokens and worker streams, plus the bookkeeping every mutation shares
-//! (inbox appends, the ready queue, dropping an ending instance's queued work).
+//! The engine's in-memory state: active instances with their history and inbox, queued
+//! activities, armed timers, dispatch tokens and worker streams, plus the bookkeeping every
+//! mutation shares (inbox appends, the ready queue, dropping an ending instance's queued work,
+//! evicting finished instances once durable and bringing them back for a rewind).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -11,8 +12,8 @@ use super::batch::Batch;
 use super::{is_terminal, new_id};
 use crate::proto::{self, HistoryEvent, OrchestratorAction};
 use crate::storage::{
-    EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, StorageError, TimerRecord,
-    WriteOp,
+    EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, Storage, StorageError,
+    TimerRecord, WriteOp,
 };
 use crate::time::now_ms;
 use crate::work_queue::WorkStream;
@@ -164,6 +165,9 @@ pub(super) struct State {
     pub(super) wake_after: VecDeque<(u64, String)>,
     /// Instances purged by a batch that may not be durable yet: id → batch seq.
     pub(super) purging: HashMap<String, u64>,
+    /// (batch seq, instance id): instances that became final in that batch; once it is durable
+    /// they leave memory and are read from storage on demand.
+    pub(super) evictable: VecDeque<(u64, String)>,
     pub(super) entities: HashMap<String, EntityInstance>,
     /// Entities with queued operations to dispatch.
     pub(super) entity_ready: VecDeque<String>,
@@ -198,6 +202,7 @@ impl State {
             waiters: HashMap::new(),
             wake_after: VecDeque::new(),
             purging: HashMap::new(),
+            evictable: VecDeque::new(),
             entities: HashMap::new(),
             entity_ready: VecDeque::new(),
             lock_requests: Vec::new(),
@@ -296,6 +301,69 @@ impl State {
         self.next_lock_order = lock_requests.iter().map(|r| r.order + 1).max().unwrap_or(1);
         self.lock_requests = lock_requests;
         Ok(())
+    }
+
+    /// Brings a finished instance back from storage into memory (to rewind it); `false` when
+    /// there is no such instance.
+    /// Events left in its stored inbox are dropped (in batch `b`): they arrived after it ended.
+    pub(super) fn hydrate(
+        &mut self,
+        storage: &dyn Storage,
+        b: &mut Batch,
+        id: &str,
+    ) -> Result<bool, StorageError> {
+        if self.instances.contains_key(id) {
+            return Ok(true);
+        }
+        if self.purging.contains_key(id) {
+            return Ok(false);
+        }
+        let Some(rec) = storage.read_instance(id)? else {
+            return Ok(false);
+        };
+        let history = storage.read_history(id)?;
+        let mut inst = Instance::new(rec, false, 0);
+        inst.history = history;
+        self.instances.insert(id.to_owned(), inst);
+        b.ops.push(WriteOp::ClearInbox(id.to_owned()));
+        Ok(true)
+    }
+
+    /// Whether an instance with this id exists, in memory or (finished) in storage.
+    pub(super) fn exists(&self, storage: &dyn Storage, id: &str) -> bool {
+        self.instances.contains_key(id)
+            || (!self.purging.contains_key(id)
+                // A failed read counts as "exists": never replace what might be there.
+                && storage.read_instance(id).map_or(true, |r| r.is_some()))
+    }
+
+    /// Drops finished instances whose final status is durable from memory (they stay in
+    /// storage). One with an episode still in flight is kept until it settles.
+    pub(super) fn evict_durable(&mut self, durable: u64) {
+        let mut busy = Vec::new();
+        while self
+            .evictable
+            .front()
+            .is_some_and(|(seq, _)| *seq <= durable)
+        {
+            let Some((seq, id)) = self.evictable.pop_front() else {
+                break;
+            };
+            let Some(inst) = self.instances.get(&id) else {
+                continue;
+            };
+            if !is_terminal(inst.rec.status) || inst.status_seq > durable {
+                continue;
+            }
+            if inst.in_flight.is_some() || !inst.partial.is_empty() {
+                busy.push((seq, id));
+                continue;
+            }
+            self.instances.remove(&id);
+        }
+        for entry in busy.into_iter().rev() {
+            self.evictable.push_front(entry);
+        }
     }
 
     /// A fresh key for an activity or timer (unique across restarts: keys are stored).

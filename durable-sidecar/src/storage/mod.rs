@@ -1,8 +1,13 @@
 //! Durable storage behind the sidecar engine.
 //!
-//! The engine keeps the whole working set in memory and treats storage as a write-ahead copy:
-//! every state change is expressed as a batch of [`WriteOp`]s that is committed atomically,
-//! in submission order. On start the engine rebuilds its state from [`Storage::load`].
+//! The engine keeps the *active* working set in memory (instances that are pending, running or
+//! suspended, with their history and inbox; queued activities; timers; entities) and treats
+//! storage as a write-ahead copy: every state change is expressed as a batch of [`WriteOp`]s
+//! that is committed atomically, in submission order. On start the engine rebuilds its state
+//! from [`Storage::load`], which reads only active work. Finished instances live only in
+//! storage once their final status is durable; the engine reads them on demand
+//! ([`Storage::read_instance`], [`Storage::read_history`], [`Storage::query_instances`],
+//! [`Storage::completed_instances`]). Reads see committed batches only.
 //!
 //! Each batch carries a sequence number. A storage reports the highest committed sequence
 //! through the shared `durable_seq` counter, and the engine only dispatches work (and only
@@ -28,6 +33,81 @@ pub(crate) enum StorageError {
     Decode(#[from] prost::DecodeError),
     #[error("the storage writer has stopped")]
     WriterStopped,
+}
+
+/// Statuses after which an instance runs no more episodes (unless restarted or rewound).
+pub(crate) const TERMINAL_STATUSES: [i32; 4] = [
+    crate::proto::OrchestrationStatus::Completed as i32,
+    crate::proto::OrchestrationStatus::Failed as i32,
+    crate::proto::OrchestrationStatus::Canceled as i32,
+    crate::proto::OrchestrationStatus::Terminated as i32,
+];
+
+/// Which instances [`Storage::query_instances`] returns: ordered by (creation time, id),
+/// starting after the key `after`, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InstanceQuery {
+    /// Empty = any status.
+    pub(crate) statuses: Vec<i32>,
+    /// Created at or after (ms since the Unix epoch).
+    pub(crate) created_from: Option<i64>,
+    /// Created before.
+    pub(crate) created_to: Option<i64>,
+    pub(crate) prefix: Option<String>,
+    /// The (created_ms, id) key of the last instance of the previous page.
+    pub(crate) after: Option<(i64, String)>,
+    pub(crate) limit: usize,
+}
+
+impl InstanceQuery {
+    /// Whether a record matches everything but the paging.
+    pub(crate) fn matches(&self, rec: &InstanceRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&rec.status))
+            && self.created_from.is_none_or(|f| rec.created_ms >= f)
+            && self.created_to.is_none_or(|t| rec.created_ms < t)
+            && self
+                .prefix
+                .as_deref()
+                .is_none_or(|p| rec.instance_id.starts_with(p))
+            && self.after.as_ref().is_none_or(|(ms, id)| {
+                (rec.created_ms, rec.instance_id.as_str()) > (*ms, id.as_str())
+            })
+    }
+}
+
+/// Which finished instances [`Storage::completed_instances`] returns: (completed_ms, id) keys in
+/// order, after `after`, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompletedQuery {
+    /// Terminal statuses to include; empty = all terminal ones.
+    pub(crate) statuses: Vec<i32>,
+    pub(crate) completed_from: Option<i64>,
+    pub(crate) completed_to: Option<i64>,
+    pub(crate) after: Option<(i64, String)>,
+    pub(crate) limit: usize,
+}
+
+impl CompletedQuery {
+    /// The terminal statuses this query asks for.
+    pub(crate) fn terminal_statuses(&self) -> Vec<i32> {
+        TERMINAL_STATUSES
+            .into_iter()
+            .filter(|s| self.statuses.is_empty() || self.statuses.contains(s))
+            .collect()
+    }
+
+    /// The key of a record if it matches everything but the limit.
+    pub(crate) fn key_of(&self, rec: &InstanceRecord) -> Option<(i64, String)> {
+        let completed = rec.completed_ms?;
+        let matches = self.terminal_statuses().contains(&rec.status)
+            && self.completed_from.is_none_or(|f| completed >= f)
+            && self.completed_to.is_none_or(|t| completed < t)
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|(ms, id)| (completed, rec.instance_id.as_str()) > (*ms, id.as_str()));
+        matches.then(|| (completed, rec.instance_id.clone()))
+    }
 }
 
 /// The persisted metadata of one orchestration instance (everything but its history and inbox).
@@ -183,7 +263,8 @@ pub(crate) enum WriteOp {
     DeleteLockRequest(String),
 }
 
-/// Everything a storage holds, read once at start.
+/// The active work a storage holds, read once at start: instances that are not finished (with
+/// their history and inbox), activities, timers, entities and lock requests.
 #[derive(Debug, Default)]
 pub(crate) struct LoadedState {
     pub(crate) instances: Vec<InstanceRecord>,
@@ -234,8 +315,16 @@ impl CommitSignal {
 
 /// A place to keep instances durably.
 pub(crate) trait Storage: Send + Sync + 'static {
-    /// Reads the whole stored state.
+    /// Reads the active work (finished instances stay in storage).
     fn load(&self) -> Result<LoadedState, StorageError>;
+    /// One instance's committed record.
+    fn read_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StorageError>;
+    /// One instance's committed history, in order (empty when it has none).
+    fn read_history(&self, id: &str) -> Result<Vec<crate::proto::HistoryEvent>, StorageError>;
+    /// Committed instances matching a query, ordered by (created_ms, id).
+    fn query_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StorageError>;
+    /// Committed finished instances matching a query, as (completed_ms, id) in order.
+    fn completed_instances(&self, q: &CompletedQuery) -> Result<Vec<(i64, String)>, StorageError>;
     /// Queues a batch for commit. Batches commit in submission order; `done` (if any) receives
     /// the outcome once the batch is durable.
     fn submit(

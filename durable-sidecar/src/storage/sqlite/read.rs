@@ -1,0 +1,258 @@
+//! Reads: the active work at start, and finished instances on demand.
+
+use prost::Message;
+use rusqlite::types::Value;
+use rusqlite::{Connection, params};
+
+use super::super::{
+    ActivityRecord, CompletedQuery, EntityRecord, InstanceQuery, InstanceRecord, LoadedState,
+    LockRequestRecord, StorageError, TimerRecord,
+};
+use super::ACTIVE_SQL;
+use crate::proto::HistoryEvent;
+
+/// Everything but finished instances.
+pub(super) fn load_active(conn: &Connection) -> Result<LoadedState, StorageError> {
+    let mut state = LoadedState::default();
+    let active = format!("status IN {ACTIVE_SQL}");
+    {
+        let mut stmt = conn.prepare(&format!("SELECT record FROM instances WHERE {active}"))?;
+        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+            state
+                .instances
+                .push(InstanceRecord::decode(row?.as_slice())?);
+        }
+    }
+    {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT h.instance_id, h.event FROM instances i JOIN history h ON h.instance_id = i.id
+             WHERE i.{active} ORDER BY h.instance_id, h.idx"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (id, ev) = row?;
+            state.history.entry(id).or_default().push(ev);
+        }
+    }
+    {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
+             WHERE i.{active} ORDER BY b.instance_id, b.seq"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, seq, ev) = row?;
+            state
+                .inbox
+                .entry(id)
+                .or_default()
+                .push((u64::try_from(seq).unwrap_or(0), ev));
+        }
+    }
+    {
+        let mut stmt = conn.prepare("SELECT record FROM activities ORDER BY key")?;
+        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+            state
+                .activities
+                .push(ActivityRecord::decode(row?.as_slice())?);
+        }
+    }
+    {
+        let mut stmt = conn.prepare("SELECT record FROM timers ORDER BY key")?;
+        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+            state.timers.push(TimerRecord::decode(row?.as_slice())?);
+        }
+    }
+    load_entities(conn, &mut state)?;
+    Ok(state)
+}
+
+fn load_entities(conn: &Connection, state: &mut LoadedState) -> Result<(), StorageError> {
+    let mut stmt = conn.prepare("SELECT record FROM entities")?;
+    for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+        state.entities.push(EntityRecord::decode(row?.as_slice())?);
+    }
+    let mut stmt =
+        conn.prepare("SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, seq, event) = row?;
+        state
+            .entity_ops
+            .entry(id)
+            .or_default()
+            .push((u64::try_from(seq).unwrap_or(0), event));
+    }
+    let mut stmt = conn.prepare("SELECT record FROM lock_requests")?;
+    for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
+        state
+            .lock_requests
+            .push(LockRequestRecord::decode(row?.as_slice())?);
+    }
+    state.lock_requests.sort_by_key(|r| r.order);
+    Ok(())
+}
+
+pub(super) fn instance(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<InstanceRecord>, StorageError> {
+    let mut stmt = conn.prepare_cached("SELECT record FROM instances WHERE id = ?1")?;
+    let mut rows = stmt.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(InstanceRecord::decode(
+            row.get::<_, Vec<u8>>(0)?.as_slice(),
+        )?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn history(conn: &Connection, id: &str) -> Result<Vec<HistoryEvent>, StorageError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT event FROM history WHERE instance_id = ?1 ORDER BY idx")?;
+    let rows = stmt.query_map(params![id], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut events = Vec::new();
+    for row in rows {
+        events.push(HistoryEvent::decode(row?.as_slice())?);
+    }
+    Ok(events)
+}
+
+/// `?n` placeholders for a list of integers, appended to `params`.
+fn in_list(values: &[i32], params: &mut Vec<Value>) -> String {
+    let marks: Vec<String> = values
+        .iter()
+        .map(|v| {
+            params.push(Value::Integer(i64::from(*v)));
+            format!("?{}", params.len())
+        })
+        .collect();
+    format!("({})", marks.join(", "))
+}
+
+/// An upper bound of ids starting with `prefix`, for an indexable range test (the exact test
+/// is `substr`).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+pub(super) fn query(
+    conn: &Connection,
+    q: &InstanceQuery,
+) -> Result<Vec<InstanceRecord>, StorageError> {
+    let mut params: Vec<Value> = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+    if !q.statuses.is_empty() {
+        conds.push(format!("status IN {}", in_list(&q.statuses, &mut params)));
+    }
+    if let Some(from) = q.created_from {
+        params.push(Value::Integer(from));
+        conds.push(format!("created_ms >= ?{}", params.len()));
+    }
+    if let Some(to) = q.created_to {
+        params.push(Value::Integer(to));
+        conds.push(format!("created_ms < ?{}", params.len()));
+    }
+    if let Some(prefix) = q.prefix.as_deref().filter(|p| !p.is_empty()) {
+        params.push(Value::Text(prefix.to_owned()));
+        let at = params.len();
+        conds.push(format!("id >= ?{at}"));
+        if let Some(end) = prefix_end(prefix) {
+            params.push(Value::Text(end));
+            conds.push(format!("id < ?{}", params.len()));
+        }
+        params.push(Value::Integer(
+            i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX),
+        ));
+        conds.push(format!("substr(id, 1, ?{}) = ?{at}", params.len()));
+    }
+    if let Some((ms, id)) = &q.after {
+        params.push(Value::Integer(*ms));
+        let ms_at = params.len();
+        params.push(Value::Text(id.clone()));
+        conds.push(format!("(created_ms, id) > (?{ms_at}, ?{})", params.len()));
+    }
+    params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT record FROM instances {} ORDER BY created_ms, id LIMIT ?{}",
+        where_clause(&conds),
+        params.len()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        r.get::<_, Vec<u8>>(0)
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(InstanceRecord::decode(row?.as_slice())?);
+    }
+    Ok(out)
+}
+
+pub(super) fn completed(
+    conn: &Connection,
+    q: &CompletedQuery,
+) -> Result<Vec<(i64, String)>, StorageError> {
+    let mut params: Vec<Value> = Vec::new();
+    let mut conds = vec![
+        "completed_ms IS NOT NULL".to_owned(),
+        format!("status IN {}", in_list(&q.terminal_statuses(), &mut params)),
+    ];
+    if let Some(from) = q.completed_from {
+        params.push(Value::Integer(from));
+        conds.push(format!("completed_ms >= ?{}", params.len()));
+    }
+    if let Some(to) = q.completed_to {
+        params.push(Value::Integer(to));
+        conds.push(format!("completed_ms < ?{}", params.len()));
+    }
+    if let Some((ms, id)) = &q.after {
+        params.push(Value::Integer(*ms));
+        let ms_at = params.len();
+        params.push(Value::Text(id.clone()));
+        conds.push(format!(
+            "(completed_ms, id) > (?{ms_at}, ?{})",
+            params.len()
+        ));
+    }
+    params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT completed_ms, id FROM instances {} ORDER BY completed_ms, id LIMIT ?{}",
+        where_clause(&conds),
+        params.len()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn where_clause(conds: &[String]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    }
+}
