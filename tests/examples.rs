@@ -1,6 +1,9 @@
 //! Runs every example program and checks that it prints what `examples/README.md` promises
 //! (the automated check the seed examples ask for).
 
+#[path = "../durable-sidecar/tests/sidecar_common/postgres.rs"]
+mod postgres;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,12 +43,24 @@ fn example_binary(name: &str) -> PathBuf {
 /// Runs an example with its own embedded database, feeding `stdin` after `stdin_delay`,
 /// and returns what it printed.
 fn run_example(name: &str, args: &[&str], stdin: Option<(Duration, &str)>) -> String {
+    run_example_with(name, args, stdin, &[])
+}
+
+/// [`run_example`] with extra environment variables.
+fn run_example_with(
+    name: &str,
+    args: &[&str],
+    stdin: Option<(Duration, &str)>,
+    env: &[(&str, &str)],
+) -> String {
     let dir = std::env::temp_dir().join(format!("durable-example-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut child = Command::new(example_binary(name))
         .args(args)
         .env("DURABLE_DB", dir.join("durable.db"))
         .env_remove("DURABLE_SIDECAR")
+        .env_remove("DURABLE_POSTGRES")
+        .envs(env.iter().copied())
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -103,6 +118,27 @@ fn activity_sequence() {
         &out,
         &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#],
     );
+}
+
+#[test]
+fn activity_sequence_on_postgres() {
+    let Some(pg) = postgres::TempPostgres::start() else {
+        return;
+    };
+    let url = pg.database("example");
+    for _ in 0..2 {
+        // Twice on one database: the second run finds the first run's state in place.
+        let out = run_example_with(
+            "activity_sequence",
+            &[],
+            None,
+            &[("DURABLE_POSTGRES", &url)],
+        );
+        assert_prints(
+            &out,
+            &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#],
+        );
+    }
 }
 
 #[test]

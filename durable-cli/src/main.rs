@@ -25,11 +25,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// SQLite database file; created if missing. Default: `durable.db` in the current directory.
-        #[arg(long, conflicts_with = "in_memory")]
+        #[arg(long, conflicts_with_all = ["in_memory", "postgres"])]
         db: Option<PathBuf>,
         /// Keep everything in memory (lost on exit) instead of a database file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "postgres")]
         in_memory: bool,
+        /// Keep everything in a PostgreSQL database instead
+        /// (`postgres://user:password@host:port/db`); tables are created on start.
+        #[arg(long, env = "DURABLE_POSTGRES", value_name = "URL")]
+        postgres: Option<String>,
         /// Also serve the HTTP management API (start, status, events, terminate, purge) on
         /// this port, on the same host.
         #[arg(long, value_name = "PORT")]
@@ -53,6 +57,7 @@ async fn main() -> ExitCode {
             host,
             db,
             in_memory,
+            postgres,
             http,
         } => {
             let http_host = host.clone();
@@ -60,6 +65,10 @@ async fn main() -> ExitCode {
             let storage = if in_memory {
                 builder = builder.in_memory();
                 "in memory".to_string()
+            } else if let Some(url) = postgres {
+                let shown = durable::sidecar::redact_url(&url);
+                builder = builder.postgres(url);
+                format!("postgres {shown}")
             } else {
                 let path = db.unwrap_or_else(|| PathBuf::from("durable.db"));
                 let shown = path.display().to_string();

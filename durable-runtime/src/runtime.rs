@@ -8,7 +8,8 @@
 //! 3. otherwise an **embedded** sidecar started in this process, storing its state in the
 //!    SQLite file `.durable/durable.db` ([`DEFAULT_DATABASE_PATH`]), or in the file named by
 //!    `DURABLE_DB` ([`DATABASE_ENV`]), or by [`RuntimeBuilder::database`];
-//!    [`RuntimeBuilder::in_memory`] keeps state in memory (tests).
+//!    [`RuntimeBuilder::postgres`] or `DURABLE_POSTGRES` ([`POSTGRES_ENV`]) keep it in a
+//!    PostgreSQL database instead; [`RuntimeBuilder::in_memory`] keeps state in memory (tests).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +22,9 @@ use crate::worker::{Worker, WorkerHandle, WorkerOptions, WorkerStatus};
 pub const SIDECAR_ENV: &str = "DURABLE_SIDECAR";
 /// The environment variable naming the embedded sidecar's SQLite file.
 pub const DATABASE_ENV: &str = "DURABLE_DB";
+/// The environment variable naming a PostgreSQL database for the embedded sidecar
+/// (`postgres://user:password@host:port/db`); it wins over `DURABLE_DB`.
+pub const POSTGRES_ENV: &str = "DURABLE_POSTGRES";
 /// The embedded sidecar's SQLite file when nothing else is configured.
 pub const DEFAULT_DATABASE_PATH: &str = ".durable/durable.db";
 
@@ -74,7 +78,9 @@ impl Runtime {
     /// variable `DURABLE_SIDECAR` ([`SIDECAR_ENV`]); otherwise an **embedded** sidecar in this
     /// process, storing its state in the SQLite file `.durable/durable.db`
     /// ([`DEFAULT_DATABASE_PATH`]), or the file named by `DURABLE_DB` ([`DATABASE_ENV`]) or by
-    /// [`RuntimeBuilder::database`]; [`RuntimeBuilder::in_memory`] keeps state in memory.
+    /// [`RuntimeBuilder::database`]; [`RuntimeBuilder::postgres`] or `DURABLE_POSTGRES`
+    /// ([`POSTGRES_ENV`]) use a PostgreSQL database; [`RuntimeBuilder::in_memory`] keeps state
+    /// in memory.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }
@@ -88,6 +94,8 @@ pub enum EmbeddedStorage {
     Sqlite(PathBuf),
     /// In memory: everything is lost when the program ends.
     InMemory,
+    /// A PostgreSQL database (connection URL); tables are created on start.
+    Postgres(String),
 }
 
 /// Configures and starts a runtime: a worker plus a client, attached to a sidecar.
@@ -129,6 +137,23 @@ impl RuntimeBuilder {
     /// Stores the embedded sidecar's state in this SQLite file (overrides `DURABLE_DB`).
     pub fn database(mut self, path: impl Into<PathBuf>) -> Self {
         self.storage = Some(EmbeddedStorage::Sqlite(path.into()));
+        self
+    }
+
+    /// Stores the embedded sidecar's state in a PostgreSQL database (overrides
+    /// `DURABLE_POSTGRES` and `DURABLE_DB`). One sidecar writes a database at a time.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable::RuntimeError> {
+    /// let runtime = durable::Runtime::builder()
+    ///     .postgres("postgres://durable:secret@127.0.0.1:5432/orders")
+    ///     .start()
+    ///     .await?;
+    /// # runtime.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.storage = Some(EmbeddedStorage::Postgres(url.into()));
         self
     }
 
@@ -202,7 +227,7 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Ignores `DURABLE_SIDECAR` and `DURABLE_DB` (for tests that must not depend on the
+    /// Ignores `DURABLE_SIDECAR`, `DURABLE_POSTGRES` and `DURABLE_DB` (for tests that must not depend on the
     /// environment).
     pub fn ignore_environment(mut self) -> Self {
         self.use_environment = false;
@@ -228,12 +253,16 @@ impl RuntimeBuilder {
         let (endpoint, embedded) = match external {
             Some(endpoint) => (endpoint, None),
             None => {
-                let storage = self.storage.clone().unwrap_or_else(|| {
-                    EmbeddedStorage::Sqlite(PathBuf::from(
-                        self.env(DATABASE_ENV)
-                            .unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
-                    ))
-                });
+                let storage =
+                    self.storage
+                        .clone()
+                        .unwrap_or_else(|| match self.env(POSTGRES_ENV) {
+                            Some(url) => EmbeddedStorage::Postgres(url),
+                            None => EmbeddedStorage::Sqlite(PathBuf::from(
+                                self.env(DATABASE_ENV)
+                                    .unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
+                            )),
+                        });
                 let (endpoint, guard) = start_embedded(&EmbeddedConfig { storage }).await?;
                 (endpoint, Some(guard))
             }
@@ -405,6 +434,7 @@ async fn start_embedded(config: &EmbeddedConfig) -> Result<(String, EmbeddedGuar
             builder.sqlite(path)
         }
         EmbeddedStorage::InMemory => builder.in_memory(),
+        EmbeddedStorage::Postgres(url) => builder.postgres(url),
     };
     let handle = builder
         .start()

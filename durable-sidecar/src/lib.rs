@@ -3,7 +3,8 @@
 //! orchestrations against it. `durable::run()` embeds it; the `durable sidecar` command runs it
 //! on its own.
 //!
-//! Storage is either in memory or a SQLite file (WAL journal, `synchronous=NORMAL`, group commit).
+//! Storage is in memory, a SQLite file (WAL journal, `synchronous=NORMAL`, group commit) or a
+//! PostgreSQL database (one writer connection with group commit, `synchronous_commit` on).
 //! With SQLite, every orchestration step commits its new history, activity tasks, timers,
 //! sub-orchestration starts and events to other instances in one transaction before anything is
 //! dispatched or acknowledged; after a restart on the same file every unfinished instance
@@ -83,12 +84,35 @@ pub enum SidecarError {
         /// What went wrong.
         message: String,
     },
+    /// The PostgreSQL database could not be reached, locked or read.
+    #[error("cannot use the PostgreSQL database {url}: {message}")]
+    Postgres {
+        /// The connection URL, password removed.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A connection URL with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
 }
 
 #[derive(Debug, Clone)]
 enum StorageChoice {
     Memory,
     Sqlite(PathBuf),
+    Postgres(String),
 }
 
 /// Configures and starts a sidecar.
@@ -144,6 +168,24 @@ impl SidecarBuilder {
         self
     }
 
+    /// Keep instances in a PostgreSQL database (`postgres://user:password@host:port/db`, or
+    /// any libpq-style connection string). Tables are created or migrated on start. One sidecar
+    /// writes a database at a time; a second one on the same database fails to start.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_sidecar::SidecarError> {
+    /// let sidecar = durable_sidecar::SidecarBuilder::new()
+    ///     .postgres("postgres://durable@127.0.0.1:5432/durable")
+    ///     .start()
+    ///     .await?;
+    /// # sidecar.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.storage = StorageChoice::Postgres(url.into());
+        self
+    }
+
     /// Keep instances in memory only (the default); everything is lost on shutdown.
     pub fn in_memory(mut self) -> Self {
         self.storage = StorageChoice::Memory;
@@ -153,28 +195,45 @@ impl SidecarBuilder {
     /// Opens the storage, recovers unfinished instances, binds the port and starts serving.
     pub async fn start(self) -> Result<SidecarHandle, SidecarError> {
         let signal = Arc::new(CommitSignal::default());
+        let storage_error = |e: storage::StorageError| match &self.storage {
+            StorageChoice::Postgres(url) => SidecarError::Postgres {
+                url: redact_url(url),
+                message: e.to_string(),
+            },
+            StorageChoice::Sqlite(path) => SidecarError::Storage {
+                path: path.clone(),
+                message: e.to_string(),
+            },
+            StorageChoice::Memory => SidecarError::Storage {
+                path: PathBuf::from(":memory:"),
+                message: e.to_string(),
+            },
+        };
         let storage: Arc<dyn Storage> = match &self.storage {
             StorageChoice::Memory => {
                 Arc::new(storage::memory::MemoryStorage::new(Arc::clone(&signal)))
             }
-            StorageChoice::Sqlite(path) => {
-                let opened =
-                    storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
-                        .map_err(|e| SidecarError::Storage {
-                            path: path.clone(),
-                            message: e.to_string(),
-                        })?;
-                Arc::new(opened)
+            StorageChoice::Sqlite(path) => Arc::new(
+                storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
+                    .map_err(storage_error)?,
+            ),
+            StorageChoice::Postgres(url) => {
+                let (url, signal) = (url.clone(), Arc::clone(&signal));
+                let opened = tokio::task::spawn_blocking(move || {
+                    storage::postgres::PostgresStorage::open(&url, signal)
+                })
+                .await
+                .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?;
+                Arc::new(opened.map_err(storage_error)?)
             }
         };
-        let storage_error = |e: storage::StorageError| SidecarError::Storage {
-            path: match &self.storage {
-                StorageChoice::Sqlite(p) => p.clone(),
-                StorageChoice::Memory => PathBuf::from(":memory:"),
-            },
-            message: e.to_string(),
+        let loaded = {
+            let storage = Arc::clone(&storage);
+            tokio::task::spawn_blocking(move || storage.load())
+                .await
+                .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?
+                .map_err(storage_error)?
         };
-        let loaded = storage.load().map_err(storage_error)?;
         let engine = engine::Engine::new(Arc::clone(&storage), Arc::clone(&signal), loaded)
             .map_err(storage_error)?;
 

@@ -1,6 +1,8 @@
 //! Finished instances live in storage only: every RPC that reads or changes them works the same
 //! after they left the engine's memory, and after a restart that loads only active work.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 #[path = "sidecar_common/mod.rs"]
 mod common;
 
@@ -72,9 +74,22 @@ async fn query_page(
 }
 
 #[tokio::test]
-async fn finished_instances_are_served_from_storage_before_and_after_a_restart() {
+async fn finished_instances_are_served_from_sqlite_before_and_after_a_restart() {
     let db = temp_db("finished.db");
-    let sidecar = SidecarBuilder::new().sqlite(&db).start().await.unwrap();
+    served_from_storage(|| SidecarBuilder::new().sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn finished_instances_are_served_from_postgres_before_and_after_a_restart() {
+    let Some(pg) = common::postgres::TempPostgres::start() else {
+        return;
+    };
+    let url = pg.database("finished");
+    served_from_storage(|| SidecarBuilder::new().postgres(&url)).await;
+}
+
+async fn served_from_storage(storage: impl Fn() -> SidecarBuilder) {
+    let sidecar = storage().start().await.unwrap();
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     for i in 0..5 {
@@ -94,7 +109,7 @@ async fn finished_instances_are_served_from_storage_before_and_after_a_restart()
     drop(w);
     sidecar.shutdown().await;
 
-    let sidecar = SidecarBuilder::new().sqlite(&db).start().await.unwrap();
+    let sidecar = storage().start().await.unwrap();
     let mut c = client(sidecar.endpoint()).await;
 
     let done = get(&mut c, "done-0")

@@ -1,5 +1,5 @@
-"""Crash safety: kill -9 the sidecar mid-run, restart it on the same SQLite file, and check that
-every orchestration still completes with the right output.
+"""Crash safety: kill -9 the sidecar mid-run, restart it on the same SQLite file (or PostgreSQL
+database), and check that every orchestration still completes with the right output.
 
 Run: cargo build --bin durable && .venv/bin/python -m pytest tests/python/test_sidecar_crash.py -q
 """
@@ -34,8 +34,17 @@ def make_worker(address: str) -> worker.TaskHubGrpcWorker:
 
 
 def test_kill9_and_restart_completes_everything(tmp_path):
-    db = tmp_path / "crash.db"
-    sc = Sidecar(db).start()
+    kill9_and_restart(lambda port=None: Sidecar(tmp_path / "crash.db", port=port))
+
+
+def test_kill9_and_restart_on_postgres_completes_everything(postgres_server):
+    # The restarted sidecar also takes over the database's writer lock the killed one held.
+    url = postgres_server.database("crash")
+    kill9_and_restart(lambda port=None: Sidecar(None, port=port, postgres=url))
+
+
+def kill9_and_restart(make_sidecar):
+    sc = make_sidecar().start()
     w = make_worker(sc.address)
     c = client.TaskHubGrpcClient(host_address=sc.address)
     ids = [c.schedule_new_orchestration(slow_chain, input=i, instance_id=f"crash-{i}") for i in range(N)]
@@ -50,7 +59,7 @@ def test_kill9_and_restart_completes_everything(tmp_path):
     assert done_before < N, "the run finished before the crash; make the activities slower"
     w.stop()
 
-    sc2 = Sidecar(db, port=sc.port).start()
+    sc2 = make_sidecar(port=sc.port).start()
     try:
         w2 = make_worker(sc2.address)
         c2 = client.TaskHubGrpcClient(host_address=sc2.address)

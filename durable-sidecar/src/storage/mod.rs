@@ -14,7 +14,10 @@
 //! answers RPCs) once the batch that produced it is durable.
 
 pub(crate) mod memory;
+pub(crate) mod postgres;
+pub(crate) mod sql;
 pub(crate) mod sqlite;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -31,8 +34,26 @@ pub(crate) enum StorageError {
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt record in the sidecar database: {0}")]
     Decode(#[from] prost::DecodeError),
+    #[error("postgres error: {}", error_chain(.0))]
+    Postgres(#[from] ::postgres::Error),
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Schema(String),
     #[error("the storage writer has stopped")]
     WriterStopped,
+}
+
+/// An error with its causes (`postgres` errors keep the useful part in their sources).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Statuses after which an instance runs no more episodes (unless restarted or rewound).

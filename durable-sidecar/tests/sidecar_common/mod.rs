@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod postgres;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use durable_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;

@@ -12,37 +12,27 @@
 //! previous commit ran and commits them in one transaction).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 
 mod read;
 mod schema;
 mod write;
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
 
+use super::writer::{Committer, Done, Pending, Writer};
 use super::{
     CommitSignal, CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, Storage,
     StorageError, WriteOp,
 };
 use crate::proto::HistoryEvent;
 
-type Done = Option<oneshot::Sender<Result<(), Arc<StorageError>>>>;
-
-enum Command {
-    Batch(u64, Vec<WriteOp>, Done),
-    Close,
-}
-
 /// SQLite-backed [`Storage`].
 pub(crate) struct SqliteStorage {
     /// Reads on demand (finished instances, queries) while the writer thread commits: WAL lets
     /// them run side by side, and a read sees every committed batch.
     reader: Mutex<Connection>,
-    tx: Mutex<Option<mpsc::Sender<Command>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Writer,
 }
 
 /// The statuses of active instances as an SQL list (RUNNING, CONTINUED_AS_NEW, PENDING,
@@ -84,81 +74,33 @@ impl SqliteStorage {
     pub(crate) fn open(path: PathBuf, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
         let conn = open(&path)?;
         let reader = open_reader(&path)?;
-        let (tx, rx) = mpsc::channel::<Command>();
-        let writer = std::thread::Builder::new()
-            .name("durable-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, signal))
-            .map_err(|_| StorageError::WriterStopped)?;
+        let writer = Writer::spawn("durable-sqlite-writer", SqliteCommitter(conn), signal)?;
         Ok(Self {
             reader: Mutex::new(reader),
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            writer,
         })
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, signal: Arc<CommitSignal>) {
-    let mut closing = false;
-    let mut failed: Option<Arc<StorageError>> = None;
-    while !closing {
-        let Ok(first) = rx.recv() else { break };
-        let mut pending = Vec::new();
-        match first {
-            Command::Batch(seq, ops, done) => pending.push((seq, ops, done)),
-            Command::Close => closing = true,
-        }
-        // Group commit: take everything that queued up meanwhile.
-        while let Ok(cmd) = rx.try_recv() {
-            match cmd {
-                Command::Batch(seq, ops, done) => pending.push((seq, ops, done)),
-                Command::Close => closing = true,
-            }
-        }
-        if pending.is_empty() {
-            continue;
-        }
-        let max_seq = pending.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
-        // After one failed commit nothing more may commit: later batches build on changes
-        // that never reached the disk.
-        let result = match &failed {
-            Some(e) => Err(Arc::clone(e)),
-            None => commit_all(&mut conn, &pending).map_err(Arc::new),
-        };
-        match &result {
-            Ok(()) => {
-                signal.durable_seq.fetch_max(max_seq, Ordering::SeqCst);
-            }
-            Err(e) if failed.is_none() => {
-                tracing::error!(error = %e, "sidecar storage commit failed; the sidecar stops serving");
-                signal.fail(e);
-                failed = Some(Arc::clone(e));
-            }
-            Err(_) => {}
-        }
-        let shared = result;
-        for (_, _, done) in pending {
-            if let Some(done) = done {
-                let _ = done.send(shared.clone());
-            }
-        }
-        signal.committed.notify_one();
-    }
-    // Fold the WAL back into the main file on a clean close.
-    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-}
+/// The writer thread's connection.
+struct SqliteCommitter(Connection);
 
-fn commit_all(
-    conn: &mut Connection,
-    pending: &[(u64, Vec<WriteOp>, Done)],
-) -> Result<(), StorageError> {
-    let txn = conn.transaction()?;
-    for (_, ops, _) in pending {
-        for op in ops {
-            write::apply(&txn, op)?;
+impl Committer for SqliteCommitter {
+    fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
+        let txn = self.0.transaction()?;
+        for (_, ops, _) in batches {
+            for op in ops {
+                write::apply(&txn, op)?;
+            }
         }
+        txn.commit()?;
+        Ok(())
     }
-    txn.commit()?;
-    Ok(())
+
+    fn close(&mut self) {
+        // Fold the WAL back into the main file on a clean close.
+        let _ = self.0.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    }
 }
 
 impl SqliteStorage {
@@ -189,28 +131,11 @@ impl Storage for SqliteStorage {
     }
 
     fn submit(&self, seq: u64, batch: Vec<WriteOp>, done: Done) {
-        let guard = self.tx.lock().expect("sqlite sender lock poisoned");
-        let sent = match guard.as_ref() {
-            Some(tx) => tx.send(Command::Batch(seq, batch, done)).map_err(|e| e.0),
-            None => Err(Command::Batch(seq, batch, done)),
-        };
-        if let Err(Command::Batch(_, _, Some(done))) = sent {
-            let _ = done.send(Err(Arc::new(StorageError::WriterStopped)));
-        }
+        self.writer.submit(seq, batch, done);
     }
 
     fn close(&self) {
-        if let Some(tx) = self.tx.lock().expect("sqlite sender lock poisoned").take() {
-            let _ = tx.send(Command::Close);
-        }
-        if let Some(handle) = self
-            .writer
-            .lock()
-            .expect("sqlite writer lock poisoned")
-            .take()
-        {
-            let _ = handle.join();
-        }
+        self.writer.close();
     }
 }
 

@@ -4,6 +4,7 @@ use prost::Message;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
+use super::super::sql::{self, Param};
 use super::super::{
     ActivityRecord, CompletedQuery, EntityRecord, InstanceQuery, InstanceRecord, LoadedState,
     LockRequestRecord, StorageError, TimerRecord,
@@ -132,75 +133,28 @@ pub(super) fn history(conn: &Connection, id: &str) -> Result<Vec<HistoryEvent>, 
     Ok(events)
 }
 
-/// `?n` placeholders for a list of integers, appended to `params`.
-fn in_list(values: &[i32], params: &mut Vec<Value>) -> String {
-    let marks: Vec<String> = values
-        .iter()
-        .map(|v| {
-            params.push(Value::Integer(i64::from(*v)));
-            format!("?{}", params.len())
-        })
-        .collect();
-    format!("({})", marks.join(", "))
+/// SQLite's spelling of the n-th placeholder.
+fn placeholder(n: usize) -> String {
+    format!("?{n}")
 }
 
-/// An upper bound of ids starting with `prefix`, for an indexable range test (the exact test
-/// is `substr`).
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(u32::from(last) + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
+fn values(params: Vec<Param>) -> Vec<Value> {
+    params
+        .into_iter()
+        .map(|p| match p {
+            Param::Int(i) => Value::Integer(i),
+            Param::Text(t) => Value::Text(t),
+        })
+        .collect()
 }
 
 pub(super) fn query(
     conn: &Connection,
     q: &InstanceQuery,
 ) -> Result<Vec<InstanceRecord>, StorageError> {
-    let mut params: Vec<Value> = Vec::new();
-    let mut conds: Vec<String> = Vec::new();
-    if !q.statuses.is_empty() {
-        conds.push(format!("status IN {}", in_list(&q.statuses, &mut params)));
-    }
-    if let Some(from) = q.created_from {
-        params.push(Value::Integer(from));
-        conds.push(format!("created_ms >= ?{}", params.len()));
-    }
-    if let Some(to) = q.created_to {
-        params.push(Value::Integer(to));
-        conds.push(format!("created_ms < ?{}", params.len()));
-    }
-    if let Some(prefix) = q.prefix.as_deref().filter(|p| !p.is_empty()) {
-        params.push(Value::Text(prefix.to_owned()));
-        let at = params.len();
-        conds.push(format!("id >= ?{at}"));
-        if let Some(end) = prefix_end(prefix) {
-            params.push(Value::Text(end));
-            conds.push(format!("id < ?{}", params.len()));
-        }
-        params.push(Value::Integer(
-            i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX),
-        ));
-        conds.push(format!("substr(id, 1, ?{}) = ?{at}", params.len()));
-    }
-    if let Some((ms, id)) = &q.after {
-        params.push(Value::Integer(*ms));
-        let ms_at = params.len();
-        params.push(Value::Text(id.clone()));
-        conds.push(format!("(created_ms, id) > (?{ms_at}, ?{})", params.len()));
-    }
-    params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
-    let sql = format!(
-        "SELECT record FROM instances {} ORDER BY created_ms, id LIMIT ?{}",
-        where_clause(&conds),
-        params.len()
-    );
+    let (sql, params) = sql::instance_query(q, placeholder);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+    let rows = stmt.query_map(rusqlite::params_from_iter(values(params)), |r| {
         r.get::<_, Vec<u8>>(0)
     })?;
     let mut out = Vec::new();
@@ -214,45 +168,10 @@ pub(super) fn completed(
     conn: &Connection,
     q: &CompletedQuery,
 ) -> Result<Vec<(i64, String)>, StorageError> {
-    let mut params: Vec<Value> = Vec::new();
-    let mut conds = vec![
-        "completed_ms IS NOT NULL".to_owned(),
-        format!("status IN {}", in_list(&q.terminal_statuses(), &mut params)),
-    ];
-    if let Some(from) = q.completed_from {
-        params.push(Value::Integer(from));
-        conds.push(format!("completed_ms >= ?{}", params.len()));
-    }
-    if let Some(to) = q.completed_to {
-        params.push(Value::Integer(to));
-        conds.push(format!("completed_ms < ?{}", params.len()));
-    }
-    if let Some((ms, id)) = &q.after {
-        params.push(Value::Integer(*ms));
-        let ms_at = params.len();
-        params.push(Value::Text(id.clone()));
-        conds.push(format!(
-            "(completed_ms, id) > (?{ms_at}, ?{})",
-            params.len()
-        ));
-    }
-    params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
-    let sql = format!(
-        "SELECT completed_ms, id FROM instances {} ORDER BY completed_ms, id LIMIT ?{}",
-        where_clause(&conds),
-        params.len()
-    );
+    let (sql, params) = sql::completed_query(q, placeholder);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+    let rows = stmt.query_map(rusqlite::params_from_iter(values(params)), |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn where_clause(conds: &[String]) -> String {
-    if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
-    }
 }

@@ -1,4 +1,5 @@
-//! Restart on the same SQLite file: unfinished instances continue.
+//! Restart on the same database (a SQLite file, a PostgreSQL database): unfinished instances
+//! continue.
 
 #[path = "sidecar_common/mod.rs"]
 mod common;
@@ -10,7 +11,7 @@ use durable_proto::{OrchestrationStatus, history_event::EventType};
 use durable_sidecar::SidecarBuilder;
 
 #[tokio::test]
-async fn instances_continue_after_restart() {
+async fn instances_continue_after_restart_on_sqlite() {
     let dir = std::env::temp_dir().join(format!(
         "durable-sidecar-test-{}-{}",
         std::process::id(),
@@ -18,12 +19,21 @@ async fn instances_continue_after_restart() {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let db = dir.join("restart.db");
+    continue_after_restart(|| SidecarBuilder::new().sqlite(&db)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
-    let sidecar = SidecarBuilder::new()
-        .sqlite(&db)
-        .start()
-        .await
-        .expect("start sidecar");
+#[tokio::test]
+async fn instances_continue_after_restart_on_postgres() {
+    let Some(pg) = common::postgres::TempPostgres::start() else {
+        return;
+    };
+    let url = pg.database("restart");
+    continue_after_restart(|| SidecarBuilder::new().postgres(&url)).await;
+}
+
+async fn continue_after_restart(storage: impl Fn() -> SidecarBuilder) {
+    let sidecar = storage().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     start(&mut c, "act", "A", Some("1")).await;
@@ -44,11 +54,7 @@ async fn instances_continue_after_restart() {
     drop(w);
     sidecar.shutdown().await;
 
-    let sidecar = SidecarBuilder::new()
-        .sqlite(&db)
-        .start()
-        .await
-        .expect("restart sidecar");
+    let sidecar = storage().start().await.expect("restart sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let mut done = 0;
@@ -103,7 +109,6 @@ async fn instances_continue_after_restart() {
         assert_eq!(state.output.as_deref(), Some("\"ok\""));
     }
     sidecar.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -1,0 +1,153 @@
+//! Reads: the active work at start, and finished instances on demand.
+
+use postgres::Client;
+use postgres::types::ToSql;
+use prost::Message;
+
+use super::super::sql::{self, Param};
+use super::super::{
+    ActivityRecord, CompletedQuery, EntityRecord, InstanceQuery, InstanceRecord, LoadedState,
+    LockRequestRecord, StorageError, TimerRecord,
+};
+use crate::proto::HistoryEvent;
+
+/// The statuses of active instances (RUNNING, CONTINUED_AS_NEW, PENDING, SUSPENDED).
+const ACTIVE_SQL: &str = "(0, 2, 6, 7)";
+
+fn seq(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Everything but finished instances.
+pub(super) fn load_active(c: &mut Client) -> Result<LoadedState, StorageError> {
+    let mut state = LoadedState::default();
+    for row in c.query(
+        &format!("SELECT record FROM instances WHERE status IN {ACTIVE_SQL}"),
+        &[],
+    )? {
+        let bytes: Vec<u8> = row.get(0);
+        state
+            .instances
+            .push(InstanceRecord::decode(bytes.as_slice())?);
+    }
+    for row in c.query(
+        &format!(
+            "SELECT h.instance_id, h.event FROM instances i JOIN history h ON h.instance_id = i.id
+             WHERE i.status IN {ACTIVE_SQL} ORDER BY h.instance_id, h.idx"
+        ),
+        &[],
+    )? {
+        state
+            .history
+            .entry(row.get(0))
+            .or_default()
+            .push(row.get(1));
+    }
+    for row in c.query(
+        &format!(
+            "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
+             WHERE i.status IN {ACTIVE_SQL} ORDER BY b.instance_id, b.seq"
+        ),
+        &[],
+    )? {
+        state
+            .inbox
+            .entry(row.get(0))
+            .or_default()
+            .push((seq(row.get(1)), row.get(2)));
+    }
+    for row in c.query("SELECT record FROM activities ORDER BY key", &[])? {
+        let bytes: Vec<u8> = row.get(0);
+        state
+            .activities
+            .push(ActivityRecord::decode(bytes.as_slice())?);
+    }
+    for row in c.query("SELECT record FROM timers ORDER BY key", &[])? {
+        let bytes: Vec<u8> = row.get(0);
+        state.timers.push(TimerRecord::decode(bytes.as_slice())?);
+    }
+    for row in c.query("SELECT record FROM entities", &[])? {
+        let bytes: Vec<u8> = row.get(0);
+        state.entities.push(EntityRecord::decode(bytes.as_slice())?);
+    }
+    for row in c.query(
+        "SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq",
+        &[],
+    )? {
+        state
+            .entity_ops
+            .entry(row.get(0))
+            .or_default()
+            .push((seq(row.get(1)), row.get(2)));
+    }
+    for row in c.query("SELECT record FROM lock_requests", &[])? {
+        let bytes: Vec<u8> = row.get(0);
+        state
+            .lock_requests
+            .push(LockRequestRecord::decode(bytes.as_slice())?);
+    }
+    state.lock_requests.sort_by_key(|r| r.order);
+    Ok(state)
+}
+
+pub(super) fn instance(c: &mut Client, id: &str) -> Result<Option<InstanceRecord>, StorageError> {
+    match c.query_opt("SELECT record FROM instances WHERE id = $1", &[&id])? {
+        Some(row) => {
+            let bytes: Vec<u8> = row.get(0);
+            Ok(Some(InstanceRecord::decode(bytes.as_slice())?))
+        }
+        None => Ok(None),
+    }
+}
+
+pub(super) fn history(c: &mut Client, id: &str) -> Result<Vec<HistoryEvent>, StorageError> {
+    let rows = c.query(
+        "SELECT event FROM history WHERE instance_id = $1 ORDER BY idx",
+        &[&id],
+    )?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bytes: Vec<u8> = row.get(0);
+        events.push(HistoryEvent::decode(bytes.as_slice())?);
+    }
+    Ok(events)
+}
+
+/// PostgreSQL's spelling of the n-th placeholder.
+fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
+
+fn values(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Int(i) => i as &(dyn ToSql + Sync),
+            Param::Text(t) => t as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+pub(super) fn query(
+    c: &mut Client,
+    q: &InstanceQuery,
+) -> Result<Vec<InstanceRecord>, StorageError> {
+    let (sql, params) = sql::instance_query(q, placeholder);
+    let mut out = Vec::new();
+    for row in c.query(&sql, &values(&params))? {
+        let bytes: Vec<u8> = row.get(0);
+        out.push(InstanceRecord::decode(bytes.as_slice())?);
+    }
+    Ok(out)
+}
+
+pub(super) fn completed(
+    c: &mut Client,
+    q: &CompletedQuery,
+) -> Result<Vec<(i64, String)>, StorageError> {
+    let (sql, params) = sql::completed_query(q, placeholder);
+    Ok(c.query(&sql, &values(&params))?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}

@@ -1,0 +1,133 @@
+//! The writer thread every durable backend shares: batches commit in submission order, with
+//! group commit (everything queued while one commit ran goes into the next transaction).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::{CommitSignal, StorageError, WriteOp};
+
+/// Receives a batch's outcome once it is durable (or failed).
+pub(crate) type Done = Option<oneshot::Sender<Result<(), Arc<StorageError>>>>;
+
+/// One submitted batch: its sequence number, writes and who waits for it.
+pub(crate) type Pending = (u64, Vec<WriteOp>, Done);
+
+/// A backend's side of the writer thread.
+pub(crate) trait Committer: Send + 'static {
+    /// Commits every batch in one transaction, in order.
+    fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError>;
+    /// Runs once when the writer stops cleanly.
+    fn close(&mut self) {}
+}
+
+enum Command {
+    Batch(Pending),
+    Close,
+}
+
+/// The handle of a running writer thread.
+pub(crate) struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub(crate) fn spawn(
+        name: &str,
+        committer: impl Committer,
+        signal: Arc<CommitSignal>,
+    ) -> Result<Self, StorageError> {
+        let (tx, rx) = mpsc::channel::<Command>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || writer_loop(committer, rx, signal))
+            .map_err(|_| StorageError::WriterStopped)?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a batch; after [`Writer::close`] it fails with [`StorageError::WriterStopped`].
+    pub(crate) fn submit(&self, seq: u64, batch: Vec<WriteOp>, done: Done) {
+        let guard = self.tx.lock().expect("storage writer lock poisoned");
+        let sent = match guard.as_ref() {
+            Some(tx) => tx.send(Command::Batch((seq, batch, done))).map_err(|e| e.0),
+            None => Err(Command::Batch((seq, batch, done))),
+        };
+        if let Err(Command::Batch((_, _, Some(done)))) = sent {
+            let _ = done.send(Err(Arc::new(StorageError::WriterStopped)));
+        }
+    }
+
+    /// Commits what is queued and stops the thread.
+    pub(crate) fn close(&self) {
+        if let Some(tx) = self.tx.lock().expect("storage writer lock poisoned").take() {
+            let _ = tx.send(Command::Close);
+        }
+        if let Some(handle) = self
+            .thread
+            .lock()
+            .expect("storage writer lock poisoned")
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer_loop(
+    mut committer: impl Committer,
+    rx: mpsc::Receiver<Command>,
+    signal: Arc<CommitSignal>,
+) {
+    let mut closing = false;
+    let mut failed: Option<Arc<StorageError>> = None;
+    while !closing {
+        let Ok(first) = rx.recv() else { break };
+        let mut pending = Vec::new();
+        match first {
+            Command::Batch(p) => pending.push(p),
+            Command::Close => closing = true,
+        }
+        // Group commit: take everything that queued up meanwhile.
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Batch(p) => pending.push(p),
+                Command::Close => closing = true,
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let max_seq = pending.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
+        // After one failed commit nothing more may commit: later batches build on changes
+        // that never reached the database.
+        let result = match &failed {
+            Some(e) => Err(Arc::clone(e)),
+            None => committer.commit(&pending).map_err(Arc::new),
+        };
+        match &result {
+            Ok(()) => {
+                signal.durable_seq.fetch_max(max_seq, Ordering::SeqCst);
+            }
+            Err(e) if failed.is_none() => {
+                tracing::error!(error = %e, "sidecar storage commit failed; the sidecar stops serving");
+                signal.fail(e);
+                failed = Some(Arc::clone(e));
+            }
+            Err(_) => {}
+        }
+        for (_, _, done) in pending {
+            if let Some(done) = done {
+                let _ = done.send(result.clone());
+            }
+        }
+        signal.committed.notify_one();
+    }
+    committer.close();
+}
