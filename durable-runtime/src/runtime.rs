@@ -449,6 +449,32 @@ mod tests {
 
     #[cfg(feature = "embedded")]
     #[tokio::test]
+    async fn two_programs_on_one_database_file_are_refused_clearly() {
+        let dir = std::env::temp_dir().join(format!("durable-runtime-lock-{}", std::process::id()));
+        let db = dir.join("app.db");
+        let start = || {
+            Runtime::builder()
+                .ignore_environment()
+                .registry(Registry::new())
+                .database(&db)
+                .start()
+        };
+        let first = start().await.expect("the first program starts");
+        let err = start()
+            .await
+            .expect_err("the second program on the same file");
+        let message = err.to_string();
+        assert!(
+            message.contains("in use by another durable sidecar")
+                && message.contains(&format!("DURABLE_SIDECAR={}", first.endpoint())),
+            "{message}"
+        );
+        first.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
     async fn without_a_sidecar_an_embedded_one_starts() {
         let runtime = Runtime::builder()
             .ignore_environment()

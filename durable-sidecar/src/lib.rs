@@ -209,14 +209,19 @@ impl SidecarBuilder {
                 message: e.to_string(),
             },
         };
+        let mut sqlite = None;
         let storage: Arc<dyn Storage> = match &self.storage {
             StorageChoice::Memory => {
                 Arc::new(storage::memory::MemoryStorage::new(Arc::clone(&signal)))
             }
-            StorageChoice::Sqlite(path) => Arc::new(
-                storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
-                    .map_err(storage_error)?,
-            ),
+            StorageChoice::Sqlite(path) => {
+                let opened = Arc::new(
+                    storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
+                        .map_err(storage_error)?,
+                );
+                sqlite = Some(Arc::clone(&opened));
+                opened
+            }
             StorageChoice::Postgres(url) => {
                 let (url, signal) = (url.clone(), Arc::clone(&signal));
                 let opened = tokio::task::spawn_blocking(move || {
@@ -248,6 +253,9 @@ impl SidecarBuilder {
             .local_addr()
             .map_err(|source| SidecarError::Bind { addr, source })?;
         engine.spawn_tasks();
+        if let Some(sqlite) = sqlite {
+            sqlite.advertise(&endpoint_of(local_addr));
+        }
 
         let service = TaskHubSidecarServiceServer::new(server::SidecarService {
             engine: Arc::clone(&engine),
@@ -289,6 +297,17 @@ impl SidecarBuilder {
     }
 }
 
+/// The URL clients use for a listen address (loopback for an unspecified one).
+fn endpoint_of(mut addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// A running sidecar. Stop it with [`SidecarHandle::shutdown`]; dropping the handle stops
 /// accepting connections too, but without waiting for storage to be flushed.
 pub struct SidecarHandle {
@@ -316,14 +335,7 @@ impl SidecarHandle {
     /// sidecar listens on every interface (`0.0.0.0` or `::`), this is the loopback address
     /// of the same family (`127.0.0.1` or `[::1]`): an unspecified address is not connectable.
     pub fn endpoint(&self) -> String {
-        let mut addr = self.local_addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(match addr.ip() {
-                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        format!("http://{addr}")
+        endpoint_of(self.local_addr)
     }
 
     /// Graceful stop: no new work is dispatched, work-item streams and long polls are closed,

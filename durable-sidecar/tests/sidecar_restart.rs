@@ -180,3 +180,43 @@ async fn a_failed_commit_stops_the_sidecar_instead_of_counting_as_durable() {
     sidecar.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_second_sidecar_on_the_same_sqlite_file_is_refused_until_the_first_stops() {
+    let dir = std::env::temp_dir().join(format!(
+        "durable-sidecar-lock-{}-{}",
+        std::process::id(),
+        now_ts(Duration::ZERO).nanos
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("one.db");
+    let first = SidecarBuilder::new()
+        .sqlite(&db)
+        .start()
+        .await
+        .expect("start sidecar");
+    let err = SidecarBuilder::new()
+        .sqlite(&db)
+        .start()
+        .await
+        .expect_err("a second sidecar on one file");
+    let message = err.to_string();
+    let holder = format!(
+        "in use by another durable sidecar (pid {}, listening on {})",
+        std::process::id(),
+        first.endpoint()
+    );
+    assert!(message.contains(&holder), "{message}");
+    assert!(
+        message.contains(&format!("DURABLE_SIDECAR={}", first.endpoint())),
+        "{message}"
+    );
+    first.shutdown().await;
+    let second = SidecarBuilder::new()
+        .sqlite(&db)
+        .start()
+        .await
+        .expect("the lock is released when the first sidecar stops");
+    second.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

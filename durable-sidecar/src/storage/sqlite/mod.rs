@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod lock;
 mod read;
 mod schema;
 mod write;
@@ -33,6 +34,8 @@ pub(crate) struct SqliteStorage {
     /// them run side by side, and a read sees every committed batch.
     reader: Mutex<Connection>,
     writer: Writer,
+    /// Held until [`Storage::close`] (or the process ends).
+    lock: Mutex<Option<lock::DbLock>>,
 }
 
 /// The statuses of active instances as an SQL list (RUNNING, CONTINUED_AS_NEW, PENDING,
@@ -72,13 +75,22 @@ fn open_reader(path: &Path) -> Result<Connection, StorageError> {
 impl SqliteStorage {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub(crate) fn open(path: PathBuf, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
+        let lock = lock::DbLock::acquire(&path)?;
         let conn = open(&path)?;
         let reader = open_reader(&path)?;
         let writer = Writer::spawn("durable-sqlite-writer", SqliteCommitter(conn), signal)?;
         Ok(Self {
             reader: Mutex::new(reader),
             writer,
+            lock: Mutex::new(Some(lock)),
         })
+    }
+
+    /// Names this sidecar's address in the lock file, for the error a second one reports.
+    pub(crate) fn advertise(&self, endpoint: &str) {
+        if let Some(lock) = self.lock.lock().expect("sqlite lock poisoned").as_mut() {
+            lock.advertise(endpoint);
+        }
     }
 }
 
@@ -136,6 +148,7 @@ impl Storage for SqliteStorage {
 
     fn close(&self) {
         self.writer.close();
+        self.lock.lock().expect("sqlite lock poisoned").take();
     }
 }
 
