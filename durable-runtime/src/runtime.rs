@@ -46,6 +46,23 @@ pub enum RuntimeError {
     /// Two orchestrators or activities share a name.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The external sidecar did not answer `Hello` (see [`RuntimeBuilder::skip_sidecar_check`]).
+    #[error(
+        "cannot reach the sidecar at {endpoint} (set by {configured_by}): no answer to Hello after {tries} tries over {:.1} s (last error: {last_error}); start it (`durable sidecar`), fix the address, or call RuntimeBuilder::skip_sidecar_check() to connect later",
+        waited.as_secs_f64()
+    )]
+    Unreachable {
+        /// The address that was tried.
+        endpoint: String,
+        /// Where the address came from (`DURABLE_SIDECAR` or `RuntimeBuilder::sidecar`).
+        configured_by: &'static str,
+        /// How many `Hello`s were sent.
+        tries: usize,
+        /// How long it tried.
+        waited: Duration,
+        /// The last failure.
+        last_error: String,
+    },
     /// The connection settings are invalid (endpoint, metadata header, TLS).
     #[error("invalid sidecar connection settings: {0}")]
     Connection(#[from] ClientError),
@@ -107,6 +124,7 @@ pub struct RuntimeBuilder {
     worker: WorkerOptions,
     registry: Option<Registry>,
     use_environment: bool,
+    check_sidecar: bool,
     #[cfg(feature = "http")]
     http: Option<std::net::SocketAddr>,
 }
@@ -121,6 +139,7 @@ impl Default for RuntimeBuilder {
             worker: WorkerOptions::default(),
             registry: None,
             use_environment: true,
+            check_sidecar: true,
             #[cfg(feature = "http")]
             http: None,
         }
@@ -227,6 +246,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Returns from [`RuntimeBuilder::start`] without checking that an external sidecar
+    /// answers (by default `start` sends `Hello` a few times over about 5 s and fails naming
+    /// the address). Use it when the sidecar may come up after the program; the worker keeps
+    /// retrying in the background either way.
+    pub fn skip_sidecar_check(mut self) -> Self {
+        self.check_sidecar = false;
+        self
+    }
+
     /// Ignores `DURABLE_SIDECAR`, `DURABLE_POSTGRES` and `DURABLE_DB` (for tests that must not depend on the
     /// environment).
     pub fn ignore_environment(mut self) -> Self {
@@ -241,17 +269,22 @@ impl RuntimeBuilder {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
     }
 
-    /// Starts the worker and returns a handle with a client. With an external sidecar this
-    /// returns at once (the worker keeps retrying until the sidecar answers); with the
-    /// embedded sidecar it returns once the sidecar is listening.
+    /// Starts the worker and returns a handle with a client. With an external sidecar it
+    /// first checks that the sidecar answers `Hello` (a few tries over about 5 s; fails with
+    /// [`RuntimeError::Unreachable`] naming the address, or at once with
+    /// [`RuntimeError::Connection`] for a malformed one; [`RuntimeBuilder::skip_sidecar_check`]
+    /// turns the check off); with the embedded sidecar it returns once the sidecar is listening.
     pub async fn start(mut self) -> Result<RuntimeHandle, RuntimeError> {
         let registry = match self.registry.take() {
             Some(registry) => registry,
             None => Registry::from_inventory()?,
         };
-        let external = self.sidecar.clone().or_else(|| self.env(SIDECAR_ENV));
-        let (endpoint, embedded) = match external {
-            Some(endpoint) => (endpoint, None),
+        let external = match self.sidecar.clone() {
+            Some(endpoint) => Some((endpoint, "RuntimeBuilder::sidecar")),
+            None => self.env(SIDECAR_ENV).map(|e| (e, SIDECAR_ENV)),
+        };
+        let (endpoint, embedded, configured_by) = match external {
+            Some((endpoint, by)) => (endpoint, None, Some(by)),
             None => {
                 let storage =
                     self.storage
@@ -264,11 +297,14 @@ impl RuntimeBuilder {
                             )),
                         });
                 let (endpoint, guard) = start_embedded(&EmbeddedConfig { storage }).await?;
-                (endpoint, Some(guard))
+                (endpoint, Some(guard), None)
             }
         };
         let connection = self.connection.endpoint_replaced(endpoint.clone());
         let client = DurableClient::connect_lazy(&connection)?;
+        if let Some(configured_by) = configured_by.filter(|_| self.check_sidecar) {
+            check_sidecar(&client, &endpoint, configured_by).await?;
+        }
         #[cfg(feature = "http")]
         let http = match self.http {
             Some(addr) => Some(HttpServer::start(addr, client.clone()).await?),
@@ -286,6 +322,46 @@ impl RuntimeBuilder {
             http,
         })
     }
+}
+
+/// `Hello` tries before [`RuntimeBuilder::start`] gives up on an external sidecar, and the
+/// pause before each retry.
+const CHECK_RETRIES: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+/// How long one `Hello` may take.
+const HELLO_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Sends `Hello` until the sidecar answers, a few times; fails naming the address.
+async fn check_sidecar(
+    client: &DurableClient,
+    endpoint: &str,
+    configured_by: &'static str,
+) -> Result<(), RuntimeError> {
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    for (attempt, pause) in std::iter::once(Duration::ZERO)
+        .chain(CHECK_RETRIES)
+        .enumerate()
+    {
+        tokio::time::sleep(pause).await;
+        match tokio::time::timeout(HELLO_DEADLINE, client.hello()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {HELLO_DEADLINE:?}"),
+        }
+        tracing::debug!(endpoint, attempt, error = %last, "the sidecar does not answer yet");
+    }
+    Err(RuntimeError::Unreachable {
+        endpoint: endpoint.to_owned(),
+        configured_by,
+        tries: CHECK_RETRIES.len() + 1,
+        waited: started.elapsed(),
+        last_error: last,
+    })
 }
 
 /// Starts the runtime with the defaults: the orchestrators and activities defined with the
@@ -446,6 +522,50 @@ async fn start_embedded(config: &EmbeddedConfig) -> Result<(String, EmbeddedGuar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_sidecar_fails_start_naming_the_address() {
+        let err = Runtime::builder()
+            .ignore_environment()
+            .registry(Registry::new())
+            .sidecar("http://127.0.0.1:1")
+            .start()
+            .await
+            .expect_err("nothing listens on port 1");
+        let message = err.to_string();
+        assert!(
+            matches!(err, RuntimeError::Unreachable { tries: 5, .. })
+                && message.contains("cannot reach the sidecar at http://127.0.0.1:1 (set by RuntimeBuilder::sidecar)"),
+            "{message}"
+        );
+        let runtime = Runtime::builder()
+            .ignore_environment()
+            .registry(Registry::new())
+            .sidecar("http://127.0.0.1:1")
+            .skip_sidecar_check()
+            .start()
+            .await
+            .expect("no check: the worker connects later");
+        runtime.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_sidecar_address_is_refused_at_once() {
+        for (endpoint, expected) in [
+            ("bogus://x", "unknown scheme `bogus://`"),
+            ("http://", "has no host"),
+            (":4001", "has no host"),
+        ] {
+            let err = Runtime::builder()
+                .ignore_environment()
+                .registry(Registry::new())
+                .sidecar(endpoint)
+                .start()
+                .await
+                .expect_err(endpoint);
+            assert!(err.to_string().contains(expected), "{endpoint}: {err}");
+        }
+    }
 
     #[cfg(feature = "embedded")]
     #[tokio::test]

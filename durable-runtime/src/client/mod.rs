@@ -227,6 +227,28 @@ impl ConnectOptions {
     }
 
     /// The endpoint as a URI tonic accepts, and whether it asks for TLS.
+    /// Refuses an endpoint with a scheme gRPC cannot use, or without a host.
+    fn check_scheme(&self) -> Result<(), ClientError> {
+        let endpoint = self.endpoint.trim();
+        let rest = match endpoint.split_once("://") {
+            Some((scheme, rest)) => {
+                if !["http", "https", "grpc", "grpcs"].contains(&scheme) {
+                    return Err(ClientError::InvalidArgument(format!(
+                        "sidecar endpoint `{endpoint}`: unknown scheme `{scheme}://`; use http://host:port (or https:// for TLS)"
+                    )));
+                }
+                rest
+            }
+            None => endpoint,
+        };
+        if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
+            return Err(ClientError::InvalidArgument(format!(
+                "sidecar endpoint `{endpoint}` has no host; use http://host:port, e.g. http://127.0.0.1:4001"
+            )));
+        }
+        Ok(())
+    }
+
     fn uri(&self) -> (String, bool) {
         let endpoint = self.endpoint.trim();
         let schemes = [
@@ -244,6 +266,7 @@ impl ConnectOptions {
     }
 
     fn channel_endpoint(&self) -> Result<Endpoint, ClientError> {
+        self.check_scheme()?;
         let (uri, tls) = self.uri();
         let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| {
             ClientError::InvalidArgument(format!("sidecar endpoint `{}`: {e}", self.endpoint))

@@ -55,8 +55,18 @@ fn free_port() -> u16 {
 }
 
 impl TempPostgres {
-    /// Starts a server, or `None` when PostgreSQL is not installed (and not required).
+    /// Starts a server tuned for tests (`fsync=off`), or `None` when PostgreSQL is not
+    /// installed (and not required).
     pub fn start() -> Option<Self> {
+        Self::start_with("-c fsync=off -c full_page_writes=off")
+    }
+
+    /// Starts a server with PostgreSQL's durable defaults (`fsync=on`), for benchmarks.
+    pub fn start_durable() -> Option<Self> {
+        Self::start_with("")
+    }
+
+    fn start_with(settings: &str) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             assert!(
                 std::env::var("DURABLE_REQUIRE_POSTGRES").is_err(),
@@ -113,7 +123,7 @@ impl TempPostgres {
             ],
         );
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {settings}",
             pg.port,
             path(&pg.dir)
         );

@@ -1,0 +1,98 @@
+//! Three-activity chains through the embedded sidecar on each storage, in one run:
+//! in memory, SQLite on disk, and PostgreSQL (a throwaway local server started by the bench
+//! from the Debian `postgresql` package with its durable defaults, `fsync` on; skipped with a
+//! note when it is not installed).
+//!
+//! `cargo bench -p durable-runtime --bench storage` prints chains/s for 2,000 chains with 100 in
+//! flight. `STORAGE_BENCH_CHAINS=500` runs fewer.
+
+#[path = "../../durable-sidecar/tests/sidecar_common/postgres.rs"]
+mod postgres;
+
+use std::time::{Duration, Instant};
+
+use durable::prelude::*;
+use durable::{DurableClient, RuntimeBuilder};
+
+const IN_FLIGHT: usize = 100;
+
+#[durable::activity]
+async fn hello(_ctx: ActivityContext, city: String) -> String {
+    format!("Hello {city}!")
+}
+
+#[durable::orchestrator]
+async fn sequence(ctx: OrchestrationContext, _: ()) -> durable::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for city in ["Tokyo", "Seattle", "London"] {
+        out.push(ctx.call_activity(hello, city.to_string()).await?);
+    }
+    Ok(out)
+}
+
+async fn chains(client: &DurableClient, n: usize) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut lanes = Vec::new();
+    for lane in 0..IN_FLIGHT {
+        let client = client.clone();
+        lanes.push(tokio::spawn(async move {
+            for _ in (lane..n).step_by(IN_FLIGHT) {
+                let id = client.schedule_new_orchestration(sequence, ()).await?;
+                client
+                    .wait_for_orchestration_completion(&id, Duration::from_secs(120))
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for lane in lanes {
+        lane.await??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn run(label: &str, builder: RuntimeBuilder, n: usize) -> anyhow::Result<()> {
+    eprintln!("{label}: {n} chains...");
+    let runtime = builder.ignore_environment().start().await?;
+    // Warm up (connections, statement caches) before timing.
+    chains(&runtime.client(), IN_FLIGHT).await?;
+    let elapsed = chains(&runtime.client(), n).await?;
+    println!(
+        "{label:<34} {n:>6} chains in {:>6.2} s = {:>6.0} chains/s",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("STORAGE_BENCH_CHAINS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let dir = std::env::temp_dir().join(format!("durable-storage-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    run("in memory", durable::Runtime::builder().in_memory(), n).await?;
+    run(
+        "SQLite on disk (WAL, group commit)",
+        durable::Runtime::builder().database(dir.join("bench.db")),
+        n,
+    )
+    .await?;
+    match tokio::task::spawn_blocking(postgres::TempPostgres::start_durable).await? {
+        Some(pg) => {
+            let url = pg.database("bench");
+            run(
+                "PostgreSQL, local server (fsync on)",
+                durable::Runtime::builder().postgres(url),
+                n,
+            )
+            .await?;
+        }
+        None => println!("PostgreSQL: not installed (apt-get install postgresql), not measured"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
