@@ -231,6 +231,48 @@ async fn events_suspend_resume_and_terminate() {
 }
 
 #[tokio::test]
+async fn terminating_a_pending_instance_wins_over_its_first_episode() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    start(&mut c, "doomed", "O", None).await;
+    let (_, first) = w.next_orchestration().await;
+    // Terminate while the worker runs the first episode, then let it complete normally.
+    c.terminate_instance(proto::TerminateRequest {
+        instance_id: "doomed".into(),
+        output: Some("\"stop\"".into()),
+        recursive: false,
+    })
+    .await
+    .expect("terminate");
+    w.complete(
+        "doomed",
+        first,
+        vec![finish(1, OrchestrationStatus::Completed, "\"ran anyway\"")],
+    )
+    .await;
+    let (req, token) = w.next_orchestration().await;
+    assert_eq!(
+        kinds(&req.new_events),
+        ["OrchestratorStarted", "ExecutionStarted", "ExecutionTerminated"],
+        "the instance runs again, with the termination"
+    );
+    w.complete(
+        "doomed",
+        token,
+        vec![finish(-1, OrchestrationStatus::Terminated, "\"stop\"")],
+    )
+    .await;
+    let state = wait_done(&mut c, "doomed").await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Terminated as i32
+    );
+    assert_eq!(state.output.as_deref(), Some("\"stop\""));
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
 async fn continue_as_new_starts_a_fresh_generation() {
     let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;

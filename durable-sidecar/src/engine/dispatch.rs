@@ -242,7 +242,7 @@ impl State {
     }
 
     /// Puts the work of a token back at the front of its queue.
-    fn abandon(&mut self, token: &str) -> bool {
+    pub(super) fn abandon(&mut self, token: &str) -> bool {
         let Some(d) = self.release_token(token) else {
             return false;
         };

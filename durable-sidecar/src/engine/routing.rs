@@ -155,6 +155,18 @@ fn terminate(
     st.push_inbox(b, target, ev);
     // Nothing it queued may start once termination was requested.
     st.drop_pending_work(b, target);
+    // A PENDING instance never ran: termination wins over its first episode even when that
+    // one is already with a worker (its completion is then ignored, and the instance is
+    // dispatched again with the termination).
+    let first_episode = st
+        .instances
+        .get(target)
+        .filter(|i| i.rec.status == OrchestrationStatus::Pending as i32)
+        .and_then(|i| i.in_flight.as_ref())
+        .map(|f| f.token.clone());
+    if let Some(token) = first_episode {
+        st.abandon(&token);
+    }
     if recurse {
         for c in children {
             out.push_back(Outbound::Terminate {
