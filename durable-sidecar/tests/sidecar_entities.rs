@@ -146,9 +146,9 @@ fn unlock(id: i32, section: &str, target: &str, parent: &str) -> proto::Orchestr
     )
 }
 
-#[tokio::test]
-async fn signals_batch_in_order_and_partial_results_requeue_the_tail() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(signals_batch_in_order_and_partial_results_requeue_the_tail);
+async fn signals_batch_in_order_and_partial_results_requeue_the_tail(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     for n in 1..=3 {
         signal(&mut c, "@Counter@k", "add", &n.to_string()).await;
@@ -214,9 +214,9 @@ async fn signals_batch_in_order_and_partial_results_requeue_the_tail() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn bad_entity_ids_and_operations_are_invalid_arguments() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(bad_entity_ids_and_operations_are_invalid_arguments);
+async fn bad_entity_ids_and_operations_are_invalid_arguments(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     for id in ["counter", "@counter", "@@k", "@counter@"] {
         let err = c
@@ -252,9 +252,9 @@ async fn bad_entity_ids_and_operations_are_invalid_arguments() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends);
+async fn locked_entities_run_only_the_holders_calls_and_unlock_when_it_ends(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     start(&mut c, "holder", "O", None).await;
@@ -413,9 +413,9 @@ async fn query_all(c: &mut Client) -> Vec<proto::EntityMetadata> {
     .entities
 }
 
-#[tokio::test]
-async fn delayed_signals_wait_and_filters_route_entity_work() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(delayed_signals_wait_and_filters_route_entity_work);
+async fn delayed_signals_wait_and_filters_route_entity_work(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let only_counters = proto::GetWorkItemsRequest {
         work_item_filters: Some(proto::WorkItemFilters {
@@ -457,9 +457,9 @@ async fn delayed_signals_wait_and_filters_route_entity_work() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn queries_page_by_id_and_clean_releases_orphaned_locks() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(queries_page_by_id_and_clean_releases_orphaned_locks);
+async fn queries_page_by_id_and_clean_releases_orphaned_locks(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     for key in ["3", "1", "2"] {

@@ -11,9 +11,9 @@ use durable_proto::{
 };
 use durable_sidecar::SidecarBuilder;
 
-#[tokio::test]
-async fn worker_loop_runs_an_activity_chain() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(worker_loop_runs_an_activity_chain);
+async fn worker_loop_runs_an_activity_chain(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let id = start(&mut c, "chain-1", "Chain", Some("1")).await;
@@ -81,9 +81,9 @@ async fn worker_loop_runs_an_activity_chain() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn timers_fire_no_earlier_than_asked() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(timers_fire_no_earlier_than_asked);
+async fn timers_fire_no_earlier_than_asked(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let id = start(&mut c, "timer-1", "T", None).await;
@@ -118,9 +118,9 @@ async fn timers_fire_no_earlier_than_asked() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn events_suspend_resume_and_terminate() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(events_suspend_resume_and_terminate);
+async fn events_suspend_resume_and_terminate(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let id = start(&mut c, "ev-1", "E", None).await;
@@ -230,9 +230,9 @@ async fn events_suspend_resume_and_terminate() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn terminating_a_pending_instance_wins_over_its_first_episode() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(terminating_a_pending_instance_wins_over_its_first_episode);
+async fn terminating_a_pending_instance_wins_over_its_first_episode(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     start(&mut c, "doomed", "O", None).await;
@@ -254,7 +254,11 @@ async fn terminating_a_pending_instance_wins_over_its_first_episode() {
     let (req, token) = w.next_orchestration().await;
     assert_eq!(
         kinds(&req.new_events),
-        ["OrchestratorStarted", "ExecutionStarted", "ExecutionTerminated"],
+        [
+            "OrchestratorStarted",
+            "ExecutionStarted",
+            "ExecutionTerminated"
+        ],
         "the instance runs again, with the termination"
     );
     w.complete(
@@ -272,9 +276,9 @@ async fn terminating_a_pending_instance_wins_over_its_first_episode() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn continue_as_new_starts_a_fresh_generation() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(continue_as_new_starts_a_fresh_generation);
+async fn continue_as_new_starts_a_fresh_generation(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     let id = start(&mut c, "can-1", "C", Some("0")).await;
@@ -315,9 +319,9 @@ async fn continue_as_new_starts_a_fresh_generation() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn start_get_wait_duplicate_scheduled_purge_and_query() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(start_get_wait_duplicate_scheduled_purge_and_query);
+async fn start_get_wait_duplicate_scheduled_purge_and_query(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
 
     assert!(get(&mut c, "missing").await.is_none());
@@ -457,9 +461,9 @@ async fn start_get_wait_duplicate_scheduled_purge_and_query() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn replacing_a_running_instance_frees_the_workers_slot() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(replacing_a_running_instance_frees_the_workers_slot);
+async fn replacing_a_running_instance_frees_the_workers_slot(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect_with(
         sidecar.endpoint(),
@@ -511,9 +515,9 @@ async fn replacing_a_running_instance_frees_the_workers_slot() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn terminated_and_purged_instances_get_no_queued_activities() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(terminated_and_purged_instances_get_no_queued_activities);
+async fn terminated_and_purged_instances_get_no_queued_activities(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     // This worker runs orchestrations only, so scheduled activities stay queued.
     let orchestrations_only = proto::GetWorkItemsRequest {
@@ -603,9 +607,9 @@ async fn grow_past_the_message_limit(c: &mut Client, w: &mut Worker, id: &str) {
     .expect("raise");
 }
 
-#[tokio::test]
-async fn oversized_history_fails_the_instance_for_workers_without_streaming() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(oversized_history_fails_the_instance_for_workers_without_streaming);
+async fn oversized_history_fails_the_instance_for_workers_without_streaming(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
     grow_past_the_message_limit(&mut c, &mut w, "big-1").await;
@@ -626,9 +630,9 @@ async fn oversized_history_fails_the_instance_for_workers_without_streaming() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test]
-async fn oversized_history_is_streamed_to_workers_that_can_fetch_it() {
-    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+on_every_backend!(oversized_history_is_streamed_to_workers_that_can_fetch_it);
+async fn oversized_history_is_streamed_to_workers_that_can_fetch_it(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect_with(
         sidecar.endpoint(),

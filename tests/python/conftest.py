@@ -112,10 +112,9 @@ def postgres_bin() -> Path | None:
     return versions[-1] if versions else None
 
 
-@pytest.fixture
-def postgres_server():
-    """A PostgreSQL server for one test; skipped when PostgreSQL is not installed, unless
-    DURABLE_REQUIRE_POSTGRES is set (as `.ci/run` does)."""
+def _postgres():
+    """Yields a running TempPostgres; skips (or fails under DURABLE_REQUIRE_POSTGRES) when
+    PostgreSQL is not installed."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         if os.environ.get("DURABLE_REQUIRE_POSTGRES"):
@@ -127,3 +126,29 @@ def postgres_server():
     yield server
     server.stop()
     shutil.rmtree(dir, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_server():
+    """A PostgreSQL server for one test."""
+    yield from _postgres()
+
+
+@pytest.fixture(scope="session")
+def postgres_session():
+    """One PostgreSQL server for the whole run; tests take a database each."""
+    yield from _postgres()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+def storage_sidecar(request, tmp_path_factory) -> Sidecar:
+    """A started sidecar on the storage named by `request.param` (`sqlite`, `memory` or
+    `postgres`), for module fixtures parametrized over storages."""
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres_session")
+        return Sidecar(None, postgres=pg.database(f"suite_{next(_databases)}")).start()
+    if request.param == "memory":
+        return Sidecar(None).start()
+    return Sidecar(tmp_path_factory.mktemp("db") / "suite.db").start()

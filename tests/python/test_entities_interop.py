@@ -16,7 +16,7 @@ import pytest
 from durabletask import client, entities, task, worker
 from durabletask.scheduled import ScheduledTaskClient, ScheduleCreationOptions, ScheduleStatus
 
-from conftest import Sidecar
+from conftest import Sidecar, storage_sidecar
 
 
 def counter(ctx: entities.EntityContext, value):
@@ -106,15 +106,16 @@ def scheduled_target(ctx: task.OrchestrationContext, value):
     return value
 
 
-@pytest.fixture(scope="module")
-def sidecar():
-    s = Sidecar(db=None).start()
+@pytest.fixture(scope="module", params=["memory", "postgres"])
+def sidecar(request, tmp_path_factory):
+    s = storage_sidecar(request, tmp_path_factory)
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
 def hub(sidecar):
+    _scheduled_runs.clear()  # scheduled-task runs are counted per storage
     w = worker.TaskHubGrpcWorker(host_address=sidecar.address)
     w.add_entity(counter)
     w.add_entity(Account)

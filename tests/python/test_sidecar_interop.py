@@ -10,7 +10,7 @@ import grpc
 import pytest
 from durabletask import client, task, worker
 
-from conftest import Sidecar
+from conftest import Sidecar, storage_sidecar
 
 # ---------------------------------------------------------------------------------------------
 # Orchestrators and activities
@@ -141,15 +141,16 @@ ORCHESTRATORS = [chain, fan_out, wait_event, timer_orch, race, retry_orch, faili
 ACTIVITIES = [hello, double, flaky, always_fails, rewindable]
 
 
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory):
-    sc = Sidecar(tmp_path_factory.mktemp("db") / "interop.db").start()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def sidecar(request, tmp_path_factory):
+    sc = storage_sidecar(request, tmp_path_factory)
     yield sc
     sc.stop()
 
 
 @pytest.fixture(scope="module")
 def c(sidecar):
+    _flaky_calls.clear()  # the activities' call counts start over for every storage
     w = worker.TaskHubGrpcWorker(host_address=sidecar.address)
     for o in ORCHESTRATORS:
         w.add_orchestrator(o)

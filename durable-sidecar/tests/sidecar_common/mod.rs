@@ -226,3 +226,85 @@ pub fn finish(id: i32, status: proto::OrchestrationStatus, result: &str) -> Orch
         )),
     }
 }
+
+/// Where a test's sidecar keeps its state: each test of the RPC suites runs on every backend.
+pub enum Backend {
+    Memory,
+    /// A database file in its own temp dir (removed on drop).
+    Sqlite(TempDir),
+    /// A throwaway server and the URL of the test's database on it.
+    Postgres(postgres::TempPostgres, String),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database, or `None` when PostgreSQL is not installed (the test then
+    /// reports that it did not run).
+    pub fn postgres() -> Option<Self> {
+        let pg = postgres::TempPostgres::start()?;
+        let url = pg.database("suite");
+        Some(Self::Postgres(pg, url))
+    }
+
+    /// A fresh SQLite file.
+    pub fn sqlite() -> Self {
+        Self::Sqlite(TempDir::new("suite"))
+    }
+
+    /// A sidecar builder on this backend.
+    pub fn builder(&self) -> durable_sidecar::SidecarBuilder {
+        let builder = durable_sidecar::SidecarBuilder::new();
+        match self {
+            Self::Memory => builder.in_memory(),
+            Self::Sqlite(dir) => builder.sqlite(dir.0.join("suite.db")),
+            Self::Postgres(_, url) => builder.postgres(url),
+        }
+    }
+}
+
+/// A temp directory, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "durable-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the async test fn `$name(backend)` once per backend: `$name::memory`,
+/// `$name::sqlite` and `$name::postgres`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name(super::common::Backend::Memory).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::common::Backend::sqlite()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = super::common::Backend::postgres() {
+                    super::$name(backend).await;
+                }
+            }
+        }
+    };
+}
