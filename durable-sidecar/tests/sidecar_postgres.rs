@@ -75,3 +75,50 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
         .expect_err("a malformed URL");
     assert!(matches!(err, SidecarError::Postgres { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_rides_out_a_database_restart() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let url = pg.database("restart");
+    let sidecar = SidecarBuilder::new().postgres(&url).start().await.unwrap();
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    start(&mut c, "before", "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "before",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "1")],
+    )
+    .await;
+    wait_done(&mut c, "before").await;
+
+    // Every connection drops; the next commit and read reconnect.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart();
+        pg
+    })
+    .await
+    .unwrap();
+    start(&mut c, "after", "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "after",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "2")],
+    )
+    .await;
+    assert_eq!(
+        wait_done(&mut c, "after").await.output.as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        get(&mut c, "before").await.unwrap().output.as_deref(),
+        Some("1"),
+        "finished instances are read again after the restart"
+    );
+    sidecar.shutdown().await;
+    drop(pg);
+}

@@ -173,6 +173,24 @@ impl TempPostgres {
         );
     }
 
+    /// Restarts the server (every connection drops), keeping its data and port.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        self.run(
+            "pg_ctl",
+            &[
+                "restart",
+                "-w",
+                "-m",
+                "fast",
+                "-D",
+                path(&data),
+                "-l",
+                path(&self.dir.join("server.log")),
+            ],
+        );
+    }
+
     /// Creates a database and returns its URL.
     pub fn database(&self, name: &str) -> String {
         self.run(

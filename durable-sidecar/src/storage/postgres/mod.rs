@@ -4,6 +4,9 @@
 //! returns); one reader connection serves on-demand reads. Both run on their own threads with
 //! the synchronous `postgres` client, so the engine can call storage from any context.
 //!
+//! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute) and
+//! commits the pending batches again; the reader reconnects and reads again.
+//!
 //! One sidecar writes a database at a time: the writer holds a session advisory lock for its
 //! lifetime (released by PostgreSQL when the connection ends, also after `kill -9`), and a
 //! second sidecar on the same database fails to start with a message saying so.
@@ -13,6 +16,7 @@ mod schema;
 mod write;
 
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
 
@@ -37,6 +41,29 @@ impl PostgresStorage {
     /// and reader threads. Blocks: call it off the async threads.
     pub(crate) fn open(url: &str, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
         let config: Config = url.parse()?;
+        let conn = WriterConnection::open(&config)?;
+        let reader = Reader::spawn(config.clone())?;
+        let writer = Writer::spawn(
+            "durable-postgres-writer",
+            PostgresCommitter {
+                config,
+                conn: Some(conn),
+            },
+            signal,
+        )?;
+        Ok(Self { reader, writer })
+    }
+}
+
+/// The writer's connection: it holds the writer lock and the prepared statements.
+struct WriterConnection {
+    client: Client,
+    statements: write::Statements,
+}
+
+impl WriterConnection {
+    /// Connects, takes the writer lock, creates or migrates the schema, prepares statements.
+    fn open(config: &Config) -> Result<Self, StorageError> {
         let mut client = config.connect(NoTls)?;
         if !take_writer_lock(&mut client)? {
             return Err(StorageError::Locked(
@@ -45,40 +72,9 @@ impl PostgresStorage {
         }
         schema::create_or_migrate(&mut client)?;
         let statements = write::Statements::prepare(&mut client)?;
-        let reader = Reader::spawn(config)?;
-        let writer = Writer::spawn(
-            "durable-postgres-writer",
-            PostgresCommitter { client, statements },
-            signal,
-        )?;
-        Ok(Self { reader, writer })
+        Ok(Self { client, statements })
     }
-}
 
-/// Takes the database's writer lock, waiting a little: the server notices a killed sidecar's
-/// connection (and frees its lock) within moments, and a supervisor may restart at once.
-fn take_writer_lock(client: &mut Client) -> Result<bool, StorageError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?
-            .get(0);
-        if locked || std::time::Instant::now() >= deadline {
-            return Ok(locked);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-/// How long a starting sidecar waits for another one's writer lock.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-struct PostgresCommitter {
-    client: Client,
-    statements: write::Statements,
-}
-
-impl Committer for PostgresCommitter {
     fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
         let mut txn = self.client.transaction()?;
         for (_, ops, _) in batches {
@@ -91,7 +87,82 @@ impl Committer for PostgresCommitter {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+/// Whether an error is the connection's (server restarting, network), not the data's: the
+/// work can be retried on a new connection.
+fn is_transient(e: &StorageError) -> bool {
+    let StorageError::Postgres(e) = e else {
+        return false;
+    };
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // connection_exception (08...) and admin/crash shutdown, cannot_connect_now (57P0x).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57P0"),
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// How long the writer keeps reconnecting before it gives up (and the sidecar stops serving).
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// Takes the database's writer lock, waiting a little: the server notices a killed sidecar's
+/// connection (and frees its lock) within moments, and a supervisor may restart at once.
+fn take_writer_lock(client: &mut Client) -> Result<bool, StorageError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?
+            .get(0);
+        if locked || Instant::now() >= deadline {
+            return Ok(locked);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How long a starting sidecar waits for another one's writer lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+struct PostgresCommitter {
+    config: Config,
+    /// `None` while reconnecting.
+    conn: Option<WriterConnection>,
+}
+
+impl Committer for PostgresCommitter {
+    /// Commits; when the connection is lost (the server restarted, the network dropped) it
+    /// reconnects with backoff and commits the same batches again. Re-applying is safe: every
+    /// write is an upsert or a delete, so a batch whose first commit did land changes nothing
+    /// the second time. Clients wait meanwhile; after [`RECONNECT_FOR`] the error stands.
+    fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let result = match self.conn.as_mut() {
+                Some(conn) => conn.commit(batches),
+                None => WriterConnection::open(&self.config).and_then(|mut conn| {
+                    tracing::info!("reconnected to PostgreSQL; retrying the commit");
+                    let done = conn.commit(batches);
+                    self.conn = Some(conn);
+                    done
+                }),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if is_transient(&e) && started.elapsed() < RECONNECT_FOR => {
+                    tracing::warn!(error = %e, "lost the PostgreSQL connection; reconnecting");
+                    self.conn = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Client, &Config) + Send>;
 
 /// The reader connection on its own thread; it reconnects when the connection was lost.
 struct Reader {
@@ -114,7 +185,7 @@ impl Reader {
                             }
                         }
                     }
-                    job(&mut client);
+                    job(&mut client, &config);
                 }
             })
             .map_err(|_| StorageError::WriterStopped)?;
@@ -126,11 +197,19 @@ impl Reader {
     /// Runs `f` on the reader connection and waits for its result.
     fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StorageError> + Send + 'static,
+        f: impl Fn(&mut Client) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |c| {
-            let _ = tx.send(f(c));
+        let job: Job = Box::new(move |c, config| {
+            let mut result = f(c);
+            // A lost connection (server restart): reconnect once and read again.
+            if result.as_ref().is_err_and(is_transient) {
+                if let Ok(fresh) = config.connect(NoTls) {
+                    *c = fresh;
+                    result = f(c);
+                }
+            }
+            let _ = tx.send(result);
         });
         self.jobs
             .lock()
