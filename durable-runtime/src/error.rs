@@ -169,7 +169,7 @@ impl Error {
     /// Wraps any displayable value (for activity errors that are not `std::error::Error`).
     pub fn from_display<E: fmt::Display>(error: E) -> Self {
         Self::from_details(FailureDetails::new(
-            std::any::type_name::<E>(),
+            display_type_name::<E>(),
             error.to_string(),
         ))
     }
@@ -193,6 +193,20 @@ impl Error {
     /// The original error, downcast to a concrete type (e.g. [`TaskError`]).
     pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
         self.source.as_deref().and_then(|e| e.downcast_ref::<E>())
+    }
+}
+
+/// The recorded error type of a displayable value: standard-library types by their short name
+/// (`String`, not `alloc::string::String`), others by their full path.
+fn display_type_name<E>() -> &'static str {
+    let full = std::any::type_name::<E>();
+    let std_path = ["alloc::", "core::", "std::"]
+        .iter()
+        .any(|prefix| full.trim_start_matches('&').starts_with(prefix));
+    if std_path && !full.contains('<') {
+        full.rsplit("::").next().unwrap_or(full)
+    } else {
+        full
     }
 }
 
@@ -250,6 +264,23 @@ mod tests {
         let details = err.details();
         assert_eq!(details.error_type, "core::num::error::ParseIntError");
         assert_eq!(details.message, "invalid digit found in string");
+    }
+
+    #[test]
+    fn string_errors_are_recorded_as_string() {
+        assert_eq!(
+            Error::from_display(String::from("out of stock"))
+                .details()
+                .error_type,
+            "String"
+        );
+        assert_eq!(Error::from_display("no").details().error_type, "&str");
+        assert_eq!(
+            Error::from_display(std::net::Ipv4Addr::LOCALHOST)
+                .details()
+                .error_type,
+            "Ipv4Addr"
+        );
     }
 
     #[test]

@@ -136,8 +136,8 @@ pub use versioning::compare_versions;
 ///   `Debug`, `Default`, `PartialEq`, `Eq`, `Hash`). Pass it where an orchestrator is expected:
 ///   `ctx.call_sub_orchestrator(greetings, input)`, `client.schedule_new_orchestration(..)`.
 ///   Because it is a value, the name can no longer be called as a function, and a `let`
-///   binding of the same name in the same module fails with E0530 ("let bindings cannot
-///   shadow unit structs"): rename the binding.
+///   binding of the same name in the same module fails with E0308 ("mismatched types": the
+///   `let` pattern is read as the unit struct): rename the binding.
 /// - `greetings::body(ctx, input)`: the original function, unchanged, as an associated
 ///   `async fn` with the fn's visibility and attributes, for direct calls in tests.
 /// - `impl Orchestrator for greetings` with `Input = I` (or `()` without an input parameter),
@@ -247,7 +247,7 @@ pub use durable_macros::orchestrator;
 /// - `struct charge;`, a unit value with the fn's visibility and docs, used as a typed handle:
 ///   `ctx.call_activity(charge, 500)` checks at compile time that `500` converts into `I`
 ///   and makes the task yield `O`. As for orchestrators, `charge(..)` is no longer callable
-///   and a `let charge = ..` in the same module is rejected (E0530): rename the binding.
+///   and a `let charge = ..` in the same module is rejected (E0308): rename the binding.
 /// - `charge::body(ctx, input)`: the original function, unchanged, as an associated
 ///   `async fn` (same visibility and attributes), for direct calls in tests.
 /// - `impl Activity for charge` with `Input = I` (or `()` without an input parameter),
@@ -411,6 +411,7 @@ pub use durable_macros::allow_nondeterminism;
 
 /// The names most programs need: `use durable::prelude::*;`.
 pub mod prelude {
+    pub use crate::client::{OrchestrationQuery, PurgeFilter, ScheduleOptions};
     pub use crate::{
         Activity, ActivityContext, Entity, EntityContext, EntityId, Operation,
         OrchestrationContext, Orchestrator, RetryPolicy, Task, when_all, when_any,

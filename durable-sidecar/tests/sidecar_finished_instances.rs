@@ -224,8 +224,26 @@ async fn served_from_storage(storage: impl Fn() -> SidecarBuilder) {
     })
     .await
     .expect("restart a finished instance");
+    let copy = c
+        .restart_instance(proto::RestartInstanceRequest {
+            instance_id: "running".into(),
+            restart_with_new_instance_id: true,
+        })
+        .await
+        .expect("a running instance restarts under a new id")
+        .into_inner()
+        .instance_id;
+    assert_ne!(copy, "running");
+    let same = c
+        .restart_instance(proto::RestartInstanceRequest {
+            instance_id: "running".into(),
+            restart_with_new_instance_id: false,
+        })
+        .await
+        .expect_err("not under its own id while it runs");
+    assert_eq!(same.code(), tonic::Code::FailedPrecondition);
     let mut dispatched = Vec::new();
-    while dispatched.len() < 2 {
+    while dispatched.len() < 3 {
         let item = w.next().await;
         // The running instance's activity is redelivered after the restart: not under test.
         let Some(proto::work_item::Request::OrchestratorRequest(r)) = item.request else {
@@ -248,7 +266,9 @@ async fn served_from_storage(storage: impl Fn() -> SidecarBuilder) {
         dispatched.push(r.instance_id);
     }
     dispatched.sort();
-    assert_eq!(dispatched, ["bad", "done-3"]);
+    let mut expected = vec!["bad".to_string(), "done-3".to_string(), copy];
+    expected.sort();
+    assert_eq!(dispatched, expected);
 
     let purged = c
         .purge_instances(proto::PurgeInstancesRequest {

@@ -449,7 +449,20 @@ impl OrchestrationState {
     /// let greetings: Vec<String> = state.output()?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// A failed instance has no output: this returns [`ClientError::FailedPrecondition`] with
+    /// its failure (also in [`OrchestrationState::failure_details`]).
     pub fn output<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        if self.runtime_status == RuntimeStatus::Failed && self.serialized_output.is_none() {
+            let failure = self.failure_details.as_ref().map_or_else(
+                || "no failure details".to_owned(),
+                |f| format!("{}: {}", f.error_type, f.message),
+            );
+            return Err(ClientError::FailedPrecondition(format!(
+                "orchestration instance '{}' failed ({failure}), so it has no output; read failure_details",
+                self.instance_id
+            )));
+        }
         decode("output", self.serialized_output.as_deref())
     }
 
@@ -1243,6 +1256,27 @@ mod tests {
         assert_eq!(uri("grpc://h:1"), ("http://h:1".into(), false));
         assert_eq!(uri("grpcs://h:443"), ("https://h:443".into(), true));
         assert_eq!(uri("https://h"), ("https://h".into(), true));
+    }
+
+    #[test]
+    fn the_output_of_a_failed_instance_names_the_failure() {
+        let state = OrchestrationState::from_wire(proto::OrchestrationState {
+            instance_id: "order-1".into(),
+            orchestration_status: proto::OrchestrationStatus::Failed as i32,
+            failure_details: Some(proto::TaskFailureDetails {
+                error_type: "Declined".into(),
+                error_message: "no funds".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let err = state
+            .output::<u32>()
+            .expect_err("a failed instance has no output");
+        assert!(
+            matches!(&err, ClientError::FailedPrecondition(m) if m.contains("'order-1' failed (Declined: no funds)")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -211,9 +211,11 @@ impl Engine {
         let mut st = self.lock();
         self.refuse(&st)?;
         let rec = self.record_of(&st, id)?.ok_or_else(|| not_found(id))?;
-        if !is_terminal(rec.status) {
+        // Under the same id the old instance is replaced, so it must be finished; under a new
+        // id it keeps running beside its copy (as in the official backends).
+        if !new_instance_id && !is_terminal(rec.status) {
             return Err(Status::failed_precondition(format!(
-                "orchestration instance '{id}' is {}; only completed, failed or terminated instances can be restarted",
+                "orchestration instance '{id}' is {}; only completed, failed or terminated instances can be restarted under the same id (restart it with a new instance id, or terminate it first)",
                 status_name(rec.status)
             )));
         }
