@@ -7,6 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use fs4::fs_std::FileExt;
+
 use super::super::StorageError;
 
 /// A held database lock.
@@ -34,17 +36,19 @@ impl DbLock {
             .map_err(|e| {
                 StorageError::Locked(format!("cannot open the lock file {}: {e}", path.display()))
             })?;
-        if let Err(e) = file.try_lock() {
-            return Err(match e {
-                std::fs::TryLockError::WouldBlock => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    StorageError::Locked(in_use_message(holder.trim()))
-                }
-                std::fs::TryLockError::Error(e) => {
-                    StorageError::Locked(format!("cannot lock {}: {e}", path.display()))
-                }
-            });
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(StorageError::Locked(in_use_message(holder.trim())));
+            }
+            Err(e) => {
+                return Err(StorageError::Locked(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
+            }
         }
         let mut lock = Self { file };
         lock.write(&format!("pid {}", std::process::id()));
