@@ -136,8 +136,18 @@ def rewind_orch(ctx: task.OrchestrationContext, _):
     return [a, b]
 
 
+def rewind_child(ctx: task.OrchestrationContext, _):
+    return (yield ctx.call_activity(rewindable, input=None))
+
+
+def rewind_parent(ctx: task.OrchestrationContext, _):
+    child_id = f"{ctx.instance_id}-child"
+    return (yield ctx.call_sub_orchestrator(rewind_child, instance_id=child_id))
+
+
 ORCHESTRATORS = [chain, fan_out, wait_event, timer_orch, race, retry_orch, failing_orch, child, parent,
-                 counter, status_orch, long_child, long_parent, counter_events, rewind_orch]
+                 counter, status_orch, long_child, long_parent, counter_events, rewind_orch,
+                 rewind_child, rewind_parent]
 ACTIVITIES = [hello, double, flaky, always_fails, rewindable]
 
 
@@ -360,6 +370,20 @@ def test_rewind(c):
     state = c.wait_for_orchestration_completion(state.instance_id, timeout=30)
     assert state.runtime_status == client.OrchestrationStatus.COMPLETED
     assert state.serialized_output == '["Hello first!", "recovered"]'
+
+
+def test_rewind_recreates_a_purged_sub_orchestration(c):
+    _rewind_fail["on"] = True
+    state = run(c, rewind_parent)
+    assert state.runtime_status == client.OrchestrationStatus.FAILED
+    child_id = f"{state.instance_id}-child"
+    assert c.purge_orchestration(child_id).deleted_instance_count == 1
+    _rewind_fail["on"] = False
+    c.rewind_orchestration(state.instance_id, reason="fixed")
+    state = c.wait_for_orchestration_completion(state.instance_id, timeout=30)
+    assert state.runtime_status == client.OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.serialized_output == '"recovered"'
+    assert c.get_orchestration_state(child_id).runtime_status == client.OrchestrationStatus.COMPLETED
 
 
 def test_scheduled_start(c):

@@ -147,8 +147,7 @@ impl Engine {
                 _ => None,
             });
         if let Some(new_history) = rewind {
-            apply_rewind(st, self.storage.as_ref(), b, id, new_history);
-            return Vec::new();
+            return apply_rewind(st, self.storage.as_ref(), b, id, new_history);
         }
 
         let old_len = inst.history.len();
@@ -222,17 +221,18 @@ fn consume_delivered(inst: &mut Instance, b: &mut Batch, flight: &InFlight) {
     }
 }
 
-/// The worker rewrote the history (rewind): replace it, replay from scratch, and rewind the
-/// failed sub-orchestrations it had created.
+/// The worker rewrote the history (rewind): replace it, replay from scratch, rewind the failed
+/// sub-orchestrations it had created, and start again the ones it still waits for that were
+/// purged meanwhile (from their `SubOrchestrationInstanceCreated` events).
 fn apply_rewind(
     st: &mut State,
     storage: &dyn Storage,
     b: &mut Batch,
     id: &str,
     new_history: Vec<HistoryEvent>,
-) {
+) -> Vec<Outbound> {
     let Some(inst) = st.instances.get_mut(id) else {
-        return;
+        return Vec::new();
     };
     inst.history = new_history;
     if let Some(exec) = inst.history.iter().find_map(|e| match &e.event_type {
@@ -249,14 +249,32 @@ fn apply_rewind(
     inst.rec.failure_details = None;
     inst.rec.completed_ms = None;
     inst.rec.force_dispatch = true;
-    let created: Vec<String> = inst
+    let created: Vec<(i32, proto::SubOrchestrationInstanceCreatedEvent)> = inst
         .history
         .iter()
         .filter_map(|e| match &e.event_type {
-            Some(EventType::SubOrchestrationInstanceCreated(c)) => Some(c.instance_id.clone()),
+            Some(EventType::SubOrchestrationInstanceCreated(c)) => Some((e.event_id, c.clone())),
             _ => None,
         })
         .collect();
+    let answered: Vec<i32> = inst
+        .history
+        .iter()
+        .filter_map(|e| match &e.event_type {
+            Some(EventType::SubOrchestrationInstanceCompleted(c)) => Some(c.task_scheduled_id),
+            Some(EventType::SubOrchestrationInstanceFailed(f)) => Some(f.task_scheduled_id),
+            _ => None,
+        })
+        .collect();
+    let parent = ParentInstanceInfo {
+        task_scheduled_id: -1,
+        name: Some(inst.rec.name.clone()),
+        version: inst.rec.version.clone(),
+        orchestration_instance: Some(OrchestrationInstance {
+            instance_id: id.to_string(),
+            execution_id: Some(inst.rec.execution_id.clone()),
+        }),
+    };
     let reason = inst.history.iter().rev().find_map(|e| match &e.event_type {
         Some(EventType::ExecutionRewound(r)) => Some(r.reason.clone()),
         _ => None,
@@ -267,11 +285,39 @@ fn apply_rewind(
         events,
     });
     b.put_instance(&inst.rec);
-    for child in created {
+    let mut out = Vec::new();
+    for (task_id, created) in created {
+        let child = created.instance_id.clone();
         // A failed child has usually left memory: bring it back to rewind it.
         let active = st.instances.contains_key(&child);
-        if let Err(e) = st.hydrate(storage, b, &child) {
-            tracing::error!(instance_id = %child, error = %e, "cannot read a failed sub-orchestration to rewind it");
+        let found = match st.hydrate(storage, b, &child) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(instance_id = %child, error = %e, "cannot read a sub-orchestration to rewind it");
+                continue;
+            }
+        };
+        if !found {
+            if !answered.contains(&task_id) {
+                out.push(Outbound::CreateChild(
+                    Box::new(NewInstance {
+                        instance_id: child,
+                        name: created.name,
+                        version: created.version,
+                        input: created.input,
+                        execution_id: None,
+                        scheduled_start_ms: None,
+                        tags: created.tags,
+                        parent: Some(ParentInstanceInfo {
+                            task_scheduled_id: task_id,
+                            ..parent.clone()
+                        }),
+                        parent_trace_context: created.parent_trace_context,
+                    }),
+                    id.to_string(),
+                ));
+            }
+            continue;
         }
         let failed = st
             .instances
@@ -283,6 +329,7 @@ fn apply_rewind(
             st.instances.remove(&child);
         }
     }
+    out
 }
 
 /// Applying one episode's actions to its instance.
