@@ -484,9 +484,12 @@ impl TaskHubSidecarService for SidecarService {
 
     async fn create_task_hub(
         &self,
-        _req: Request<proto::CreateTaskHubRequest>,
+        req: Request<proto::CreateTaskHubRequest>,
     ) -> Result<Response<proto::CreateTaskHubResponse>, Status> {
-        // There is one implicit task hub; creating it is a no-op.
+        // There is one implicit task hub: creating it is a no-op, recreating it empties it.
+        if req.into_inner().recreate_if_exists {
+            committed(self.engine.delete_task_hub()?).await?;
+        }
         Ok(Response::new(proto::CreateTaskHubResponse {}))
     }
 
@@ -494,9 +497,8 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         _req: Request<proto::DeleteTaskHubRequest>,
     ) -> Result<Response<proto::DeleteTaskHubResponse>, Status> {
-        Err(Status::unimplemented(
-            "DeleteTaskHub is not supported; purge instances or delete the database file instead",
-        ))
+        committed(self.engine.delete_task_hub()?).await?;
+        Ok(Response::new(proto::DeleteTaskHubResponse {}))
     }
 
     async fn signal_entity(

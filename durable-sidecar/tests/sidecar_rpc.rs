@@ -276,6 +276,86 @@ async fn terminating_a_pending_instance_wins_over_its_first_episode(backend: Bac
     sidecar.shutdown().await;
 }
 
+on_every_backend!(deleting_the_task_hub_empties_it);
+async fn deleting_the_task_hub_empties_it(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    start(&mut c, "done", "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "done",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "1")],
+    )
+    .await;
+    wait_done(&mut c, "done").await;
+    start(&mut c, "busy", "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete("busy", token, vec![schedule(1, "Work", "1")])
+        .await;
+    let (activity, activity_token) = w.next_activity().await;
+    c.signal_entity(proto::SignalEntityRequest {
+        instance_id: "@counter@a".into(),
+        name: "add".into(),
+        input: Some("1".into()),
+        request_id: "r1".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("signal");
+
+    c.delete_task_hub(proto::DeleteTaskHubRequest {})
+        .await
+        .expect("delete the task hub");
+    assert!(get(&mut c, "done").await.is_none());
+    assert!(get(&mut c, "busy").await.is_none());
+    let all = c
+        .query_instances(proto::QueryInstancesRequest {
+            query: Some(proto::InstanceQuery::default()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(all.orchestration_state.is_empty(), "{all:?}");
+    let entity = c
+        .get_entity(proto::GetEntityRequest {
+            instance_id: "@counter@a".into(),
+            include_state: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!entity.exists);
+    // Work that was in flight is forgotten; the same ids start afresh.
+    w.complete_activity(&activity, activity_token, "2").await;
+    start(&mut c, "done", "O", None).await;
+    let (req, token) = loop {
+        // The entity batch dispatched before the deletion is still in the stream: skip it.
+        let item = w.next().await;
+        if let Some(proto::work_item::Request::OrchestratorRequest(r)) = item.request {
+            break (r, item.completion_token);
+        }
+    };
+    assert_eq!(req.instance_id, "done");
+    assert!(req.past_events.is_empty());
+    w.complete(
+        "done",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "3")],
+    )
+    .await;
+    assert_eq!(wait_done(&mut c, "done").await.output.as_deref(), Some("3"));
+
+    c.create_task_hub(proto::CreateTaskHubRequest {
+        recreate_if_exists: true,
+    })
+    .await
+    .expect("recreate the task hub");
+    assert!(get(&mut c, "done").await.is_none(), "recreating empties it");
+    sidecar.shutdown().await;
+}
+
 on_every_backend!(continue_as_new_starts_a_fresh_generation);
 async fn continue_as_new_starts_a_fresh_generation(backend: Backend) {
     let sidecar = backend.builder().start().await.expect("start sidecar");

@@ -170,6 +170,36 @@ impl Engine {
         Ok((count, self.submit(&mut st, b)))
     }
 
+    /// Deletes the task hub's data: every instance (whatever its status), activity, timer,
+    /// entity and lock. Work in flight is forgotten (late completions are ignored); waiters
+    /// answer "not found" once the deletion is durable.
+    pub(crate) fn delete_task_hub(&self) -> Result<CommitWait, Status> {
+        let mut st = self.lock();
+        self.refuse(&st)?;
+        let mut b = self.begin(&mut st);
+        b.ops.push(WriteOp::DeleteAll);
+        let tokens: Vec<String> = st.tokens.keys().cloned().collect();
+        for token in tokens {
+            st.release_token(&token);
+        }
+        st.instances.clear();
+        st.ready.clear();
+        st.evictable.clear();
+        st.activities.clear();
+        st.activity_queue.clear();
+        st.timers.clear();
+        st.entities.clear();
+        st.entity_ready.clear();
+        st.lock_requests.clear();
+        st.locks_by_holder.clear();
+        let waiting: Vec<String> = st.waiters.keys().cloned().collect();
+        for id in waiting {
+            st.purging.insert(id.clone(), b.seq);
+            st.wake_after.push_back((b.seq, id));
+        }
+        Ok(self.submit(&mut st, b))
+    }
+
     /// Ids of terminal instances matching a purge filter (created in the given range).
     pub(crate) async fn purge_candidates(
         &self,

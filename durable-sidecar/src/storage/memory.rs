@@ -65,6 +65,7 @@ impl Store {
             } => {
                 self.history.insert(instance_id, events);
             }
+            WriteOp::DeleteAll => *self = Self::default(),
             _ => {}
         }
     }

@@ -282,7 +282,21 @@ pub(crate) enum WriteOp {
     },
     PutLockRequest(Box<LockRequestRecord>),
     DeleteLockRequest(String),
+    /// Deletes everything: every instance, activity, timer, entity and lock request.
+    DeleteAll,
 }
+
+/// The tables [`WriteOp::DeleteAll`] empties, in both SQL backends.
+pub(crate) const ALL_TABLES: [&str; 8] = [
+    "instances",
+    "history",
+    "inbox",
+    "activities",
+    "timers",
+    "entities",
+    "entity_ops",
+    "lock_requests",
+];
 
 /// The active work a storage holds, read once at start: instances that are not finished (with
 /// their history and inbox), activities, timers, entities and lock requests.

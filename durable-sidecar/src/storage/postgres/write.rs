@@ -3,7 +3,7 @@
 use postgres::{Client, Statement, Transaction};
 use prost::Message;
 
-use super::super::{StorageError, WriteOp};
+use super::super::{ALL_TABLES, StorageError, WriteOp};
 
 fn key(k: u64) -> i64 {
     i64::try_from(k).unwrap_or(i64::MAX)
@@ -146,6 +146,11 @@ impl Statements {
             }
             WriteOp::DeleteTimer(k) => {
                 t.execute(&self.delete_timer, &[&key(*k)])?;
+            }
+            WriteOp::DeleteAll => {
+                for table in ALL_TABLES {
+                    t.batch_execute(&format!("DELETE FROM {table}"))?;
+                }
             }
             _ => self.apply_entity(t, op)?,
         }

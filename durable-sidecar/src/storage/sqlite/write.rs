@@ -3,7 +3,7 @@
 use prost::Message;
 use rusqlite::{Connection, params};
 
-use super::super::{StorageError, WriteOp};
+use super::super::{ALL_TABLES, StorageError, WriteOp};
 
 /// Applies one write.
 pub(super) fn apply(c: &Connection, op: &WriteOp) -> Result<(), StorageError> {
@@ -112,6 +112,11 @@ pub(super) fn apply(c: &Connection, op: &WriteOp) -> Result<(), StorageError> {
         | WriteOp::DeleteEntityOps { .. }
         | WriteOp::PutLockRequest(_)
         | WriteOp::DeleteLockRequest(_) => apply_entity(c, op)?,
+        WriteOp::DeleteAll => {
+            for table in ALL_TABLES {
+                c.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+        }
     }
     Ok(())
 }
