@@ -31,8 +31,9 @@ enum Command {
         #[arg(long, conflicts_with = "postgres")]
         in_memory: bool,
         /// Keep everything in a PostgreSQL database instead
-        /// (`postgres://user:password@host:port/db`); tables are created on start.
-        #[arg(long, env = "DURABLE_POSTGRES", value_name = "URL")]
+        /// (`postgres://user:password@host:port/db`); tables are created on start. Default:
+        /// `DURABLE_POSTGRES` when set and neither `--db` nor `--in-memory` is given.
+        #[arg(long, value_name = "URL")]
         postgres: Option<String>,
         /// Also serve the HTTP management API (start, status, events, terminate, purge) on
         /// this port, on the same host.
@@ -65,7 +66,12 @@ async fn main() -> ExitCode {
             let storage = if in_memory {
                 builder = builder.in_memory();
                 "in memory".to_string()
-            } else if let Some(url) = postgres {
+            } else if let Some(url) = postgres.or_else(|| {
+                db.is_none()
+                    .then(|| std::env::var("DURABLE_POSTGRES").ok())
+                    .flatten()
+                    .filter(|u| !u.trim().is_empty())
+            }) {
                 let shown = durable::sidecar::redact_url(&url);
                 builder = builder.postgres(url);
                 format!("postgres {shown}")
