@@ -237,7 +237,7 @@ impl Engine {
                     parent: None,
                     parent_trace_context: start.parent_trace_context,
                 };
-                self.create_instance(st, b, ni);
+                self.create_instance(st, b, ni, Some(false));
             }
             None => {}
         }

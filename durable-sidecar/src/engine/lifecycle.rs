@@ -31,7 +31,15 @@ pub(crate) struct NewInstance {
 
 impl Engine {
     /// Creates (or replaces) an instance: PENDING, with `ExecutionStarted` in its inbox.
-    pub(super) fn create_instance(&self, st: &mut State, b: &mut Batch, ni: NewInstance) {
+    /// `in_storage` says whether a finished instance with this id is in storage, when the
+    /// caller already looked (`None`: look).
+    pub(super) fn create_instance(
+        &self,
+        st: &mut State,
+        b: &mut Batch,
+        ni: NewInstance,
+        in_storage: Option<bool>,
+    ) {
         let now = now_ms();
         let execution_id = ni.execution_id.clone().unwrap_or_else(new_id);
         let started = EventType::ExecutionStarted(proto::ExecutionStartedEvent {
@@ -79,7 +87,7 @@ impl Engine {
             st.drop_pending_work(b, &ni.instance_id);
             st.release_locks_of(b, &ni.instance_id);
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
-        } else if st.exists(self.storage.as_ref(), &ni.instance_id) {
+        } else if in_storage.unwrap_or_else(|| st.exists(self.storage.as_ref(), &ni.instance_id)) {
             // Replacing a finished instance that only storage holds: its history goes too.
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         }
@@ -103,7 +111,8 @@ impl Engine {
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        if let Some(status) = self.status_of(&st, &ni.instance_id)? {
+        let existing = self.status_of(&st, &ni.instance_id)?;
+        if let Some(status) = existing {
             if !replaceable.contains(&status) {
                 return Err(Status::already_exists(format!(
                     "an orchestration instance with id '{}' already exists (status {}); use a different id, purge it first, or pass an orchestrationIdReusePolicy",
@@ -114,7 +123,7 @@ impl Engine {
         }
         let mut b = self.begin(&mut st);
         let id = ni.instance_id.clone();
-        self.create_instance(&mut st, &mut b, ni);
+        self.create_instance(&mut st, &mut b, ni, Some(existing.is_some()));
         Ok((id, self.submit(&mut st, b)))
     }
 
@@ -236,7 +245,8 @@ impl Engine {
         };
         let mut b = self.begin(&mut st);
         let new = ni.instance_id.clone();
-        self.create_instance(&mut st, &mut b, ni);
+        // A new id is fresh; the same id is the record just read.
+        self.create_instance(&mut st, &mut b, ni, Some(!new_instance_id));
         Ok((new, self.submit(&mut st, b)))
     }
 

@@ -118,7 +118,7 @@ impl Engine {
             return;
         }
         let child = ni.instance_id.clone();
-        self.create_instance(st, b, ni);
+        self.create_instance(st, b, ni, None);
         if let Some(p) = st.instances.get_mut(&parent_id) {
             if !p.rec.children.contains(&child) {
                 p.rec.children.push(child);

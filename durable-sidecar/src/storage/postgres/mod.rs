@@ -1,8 +1,10 @@
 //! PostgreSQL storage: the same tables and guarantees as SQLite on a database server. One
 //! writer connection commits batches in order with group commit (PostgreSQL's default
 //! `synchronous_commit = on` makes each transaction durable in its WAL before the commit
-//! returns); one reader connection serves on-demand reads. Both run on their own threads with
-//! the synchronous `postgres` client, so the engine can call storage from any context.
+//! returns), its statements pipelined (one round trip per commit, not per statement); one
+//! reader connection serves on-demand reads. Both run on their own threads (the writer with
+//! `tokio-postgres` on a private single-threaded runtime, the reader with the synchronous
+//! `postgres` client), so the engine can call storage from any context.
 //!
 //! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute) and
 //! commits the pending batches again; the reader reconnects and reads again.
@@ -40,13 +42,14 @@ impl PostgresStorage {
     /// Connects, takes the writer lock, creates or migrates the schema and starts the writer
     /// and reader threads. Blocks: call it off the async threads.
     pub(crate) fn open(url: &str, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
-        let config: Config = url.parse()?;
-        let conn = WriterConnection::open(&config)?;
-        let reader = Reader::spawn(config.clone())?;
+        let writer_config: tokio_postgres::Config = url.parse()?;
+        let reader_config: Config = url.parse()?;
+        let conn = WriterConnection::open(&writer_config)?;
+        let reader = Reader::spawn(reader_config)?;
         let writer = Writer::spawn(
             "durable-postgres-writer",
             PostgresCommitter {
-                config,
+                config: writer_config,
                 conn: Some(conn),
             },
             signal,
@@ -55,35 +58,62 @@ impl PostgresStorage {
     }
 }
 
-/// The writer's connection: it holds the writer lock and the prepared statements.
+/// The writer's connection (the async client, driven by its own single-threaded runtime so
+/// statements can be pipelined): it holds the writer lock and the prepared statements.
 struct WriterConnection {
-    client: Client,
+    client: tokio_postgres::Client,
     statements: write::Statements,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl WriterConnection {
     /// Connects, takes the writer lock, creates or migrates the schema, prepares statements.
-    fn open(config: &Config) -> Result<Self, StorageError> {
-        let mut client = config.connect(NoTls)?;
-        if !take_writer_lock(&mut client)? {
-            return Err(StorageError::Locked(
-                "another durable sidecar is writing to this PostgreSQL database; point your workers and clients at that sidecar, or give this one another database".into(),
-            ));
-        }
-        schema::create_or_migrate(&mut client)?;
-        let statements = write::Statements::prepare(&mut client)?;
-        Ok(Self { client, statements })
+    /// Blocks: runs on the writer thread (or off the async threads at start).
+    fn open(config: &tokio_postgres::Config) -> Result<Self, StorageError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StorageError::Schema(format!("cannot start the PostgreSQL writer: {e}"))
+            })?;
+        let (client, statements) = runtime.block_on(async {
+            let (mut client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "the PostgreSQL writer connection ended");
+                }
+            });
+            if !take_writer_lock(&client).await? {
+                return Err(StorageError::Locked(
+                    "another durable sidecar is writing to this PostgreSQL database; point your workers and clients at that sidecar, or give this one another database".into(),
+                ));
+            }
+            schema::create_or_migrate(&mut client).await?;
+            let statements = write::Statements::prepare(&client).await?;
+            Ok::<_, StorageError>((client, statements))
+        })?;
+        Ok(Self {
+            client,
+            statements,
+            runtime,
+        })
     }
 
+    /// Commits every batch in one transaction, its statements pipelined.
     fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
-        let mut txn = self.client.transaction()?;
+        let mut calls = Vec::new();
         for (_, ops, _) in batches {
             for op in ops {
-                self.statements.apply(&mut txn, op)?;
+                self.statements.calls(op, &mut calls);
             }
         }
-        txn.commit()?;
-        Ok(())
+        let client = &mut self.client;
+        self.runtime.block_on(async {
+            let txn = client.transaction().await?;
+            write::run(&txn, &calls).await?;
+            txn.commit().await?;
+            Ok(())
+        })
     }
 }
 
@@ -108,16 +138,17 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// Takes the database's writer lock, waiting a little: the server notices a killed sidecar's
 /// connection (and frees its lock) within moments, and a supervisor may restart at once.
-fn take_writer_lock(client: &mut Client) -> Result<bool, StorageError> {
+async fn take_writer_lock(client: &tokio_postgres::Client) -> Result<bool, StorageError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+            .await?
             .get(0);
         if locked || Instant::now() >= deadline {
             return Ok(locked);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -125,7 +156,7 @@ fn take_writer_lock(client: &mut Client) -> Result<bool, StorageError> {
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 struct PostgresCommitter {
-    config: Config,
+    config: tokio_postgres::Config,
     /// `None` while reconnecting.
     conn: Option<WriterConnection>,
 }

@@ -1,7 +1,7 @@
 //! The PostgreSQL schema: the same tables as SQLite (protobuf records in `bytea`, with the
 //! columns queries filter on), created or migrated on start under the writer lock.
 
-use postgres::Client;
+use tokio_postgres::Client;
 
 use super::super::StorageError;
 
@@ -37,18 +37,20 @@ CREATE TABLE IF NOT EXISTS lock_requests (id TEXT COLLATE "C" PRIMARY KEY, recor
 "#;
 
 /// Creates the tables, or refuses a database written by a newer version.
-pub(super) fn create_or_migrate(client: &mut Client) -> Result<(), StorageError> {
-    let mut txn = client.transaction()?;
-    txn.batch_execute(TABLES)?;
+pub(super) async fn create_or_migrate(client: &mut Client) -> Result<(), StorageError> {
+    let txn = client.transaction().await?;
+    txn.batch_execute(TABLES).await?;
     let found: Option<i64> = txn
-        .query_opt("SELECT max(version) FROM durable_schema", &[])?
+        .query_opt("SELECT max(version) FROM durable_schema", &[])
+        .await?
         .and_then(|row| row.get(0));
     match found {
         None => {
             txn.execute(
                 "INSERT INTO durable_schema (version) VALUES ($1)",
                 &[&VERSION],
-            )?;
+            )
+            .await?;
         }
         Some(v) if v > VERSION => {
             return Err(StorageError::Schema(format!(
@@ -57,6 +59,6 @@ pub(super) fn create_or_migrate(client: &mut Client) -> Result<(), StorageError>
         }
         Some(_) => {}
     }
-    txn.commit()?;
+    txn.commit().await?;
     Ok(())
 }

@@ -1,9 +1,49 @@
-//! Applying a batch's writes inside the writer's transaction, with statements prepared once.
+//! A group commit's writes as calls of statements prepared once, sent pipelined: all of a
+//! transaction's statements go out without waiting for each answer, and the server runs them
+//! in order, so a commit costs about one round trip instead of one per statement.
 
-use postgres::{Client, Statement, Transaction};
+use futures::future::try_join_all;
 use prost::Message;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement, Transaction};
 
 use super::super::{ALL_TABLES, StorageError, WriteOp};
+
+/// One statement with its parameters.
+pub(super) struct Call {
+    stmt: Statement,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Call {
+    fn new(stmt: &Statement, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Self {
+        Self {
+            stmt: stmt.clone(),
+            params,
+        }
+    }
+}
+
+/// Runs the calls in order inside `txn`, pipelined.
+pub(super) async fn run(txn: &Transaction<'_>, calls: &[Call]) -> Result<(), StorageError> {
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = calls
+        .iter()
+        .map(|c| {
+            c.params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
+    try_join_all(
+        calls
+            .iter()
+            .zip(&params)
+            .map(|(call, params)| txn.execute(&call.stmt, params)),
+    )
+    .await?;
+    Ok(())
+}
 
 fn key(k: u64) -> i64 {
     i64::try_from(k).unwrap_or(i64::MAX)
@@ -28,100 +68,110 @@ pub(super) struct Statements {
     delete_entity_ops: Statement,
     put_lock_request: Statement,
     delete_lock_request: Statement,
+    delete_all: Vec<Statement>,
 }
 
 impl Statements {
-    pub(super) fn prepare(c: &mut Client) -> Result<Self, StorageError> {
-        let mut p = |sql: &str| c.prepare(sql);
+    pub(super) async fn prepare(c: &Client) -> Result<Self, StorageError> {
         Ok(Self {
-            put_instance: p(
-                "INSERT INTO instances (id, record, status, created_ms, completed_ms)
+            put_instance: c.prepare("INSERT INTO instances (id, record, status, created_ms, completed_ms)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, status = EXCLUDED.status,
-                     created_ms = EXCLUDED.created_ms, completed_ms = EXCLUDED.completed_ms",
-            )?,
+                     created_ms = EXCLUDED.created_ms, completed_ms = EXCLUDED.completed_ms").await?,
             delete_instance: vec![
-                p("DELETE FROM instances WHERE id = $1")?,
-                p("DELETE FROM history WHERE instance_id = $1")?,
-                p("DELETE FROM inbox WHERE instance_id = $1")?,
-                p("DELETE FROM activities WHERE instance_id = $1")?,
-                p("DELETE FROM timers WHERE instance_id = $1")?,
+                c.prepare("DELETE FROM instances WHERE id = $1").await?,
+                c.prepare("DELETE FROM history WHERE instance_id = $1").await?,
+                c.prepare("DELETE FROM inbox WHERE instance_id = $1").await?,
+                c.prepare("DELETE FROM activities WHERE instance_id = $1").await?,
+                c.prepare("DELETE FROM timers WHERE instance_id = $1").await?,
             ],
-            append_history: p(
-                "INSERT INTO history (instance_id, idx, event)
+            append_history: c.prepare("INSERT INTO history (instance_id, idx, event)
                  SELECT $1, i, e FROM UNNEST($2::bigint[], $3::bytea[]) AS t(i, e)
-                 ON CONFLICT (instance_id, idx) DO UPDATE SET event = EXCLUDED.event",
-            )?,
-            delete_history: p("DELETE FROM history WHERE instance_id = $1")?,
-            put_inbox: p("INSERT INTO inbox (instance_id, seq, event) VALUES ($1, $2, $3)
-                 ON CONFLICT (instance_id, seq) DO UPDATE SET event = EXCLUDED.event")?,
-            delete_inbox_up_to: p("DELETE FROM inbox WHERE instance_id = $1 AND seq <= $2")?,
-            clear_inbox: p("DELETE FROM inbox WHERE instance_id = $1")?,
-            put_activity: p("INSERT INTO activities (key, instance_id, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record")?,
-            delete_activity: p("DELETE FROM activities WHERE key = $1")?,
-            put_timer: p("INSERT INTO timers (key, instance_id, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record")?,
-            delete_timer: p("DELETE FROM timers WHERE key = $1")?,
-            put_entity: p("INSERT INTO entities (id, record) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record")?,
+                 ON CONFLICT (instance_id, idx) DO UPDATE SET event = EXCLUDED.event").await?,
+            delete_history: c.prepare("DELETE FROM history WHERE instance_id = $1").await?,
+            put_inbox: c.prepare("INSERT INTO inbox (instance_id, seq, event) VALUES ($1, $2, $3)
+                 ON CONFLICT (instance_id, seq) DO UPDATE SET event = EXCLUDED.event").await?,
+            delete_inbox_up_to: c.prepare("DELETE FROM inbox WHERE instance_id = $1 AND seq <= $2").await?,
+            clear_inbox: c.prepare("DELETE FROM inbox WHERE instance_id = $1").await?,
+            put_activity: c.prepare("INSERT INTO activities (key, instance_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record").await?,
+            delete_activity: c.prepare("DELETE FROM activities WHERE key = $1").await?,
+            put_timer: c.prepare("INSERT INTO timers (key, instance_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record").await?,
+            delete_timer: c.prepare("DELETE FROM timers WHERE key = $1").await?,
+            put_entity: c.prepare("INSERT INTO entities (id, record) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record").await?,
             delete_entity: vec![
-                p("DELETE FROM entities WHERE id = $1")?,
-                p("DELETE FROM entity_ops WHERE entity_id = $1")?,
+                c.prepare("DELETE FROM entities WHERE id = $1").await?,
+                c.prepare("DELETE FROM entity_ops WHERE entity_id = $1").await?,
             ],
-            put_entity_op: p("INSERT INTO entity_ops (entity_id, seq, event) VALUES ($1, $2, $3)
-                 ON CONFLICT (entity_id, seq) DO UPDATE SET event = EXCLUDED.event")?,
-            delete_entity_ops: p("DELETE FROM entity_ops WHERE entity_id = $1 AND seq = ANY($2)")?,
-            put_lock_request: p("INSERT INTO lock_requests (id, record) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record")?,
-            delete_lock_request: p("DELETE FROM lock_requests WHERE id = $1")?,
+            put_entity_op: c.prepare("INSERT INTO entity_ops (entity_id, seq, event) VALUES ($1, $2, $3)
+                 ON CONFLICT (entity_id, seq) DO UPDATE SET event = EXCLUDED.event").await?,
+            delete_entity_ops: c.prepare("DELETE FROM entity_ops WHERE entity_id = $1 AND seq = ANY($2)").await?,
+            put_lock_request: c.prepare("INSERT INTO lock_requests (id, record) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record").await?,
+            delete_lock_request: c.prepare("DELETE FROM lock_requests WHERE id = $1").await?,
+            delete_all: {
+                let mut all = Vec::new();
+                for table in ALL_TABLES {
+                    all.push(c.prepare(&format!("DELETE FROM {table}")).await?);
+                }
+                all
+            },
         })
     }
 
-    /// Applies one write.
-    pub(super) fn apply(&self, t: &mut Transaction<'_>, op: &WriteOp) -> Result<(), StorageError> {
+    /// The calls of one write, appended to `out`.
+    pub(super) fn calls(&self, op: &WriteOp, out: &mut Vec<Call>) {
         match op {
-            WriteOp::PutInstance(rec) => {
-                t.execute(
-                    &self.put_instance,
-                    &[
-                        &rec.instance_id,
-                        &rec.encode_to_vec(),
-                        &i64::from(rec.status),
-                        &rec.created_ms,
-                        &rec.completed_ms,
-                    ],
-                )?;
-            }
+            WriteOp::PutInstance(rec) => out.push(Call::new(
+                &self.put_instance,
+                vec![
+                    Box::new(rec.instance_id.clone()),
+                    Box::new(rec.encode_to_vec()),
+                    Box::new(i64::from(rec.status)),
+                    Box::new(rec.created_ms),
+                    Box::new(rec.completed_ms),
+                ],
+            )),
             WriteOp::DeleteInstance(id) => {
                 for stmt in &self.delete_instance {
-                    t.execute(stmt, &[id])?;
+                    out.push(Call::new(stmt, vec![Box::new(id.clone())]));
                 }
             }
             WriteOp::AppendHistory {
                 instance_id,
                 start_index,
                 events,
-            } => self.append_history(t, instance_id, *start_index, events)?,
+            } => self.append_history(out, instance_id, *start_index, events),
             WriteOp::ReplaceHistory {
                 instance_id,
                 events,
             } => {
-                t.execute(&self.delete_history, &[instance_id])?;
-                self.append_history(t, instance_id, 0, events)?;
+                out.push(Call::new(
+                    &self.delete_history,
+                    vec![Box::new(instance_id.clone())],
+                ));
+                self.append_history(out, instance_id, 0, events);
             }
             WriteOp::PutInbox {
                 instance_id,
                 seq,
                 event,
-            } => {
-                t.execute(&self.put_inbox, &[instance_id, &key(*seq), event])?;
-            }
-            WriteOp::DeleteInbox { instance_id, up_to } => {
-                t.execute(&self.delete_inbox_up_to, &[instance_id, &key(*up_to)])?;
-            }
+            } => out.push(Call::new(
+                &self.put_inbox,
+                vec![
+                    Box::new(instance_id.clone()),
+                    Box::new(key(*seq)),
+                    Box::new(event.clone()),
+                ],
+            )),
+            WriteOp::DeleteInbox { instance_id, up_to } => out.push(Call::new(
+                &self.delete_inbox_up_to,
+                vec![Box::new(instance_id.clone()), Box::new(key(*up_to))],
+            )),
             WriteOp::ClearInbox(id) => {
-                t.execute(&self.clear_inbox, &[id])?;
+                out.push(Call::new(&self.clear_inbox, vec![Box::new(id.clone())]));
             }
             WriteOp::PutActivity(rec) => {
                 let instance_id = rec
@@ -130,84 +180,105 @@ impl Statements {
                     .and_then(|r| r.orchestration_instance.as_ref())
                     .map(|i| i.instance_id.clone())
                     .unwrap_or_default();
-                t.execute(
+                out.push(Call::new(
                     &self.put_activity,
-                    &[&key(rec.key), &instance_id, &rec.encode_to_vec()],
-                )?;
+                    vec![
+                        Box::new(key(rec.key)),
+                        Box::new(instance_id),
+                        Box::new(rec.encode_to_vec()),
+                    ],
+                ));
             }
             WriteOp::DeleteActivity(k) => {
-                t.execute(&self.delete_activity, &[&key(*k)])?;
+                out.push(Call::new(&self.delete_activity, vec![Box::new(key(*k))]));
             }
-            WriteOp::PutTimer(rec) => {
-                t.execute(
-                    &self.put_timer,
-                    &[&key(rec.key), &rec.instance_id, &rec.encode_to_vec()],
-                )?;
-            }
+            WriteOp::PutTimer(rec) => out.push(Call::new(
+                &self.put_timer,
+                vec![
+                    Box::new(key(rec.key)),
+                    Box::new(rec.instance_id.clone()),
+                    Box::new(rec.encode_to_vec()),
+                ],
+            )),
             WriteOp::DeleteTimer(k) => {
-                t.execute(&self.delete_timer, &[&key(*k)])?;
+                out.push(Call::new(&self.delete_timer, vec![Box::new(key(*k))]));
             }
             WriteOp::DeleteAll => {
-                for table in ALL_TABLES {
-                    t.batch_execute(&format!("DELETE FROM {table}"))?;
+                for stmt in &self.delete_all {
+                    out.push(Call::new(stmt, Vec::new()));
                 }
             }
-            _ => self.apply_entity(t, op)?,
+            _ => self.entity_calls(op, out),
         }
-        Ok(())
     }
 
-    fn apply_entity(&self, t: &mut Transaction<'_>, op: &WriteOp) -> Result<(), StorageError> {
+    fn entity_calls(&self, op: &WriteOp, out: &mut Vec<Call>) {
         match op {
-            WriteOp::PutEntity(rec) => {
-                t.execute(&self.put_entity, &[&rec.id, &rec.encode_to_vec()])?;
-            }
+            WriteOp::PutEntity(rec) => out.push(Call::new(
+                &self.put_entity,
+                vec![Box::new(rec.id.clone()), Box::new(rec.encode_to_vec())],
+            )),
             WriteOp::DeleteEntity(id) => {
                 for stmt in &self.delete_entity {
-                    t.execute(stmt, &[id])?;
+                    out.push(Call::new(stmt, vec![Box::new(id.clone())]));
                 }
             }
             WriteOp::PutEntityOp {
                 entity_id,
                 seq,
                 event,
-            } => {
-                t.execute(&self.put_entity_op, &[entity_id, &key(*seq), event])?;
-            }
+            } => out.push(Call::new(
+                &self.put_entity_op,
+                vec![
+                    Box::new(entity_id.clone()),
+                    Box::new(key(*seq)),
+                    Box::new(event.clone()),
+                ],
+            )),
             WriteOp::DeleteEntityOps { entity_id, seqs } => {
                 let seqs: Vec<i64> = seqs.iter().map(|s| key(*s)).collect();
-                t.execute(&self.delete_entity_ops, &[entity_id, &seqs])?;
+                out.push(Call::new(
+                    &self.delete_entity_ops,
+                    vec![Box::new(entity_id.clone()), Box::new(seqs)],
+                ));
             }
-            WriteOp::PutLockRequest(rec) => {
-                t.execute(
-                    &self.put_lock_request,
-                    &[&rec.critical_section_id, &rec.encode_to_vec()],
-                )?;
-            }
-            WriteOp::DeleteLockRequest(id) => {
-                t.execute(&self.delete_lock_request, &[id])?;
-            }
-            // Orchestration writes: `apply` handles them and never sends them here.
+            WriteOp::PutLockRequest(rec) => out.push(Call::new(
+                &self.put_lock_request,
+                vec![
+                    Box::new(rec.critical_section_id.clone()),
+                    Box::new(rec.encode_to_vec()),
+                ],
+            )),
+            WriteOp::DeleteLockRequest(id) => out.push(Call::new(
+                &self.delete_lock_request,
+                vec![Box::new(id.clone())],
+            )),
+            // Orchestration writes: `calls` handles them and never sends them here.
             _ => {}
         }
-        Ok(())
     }
 
     fn append_history(
         &self,
-        t: &mut Transaction<'_>,
+        out: &mut Vec<Call>,
         instance_id: &str,
         start_index: u64,
         events: &[Vec<u8>],
-    ) -> Result<(), StorageError> {
+    ) {
         if events.is_empty() {
-            return Ok(());
+            return;
         }
         let first = key(start_index);
         let indexes: Vec<i64> = (0..events.len())
             .map(|i| first.saturating_add(i64::try_from(i).unwrap_or(i64::MAX)))
             .collect();
-        t.execute(&self.append_history, &[&instance_id, &indexes, &events])?;
-        Ok(())
+        out.push(Call::new(
+            &self.append_history,
+            vec![
+                Box::new(instance_id.to_owned()),
+                Box::new(indexes),
+                Box::new(events.to_vec()),
+            ],
+        ));
     }
 }
