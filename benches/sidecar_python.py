@@ -180,15 +180,20 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def start_durable(tmp: str) -> tuple:
+def start_durable(tmp: str, postgres: str | None = None) -> tuple:
     binary = os.environ.get("DURABLE_BIN")
     if not binary:
         release = ROOT / "target" / "release" / "durable"
         binary = str(release if release.exists() else ROOT / "target" / "debug" / "durable")
     port = socket_port()
-    db = Path(tmp) / "bench.db"
-    print(f"durable sidecar: {binary}, SQLite file {db}", flush=True)
-    proc = subprocess.Popen([binary, "sidecar", "--port", str(port), "--db", str(db)],
+    if postgres:
+        storage = ["--postgres", postgres]
+        print(f"durable sidecar: {binary}, PostgreSQL {postgres}", flush=True)
+    else:
+        db = Path(tmp) / "bench.db"
+        storage = ["--db", str(db)]
+        print(f"durable sidecar: {binary}, SQLite file {db}", flush=True)
+    proc = subprocess.Popen([binary, "sidecar", "--port", str(port), *storage],
                             stdout=subprocess.PIPE, text=True)
     assert "listening on" in proc.stdout.readline()
     return proc, f"127.0.0.1:{port}"
@@ -217,6 +222,9 @@ def main() -> None:
                     help="alternating rounds per measurement; the best round of each backend counts")
     ap.add_argument("--threads", type=int, default=0,
                     help="ConcurrencyOptions.maximum_thread_pool_workers of each worker (0 = SDK default)")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="also measure our sidecar on this PostgreSQL database ('auto': start a throwaway "
+                         "local server from the Debian postgresql package, fsync on)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -226,9 +234,20 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {loadavg()}, {args.procs} Python load process(es) per "
           f"backend, thread pool {args.threads or 'SDK default'}, best of {args.rounds} alternating rounds",
           flush=True)
-    names = ("durable", "in-memory")
+    names = ("durable", "in-memory") + (("durable-pg",) if args.postgres else ())
+    pg_server = None
     with tempfile.TemporaryDirectory() as tmp:
         servers = {"durable": start_durable(tmp), "in-memory": start_in_memory()}
+        if args.postgres:
+            url = args.postgres
+            if url == "auto":
+                sys.path.insert(0, str(ROOT / "tests" / "python"))
+                from conftest import TempPostgres, postgres_bin
+                pg_dir = Path(tempfile.mkdtemp(prefix="durable-pg-bench-"))
+                pg_server = TempPostgres(postgres_bin(), pg_dir)
+                pg_server.fsync = True
+                url = pg_server.start().database("bench")
+            servers["durable-pg"] = start_durable(tmp, url)
         loads = {}
         try:
             # Both backends are up with their load processes for the whole run and every
@@ -260,8 +279,12 @@ def main() -> None:
         finally:
             for load in loads.values():
                 load.close()
-            servers["durable"][0].terminate()
-            servers["durable"][0].wait()
+            for name in ("durable", "durable-pg"):
+                if name in servers:
+                    servers[name][0].terminate()
+                    servers[name][0].wait()
+            if pg_server:
+                pg_server.stop()
             servers["in-memory"][0].stdin.close()
             servers["in-memory"][0].wait(timeout=30)
 
@@ -269,7 +292,8 @@ def main() -> None:
           f"best of {args.rounds}, load average now {loadavg()})")
     print(f"{'backend':26} {'200 chains/s':>12} {'2000 chains/s':>13} {'fan-out 1k':>10} {'latency':>8} "
           f"{'server CPU/chain':>16}  server RSS")
-    labels = {"durable": "durable sidecar (sqlite)", "in-memory": "python in-memory backend"}
+    labels = {"durable": "durable sidecar (sqlite)", "in-memory": "python in-memory backend",
+              "durable-pg": "durable sidecar (postgres)"}
     for name in names:
         r = res[name]
         print(f"{labels[name]:26} {r[200]['rate']:12.0f} {r[2000]['rate']:13.0f} {r['fan_out_s']:9.2f}s "
@@ -278,6 +302,9 @@ def main() -> None:
     for n in (200, 2000):
         ratio = ours[n]["rate"] / theirs[n]["rate"]
         print(f"chains/s ratio at {n}: {ratio:.2f}x (target {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")
+    if "durable-pg" in res:
+        pg = res["durable-pg"]
+        print(f"PostgreSQL / SQLite chains/s at 2000: {pg[2000]['rate'] / ours[2000]['rate']:.2f}x")
     cpu_ratio = theirs[2000]["server_ms"] / ours[2000]["server_ms"]
     print(f"server CPU per chain: in-memory backend / ours = {cpu_ratio:.1f}x; the Python workers+clients "
           f"cost {ours[2000]['python_ms']:.1f} ms CPU per chain (ours) vs {theirs[2000]['python_ms']:.1f} ms "

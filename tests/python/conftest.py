@@ -78,6 +78,7 @@ class TempPostgres:
         self.bin = bin_dir
         self.dir = dir
         self.port = free_port()
+        self.fsync = False  # tests trade durability for speed; benches set it
         self.user = None
         if os.geteuid() == 0:
             self.user = "postgres" if subprocess.run(["id", "postgres"], capture_output=True).returncode == 0 else "nobody"
@@ -92,7 +93,9 @@ class TempPostgres:
     def start(self) -> "TempPostgres":
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-U", "durable", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        if not self.fsync:
+            options += " -c fsync=off"
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-l", str(self.dir / "server.log"), "-o", options)
         return self
 
