@@ -315,7 +315,7 @@ async fn deleting_the_task_hub_empties_it(backend: Backend) {
             query: Some(proto::InstanceQuery::default()),
         })
         .await
-        .unwrap()
+        .expect("query")
         .into_inner();
     assert!(all.orchestration_state.is_empty(), "{all:?}");
     let entity = c
@@ -324,7 +324,7 @@ async fn deleting_the_task_hub_empties_it(backend: Backend) {
             include_state: true,
         })
         .await
-        .unwrap()
+        .expect("get entity")
         .into_inner();
     assert!(!entity.exists);
     // Work that was in flight is forgotten; the same ids start afresh.
