@@ -42,8 +42,13 @@ impl PostgresStorage {
     /// Connects, takes the writer lock, creates or migrates the schema and starts the writer
     /// and reader threads. Blocks: call it off the async threads.
     pub(crate) fn open(url: &str, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
-        let writer_config: tokio_postgres::Config = url.parse()?;
-        let reader_config: Config = url.parse()?;
+        let mut writer_config: tokio_postgres::Config = url.parse()?;
+        let mut reader_config: Config = url.parse()?;
+        // Reads run under the engine's lock: an unreachable server must fail them, not hang.
+        if writer_config.get_connect_timeout().is_none() {
+            writer_config.connect_timeout(CONNECT_TIMEOUT);
+            reader_config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let conn = WriterConnection::open(&writer_config)?;
         let reader = Reader::spawn(reader_config)?;
         let writer = Writer::spawn(
@@ -132,6 +137,9 @@ fn is_transient(e: &StorageError) -> bool {
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
 }
+
+/// How long a connection attempt may take unless the URL says otherwise (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the writer keeps reconnecting before it gives up (and the sidecar stops serving).
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
