@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::engine::{
-    CommitWait, Engine, EntityFilter, NewInstance, canonical_entity_id, is_terminal,
+    CommitWait, Engine, EntityFilter, NewInstance, canonical_entity_id, check_length, is_terminal,
 };
 use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use crate::proto::{self, OrchestrationStatus, WorkItem, purge_instances_request, work_item};
@@ -60,7 +60,7 @@ fn require_id(id: &str) -> Result<(), Status> {
     if id.is_empty() {
         return Err(Status::invalid_argument("instanceId must not be empty"));
     }
-    Ok(())
+    check_length("instanceId", id)
 }
 
 /// The client's deadline from the `grpc-timeout` header, a little early so we answer
@@ -137,6 +137,8 @@ impl TaskHubSidecarService for SidecarService {
         } else {
             r.instance_id
         };
+        check_length("the instance id", &instance_id)?;
+        check_length("the orchestrator name", &r.name)?;
         if instance_id.starts_with('@') {
             return Err(Status::invalid_argument(format!(
                 "instance id '{instance_id}' starts with '@', which is reserved for entity ids (`@name@key`); choose another id"

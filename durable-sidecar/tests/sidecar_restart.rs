@@ -211,6 +211,15 @@ async fn a_second_sidecar_on_the_same_sqlite_file_is_refused_until_the_first_sto
         message.contains(&format!("DURABLE_SIDECAR={}", first.endpoint())),
         "{message}"
     );
+    #[cfg(unix)]
+    for file in ["one.db", "one.db-wal", "one.db-lock"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(file))
+            .expect("the file exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is readable by its owner only");
+    }
     first.shutdown().await;
     let second = SidecarBuilder::new()
         .sqlite(&db)

@@ -759,3 +759,33 @@ async fn endpoint_is_loopback_when_listening_on_every_interface() {
     assert!(get(&mut c, "nobody").await.is_none());
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn over_long_ids_and_names_are_invalid_arguments() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let long = "x".repeat(15 * 1024 * 1024);
+    for (id, name) in [(long.as_str(), "O"), ("ok", long.as_str())] {
+        let err = c
+            .start_instance(proto::CreateInstanceRequest {
+                instance_id: id.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("too long");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("longer than the 1024 bytes allowed"));
+        assert!(err.message().len() < 300, "the value is not echoed whole");
+    }
+    let err = c
+        .raise_event(proto::RaiseEventRequest {
+            instance_id: "y".repeat(2000),
+            name: "e".into(),
+            input: None,
+        })
+        .await
+        .expect_err("too long");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    sidecar.shutdown().await;
+}

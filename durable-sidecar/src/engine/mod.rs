@@ -45,6 +45,21 @@ use crate::proto::{HistoryEvent, OrchestrationStatus, history_event::EventType};
 use crate::storage::{CommitSignal, LoadedState, Storage, StorageError};
 use crate::time::{from_ms, now_ms};
 
+/// The longest instance id or orchestration name the sidecar accepts, in bytes.
+pub(crate) const MAX_NAME_BYTES: usize = 1024;
+
+/// INVALID_ARGUMENT for an id or name longer than [`MAX_NAME_BYTES`] (without echoing it whole).
+pub(crate) fn check_length(what: &str, value: &str) -> Result<(), Status> {
+    if value.len() <= MAX_NAME_BYTES {
+        return Ok(());
+    }
+    let start: String = value.chars().take(40).collect();
+    Err(Status::invalid_argument(format!(
+        "{what} is {} bytes, longer than the {MAX_NAME_BYTES} bytes allowed (it starts '{start}…'); use a shorter one",
+        value.len()
+    )))
+}
+
 /// Whether a status is final (no more episodes unless restarted or rewound).
 pub(crate) fn is_terminal(status: i32) -> bool {
     status == OrchestrationStatus::Completed as i32

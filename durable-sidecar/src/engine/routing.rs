@@ -10,7 +10,7 @@ use super::Engine;
 use super::batch::Batch;
 use super::lifecycle::NewInstance;
 use super::state::State;
-use super::{event, is_terminal};
+use super::{check_length, event, is_terminal};
 use crate::proto::{
     self, HistoryEvent, OrchestrationStatus, TaskFailureDetails, history_event::EventType,
 };
@@ -83,7 +83,8 @@ impl Engine {
         }
     }
 
-    /// Starts a sub-orchestration, or fails the parent's task when the id is already running.
+    /// Starts a sub-orchestration, or fails the parent's task when the id is already running
+    /// or too long.
     fn create_child(
         &self,
         st: &mut State,
@@ -96,7 +97,18 @@ impl Engine {
             .instances
             .get(&ni.instance_id)
             .is_some_and(|i| !is_terminal(i.rec.status));
-        if running {
+        let refused = match check_length("the sub-orchestration's instance id", &ni.instance_id) {
+            Err(status) => Some(("InvalidArgument", status.message().to_owned())),
+            Ok(()) if running => Some((
+                "OrchestrationAlreadyExistsError",
+                format!(
+                    "an orchestration with instance id '{}' is already running",
+                    ni.instance_id
+                ),
+            )),
+            Ok(()) => None,
+        };
+        if let Some((error_type, error_message)) = refused {
             let task_id = ni.parent.as_ref().map_or(-1, |p| p.task_scheduled_id);
             let ev = event(
                 -1,
@@ -104,11 +116,8 @@ impl Engine {
                     proto::SubOrchestrationInstanceFailedEvent {
                         task_scheduled_id: task_id,
                         failure_details: Some(TaskFailureDetails {
-                            error_type: "OrchestrationAlreadyExistsError".into(),
-                            error_message: format!(
-                                "an orchestration with instance id '{}' is already running",
-                                ni.instance_id
-                            ),
+                            error_type: error_type.into(),
+                            error_message,
                             ..Default::default()
                         }),
                     },

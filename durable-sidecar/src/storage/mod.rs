@@ -36,8 +36,12 @@ pub(crate) enum StorageError {
     Decode(#[from] prost::DecodeError),
     #[error("postgres error: {}", error_chain(.0))]
     Postgres(#[from] ::postgres::Error),
+    /// Another sidecar holds the database.
     #[error("{0}")]
     Locked(String),
+    /// A file next to the database could not be created or opened.
+    #[error("{0}")]
+    File(String),
     #[error("{0}")]
     Schema(String),
     #[error("the storage writer has stopped")]

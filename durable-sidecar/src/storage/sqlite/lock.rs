@@ -27,15 +27,13 @@ impl DbLock {
     /// Takes the lock, or fails naming the sidecar that holds it.
     pub(super) fn acquire(db: &Path) -> Result<Self, StorageError> {
         let path = lock_path(db);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| {
-                StorageError::Locked(format!("cannot open the lock file {}: {e}", path.display()))
-            })?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|e| {
+            StorageError::File(format!("cannot open the lock file {}: {e}", path.display()))
+        })?;
         match FileExt::try_lock_exclusive(&file) {
             Ok(true) => {}
             Ok(false) => {
@@ -44,7 +42,7 @@ impl DbLock {
                 return Err(StorageError::Locked(in_use_message(holder.trim())));
             }
             Err(e) => {
-                return Err(StorageError::Locked(format!(
+                return Err(StorageError::File(format!(
                     "cannot lock {}: {e}",
                     path.display()
                 )));

@@ -43,7 +43,26 @@ pub(crate) struct SqliteStorage {
 /// scanning every finished instance.
 const ACTIVE_SQL: &str = "(0, 2, 6, 7)";
 
+/// Creates a missing database file readable by its owner only (0600); SQLite gives its `-wal`
+/// and `-shm` files the same permissions.
+fn create_private(path: &Path) -> Result<(), StorageError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(|e| {
+        StorageError::File(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
 fn open(path: &Path) -> Result<Connection, StorageError> {
+    create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
