@@ -238,8 +238,9 @@ impl RuntimeBuilder {
 
     /// Also serves the HTTP management API ([`crate::http`]) on this address: start
     /// orchestrations with `POST /api/orchestrators/{name}`, poll `GET /api/instances/{id}`.
-    /// Port 0 picks a free port; [`RuntimeHandle::http_addr`] tells which. Needs the feature
-    /// `http` (on by default).
+    /// Port 0 picks a free port; [`RuntimeHandle::http_addr`] tells which. Only the
+    /// orchestrators this runtime registered can be started there (others get `404` naming the
+    /// known ones). Needs the feature `http` (on by default).
     #[cfg(feature = "http")]
     pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
         self.http = Some(addr);
@@ -307,7 +308,10 @@ impl RuntimeBuilder {
         }
         #[cfg(feature = "http")]
         let http = match self.http {
-            Some(addr) => Some(HttpServer::start(addr, client.clone()).await?),
+            Some(addr) => {
+                let names = registry.orchestrator_names().map(str::to_owned).collect();
+                Some(HttpServer::start(addr, client.clone(), names).await?)
+            }
             None => None,
         };
         let worker = Worker::new(registry, connection)
@@ -444,6 +448,7 @@ impl HttpServer {
     async fn start(
         addr: std::net::SocketAddr,
         client: DurableClient,
+        orchestrators: Vec<String>,
     ) -> Result<Self, RuntimeError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -452,9 +457,16 @@ impl HttpServer {
             .local_addr()
             .map_err(|e| RuntimeError::Http(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::http::serve_with(listener, client, async move {
-            let _ = stopped.await;
-        }));
+        // The runtime knows what its worker registered: unknown names get 404 up front.
+        let app = crate::http::router_with_orchestrators(client, orchestrators);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await?;
+            Ok(())
+        });
         Ok(Self { addr, stop, task })
     }
 

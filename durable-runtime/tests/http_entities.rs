@@ -104,3 +104,31 @@ async fn signal_read_and_list_entities_over_http() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     runtime.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_runtimes_http_api_refuses_orchestrators_it_did_not_register() {
+    let runtime = durable::Runtime::builder()
+        .ignore_environment()
+        .in_memory()
+        .registry(registry())
+        .http("127.0.0.1:0".parse().expect("an address"))
+        .start()
+        .await
+        .expect("the runtime starts");
+    let base = format!("http://{}", runtime.http_addr().expect("the HTTP API runs"));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/orchestrators/nope"))
+        .json(&1)
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no orchestrator named 'nope'")),
+        "{body}"
+    );
+    runtime.shutdown().await;
+}
