@@ -17,25 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use durable::prelude::*;
+#[path = "support/chains.rs"]
+mod chains;
+
+use chains::{run_chains, sequence};
 
 /// Chains run live on top of the seeded ones.
 const LIVE_CHAINS: usize = 2000;
 const IN_FLIGHT: usize = 100;
-
-#[durable::activity]
-async fn hello(_ctx: ActivityContext, city: String) -> String {
-    format!("Hello {city}!")
-}
-
-#[durable::orchestrator]
-async fn sequence(ctx: OrchestrationContext, _: ()) -> durable::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for city in ["Tokyo", "Seattle", "London"] {
-        out.push(ctx.call_activity(hello, city.to_string()).await?);
-    }
-    Ok(out)
-}
 
 /// `VmRSS` and `VmHWM` of this process, in KiB.
 fn memory_kib() -> (u64, u64) {
@@ -79,24 +68,7 @@ async fn measure(db: &Path) -> anyhow::Result<()> {
         .wait_for_orchestration_completion(&id, Duration::from_secs(60))
         .await?;
     let first = started.elapsed();
-    let live = Instant::now();
-    let mut lanes = Vec::new();
-    for lane in 0..IN_FLIGHT {
-        let client = client.clone();
-        lanes.push(tokio::spawn(async move {
-            for _ in (lane..LIVE_CHAINS).step_by(IN_FLIGHT) {
-                let id = client.schedule_new_orchestration(sequence, ()).await?;
-                client
-                    .wait_for_orchestration_completion(&id, Duration::from_secs(120))
-                    .await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for lane in lanes {
-        lane.await??;
-    }
-    let live = live.elapsed();
+    let live = run_chains(&client, LIVE_CHAINS, IN_FLIGHT).await?;
     let (rss, hwm) = memory_kib();
     println!(
         "RESULT {} {} {rss} {hwm}",

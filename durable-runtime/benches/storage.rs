@@ -6,57 +6,22 @@
 //! `cargo bench -p durable-runtime --bench storage` prints chains/s for 2,000 chains with 100 in
 //! flight. `STORAGE_BENCH_CHAINS=500` runs fewer.
 
+#[path = "support/chains.rs"]
+mod chains;
 #[path = "../../durable-sidecar/tests/sidecar_common/postgres.rs"]
 mod postgres;
 
-use std::time::{Duration, Instant};
-
-use durable::prelude::*;
-use durable::{DurableClient, RuntimeBuilder};
+use chains::run_chains;
+use durable::RuntimeBuilder;
 
 const IN_FLIGHT: usize = 100;
-
-#[durable::activity]
-async fn hello(_ctx: ActivityContext, city: String) -> String {
-    format!("Hello {city}!")
-}
-
-#[durable::orchestrator]
-async fn sequence(ctx: OrchestrationContext, _: ()) -> durable::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for city in ["Tokyo", "Seattle", "London"] {
-        out.push(ctx.call_activity(hello, city.to_string()).await?);
-    }
-    Ok(out)
-}
-
-async fn chains(client: &DurableClient, n: usize) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let mut lanes = Vec::new();
-    for lane in 0..IN_FLIGHT {
-        let client = client.clone();
-        lanes.push(tokio::spawn(async move {
-            for _ in (lane..n).step_by(IN_FLIGHT) {
-                let id = client.schedule_new_orchestration(sequence, ()).await?;
-                client
-                    .wait_for_orchestration_completion(&id, Duration::from_secs(120))
-                    .await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for lane in lanes {
-        lane.await??;
-    }
-    Ok(started.elapsed())
-}
 
 async fn run(label: &str, builder: RuntimeBuilder, n: usize) -> anyhow::Result<()> {
     eprintln!("{label}: {n} chains...");
     let runtime = builder.ignore_environment().start().await?;
     // Warm up (connections, statement caches) before timing.
-    chains(&runtime.client(), IN_FLIGHT).await?;
-    let elapsed = chains(&runtime.client(), n).await?;
+    run_chains(&runtime.client(), IN_FLIGHT, IN_FLIGHT).await?;
+    let elapsed = run_chains(&runtime.client(), n, IN_FLIGHT).await?;
     println!(
         "{label:<34} {n:>6} chains in {:>6.2} s = {:>6.0} chains/s",
         elapsed.as_secs_f64(),

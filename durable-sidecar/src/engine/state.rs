@@ -12,7 +12,7 @@ use super::batch::Batch;
 use super::{is_terminal, new_id};
 use crate::proto::{self, HistoryEvent, OrchestratorAction};
 use crate::storage::{
-    EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, Storage, StorageError,
+    EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, Sequenced, Storage, StorageError,
     TimerRecord, WriteOp,
 };
 use crate::time::now_ms;
@@ -273,7 +273,7 @@ impl State {
     fn restore_entities(
         &mut self,
         records: Vec<EntityRecord>,
-        mut ops: HashMap<String, Vec<(u64, Vec<u8>)>>,
+        mut ops: Sequenced,
         lock_requests: Vec<LockRequestRecord>,
     ) -> Result<(), StorageError> {
         let now = now_ms();

@@ -302,6 +302,9 @@ pub(crate) const ALL_TABLES: [&str; 8] = [
     "lock_requests",
 ];
 
+/// Encoded events by owner (an instance's inbox, an entity's queue): owner id → (seq, event).
+pub(crate) type Sequenced = HashMap<String, Vec<(u64, Vec<u8>)>>;
+
 /// The active work a storage holds, read once at start: instances that are not finished (with
 /// their history and inbox), activities, timers, entities and lock requests.
 #[derive(Debug, Default)]
@@ -310,12 +313,12 @@ pub(crate) struct LoadedState {
     /// instance id → history events (encoded), in order.
     pub(crate) history: HashMap<String, Vec<Vec<u8>>>,
     /// instance id → (seq, encoded event), in seq order.
-    pub(crate) inbox: HashMap<String, Vec<(u64, Vec<u8>)>>,
+    pub(crate) inbox: Sequenced,
     pub(crate) activities: Vec<ActivityRecord>,
     pub(crate) timers: Vec<TimerRecord>,
     pub(crate) entities: Vec<EntityRecord>,
     /// entity id → (seq, encoded event), in seq order.
-    pub(crate) entity_ops: HashMap<String, Vec<(u64, Vec<u8>)>>,
+    pub(crate) entity_ops: Sequenced,
     pub(crate) lock_requests: Vec<LockRequestRecord>,
 }
 

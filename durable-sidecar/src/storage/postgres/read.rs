@@ -1,13 +1,15 @@
 //! Reads: the active work at start, and finished instances on demand.
 
+use std::collections::HashMap;
+
 use postgres::Client;
 use postgres::types::ToSql;
 use prost::Message;
 
 use super::super::sql::{self, Param};
 use super::super::{
-    ActivityRecord, CompletedQuery, EntityRecord, InstanceQuery, InstanceRecord, LoadedState,
-    LockRequestRecord, StorageError, TimerRecord,
+    CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, LockRequestRecord, Sequenced,
+    StorageError,
 };
 use crate::proto::HistoryEvent;
 
@@ -20,16 +22,7 @@ fn seq(v: i64) -> u64 {
 
 /// Everything but finished instances.
 pub(super) fn load_active(c: &mut Client) -> Result<LoadedState, StorageError> {
-    let mut state = LoadedState::default();
-    for row in c.query(
-        &format!("SELECT record FROM instances WHERE status IN {ACTIVE_SQL}"),
-        &[],
-    )? {
-        let bytes: Vec<u8> = row.get(0);
-        state
-            .instances
-            .push(InstanceRecord::decode(bytes.as_slice())?);
-    }
+    let mut history: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     for row in c.query(
         &format!(
             "SELECT h.instance_id, h.event FROM instances i JOIN history h ON h.instance_id = i.id
@@ -37,57 +30,53 @@ pub(super) fn load_active(c: &mut Client) -> Result<LoadedState, StorageError> {
         ),
         &[],
     )? {
-        state
-            .history
-            .entry(row.get(0))
-            .or_default()
-            .push(row.get(1));
+        history.entry(row.get(0)).or_default().push(row.get(1));
     }
-    for row in c.query(
-        &format!(
-            "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
-             WHERE i.status IN {ACTIVE_SQL} ORDER BY b.instance_id, b.seq"
-        ),
-        &[],
-    )? {
-        state
-            .inbox
-            .entry(row.get(0))
+    let mut lock_requests: Vec<LockRequestRecord> = records(c, "SELECT record FROM lock_requests")?;
+    lock_requests.sort_by_key(|r| r.order);
+    Ok(LoadedState {
+        instances: records(
+            c,
+            &format!("SELECT record FROM instances WHERE status IN {ACTIVE_SQL}"),
+        )?,
+        history,
+        inbox: sequenced(
+            c,
+            &format!(
+                "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
+                 WHERE i.status IN {ACTIVE_SQL} ORDER BY b.instance_id, b.seq"
+            ),
+        )?,
+        activities: records(c, "SELECT record FROM activities ORDER BY key")?,
+        timers: records(c, "SELECT record FROM timers ORDER BY key")?,
+        entities: records(c, "SELECT record FROM entities")?,
+        entity_ops: sequenced(
+            c,
+            "SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq",
+        )?,
+        lock_requests,
+    })
+}
+
+/// The protobuf records of a one-column query.
+fn records<T: Message + Default>(c: &mut Client, sql: &str) -> Result<Vec<T>, StorageError> {
+    let mut out = Vec::new();
+    for row in c.query(sql, &[])? {
+        let bytes: Vec<u8> = row.get(0);
+        out.push(T::decode(bytes.as_slice())?);
+    }
+    Ok(out)
+}
+
+/// (owner id, seq, event) rows grouped by owner, in query order.
+fn sequenced(c: &mut Client, sql: &str) -> Result<Sequenced, StorageError> {
+    let mut out = Sequenced::new();
+    for row in c.query(sql, &[])? {
+        out.entry(row.get(0))
             .or_default()
             .push((seq(row.get(1)), row.get(2)));
     }
-    for row in c.query("SELECT record FROM activities ORDER BY key", &[])? {
-        let bytes: Vec<u8> = row.get(0);
-        state
-            .activities
-            .push(ActivityRecord::decode(bytes.as_slice())?);
-    }
-    for row in c.query("SELECT record FROM timers ORDER BY key", &[])? {
-        let bytes: Vec<u8> = row.get(0);
-        state.timers.push(TimerRecord::decode(bytes.as_slice())?);
-    }
-    for row in c.query("SELECT record FROM entities", &[])? {
-        let bytes: Vec<u8> = row.get(0);
-        state.entities.push(EntityRecord::decode(bytes.as_slice())?);
-    }
-    for row in c.query(
-        "SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq",
-        &[],
-    )? {
-        state
-            .entity_ops
-            .entry(row.get(0))
-            .or_default()
-            .push((seq(row.get(1)), row.get(2)));
-    }
-    for row in c.query("SELECT record FROM lock_requests", &[])? {
-        let bytes: Vec<u8> = row.get(0);
-        state
-            .lock_requests
-            .push(LockRequestRecord::decode(bytes.as_slice())?);
-    }
-    state.lock_requests.sort_by_key(|r| r.order);
-    Ok(state)
+    Ok(out)
 }
 
 pub(super) fn instance(c: &mut Client, id: &str) -> Result<Option<InstanceRecord>, StorageError> {

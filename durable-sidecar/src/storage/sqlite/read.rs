@@ -1,88 +1,70 @@
 //! Reads: the active work at start, and finished instances on demand.
 
+use std::collections::HashMap;
+
 use prost::Message;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use super::super::sql::{self, Param};
 use super::super::{
-    ActivityRecord, CompletedQuery, EntityRecord, InstanceQuery, InstanceRecord, LoadedState,
-    LockRequestRecord, StorageError, TimerRecord,
+    CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, LockRequestRecord, Sequenced,
+    StorageError,
 };
 use super::ACTIVE_SQL;
 use crate::proto::HistoryEvent;
 
 /// Everything but finished instances.
 pub(super) fn load_active(conn: &Connection) -> Result<LoadedState, StorageError> {
-    let mut state = LoadedState::default();
     let active = format!("status IN {ACTIVE_SQL}");
-    {
-        let mut stmt = conn.prepare(&format!("SELECT record FROM instances WHERE {active}"))?;
-        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            state
-                .instances
-                .push(InstanceRecord::decode(row?.as_slice())?);
-        }
+    let mut history: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT h.instance_id, h.event FROM instances i JOIN history h ON h.instance_id = i.id
+         WHERE i.{active} ORDER BY h.instance_id, h.idx"
+    ))?;
+    for row in stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })? {
+        let (id, ev) = row?;
+        history.entry(id).or_default().push(ev);
     }
-    {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT h.instance_id, h.event FROM instances i JOIN history h ON h.instance_id = i.id
-             WHERE i.{active} ORDER BY h.instance_id, h.idx"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        for row in rows {
-            let (id, ev) = row?;
-            state.history.entry(id).or_default().push(ev);
-        }
-    }
-    {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
-             WHERE i.{active} ORDER BY b.instance_id, b.seq"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, seq, ev) = row?;
-            state
-                .inbox
-                .entry(id)
-                .or_default()
-                .push((u64::try_from(seq).unwrap_or(0), ev));
-        }
-    }
-    {
-        let mut stmt = conn.prepare("SELECT record FROM activities ORDER BY key")?;
-        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            state
-                .activities
-                .push(ActivityRecord::decode(row?.as_slice())?);
-        }
-    }
-    {
-        let mut stmt = conn.prepare("SELECT record FROM timers ORDER BY key")?;
-        for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            state.timers.push(TimerRecord::decode(row?.as_slice())?);
-        }
-    }
-    load_entities(conn, &mut state)?;
-    Ok(state)
+    let mut lock_requests: Vec<LockRequestRecord> =
+        records(conn, "SELECT record FROM lock_requests")?;
+    lock_requests.sort_by_key(|r| r.order);
+    Ok(LoadedState {
+        instances: records(conn, &format!("SELECT record FROM instances WHERE {active}"))?,
+        history,
+        inbox: sequenced(
+            conn,
+            &format!(
+                "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
+                 WHERE i.{active} ORDER BY b.instance_id, b.seq"
+            ),
+        )?,
+        activities: records(conn, "SELECT record FROM activities ORDER BY key")?,
+        timers: records(conn, "SELECT record FROM timers ORDER BY key")?,
+        entities: records(conn, "SELECT record FROM entities")?,
+        entity_ops: sequenced(
+            conn,
+            "SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq",
+        )?,
+        lock_requests,
+    })
 }
 
-fn load_entities(conn: &Connection, state: &mut LoadedState) -> Result<(), StorageError> {
-    let mut stmt = conn.prepare("SELECT record FROM entities")?;
+/// The protobuf records of a one-column query.
+fn records<T: Message + Default>(conn: &Connection, sql: &str) -> Result<Vec<T>, StorageError> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut out = Vec::new();
     for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-        state.entities.push(EntityRecord::decode(row?.as_slice())?);
+        out.push(T::decode(row?.as_slice())?);
     }
-    let mut stmt =
-        conn.prepare("SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq")?;
+    Ok(out)
+}
+
+/// (owner id, seq, event) rows grouped by owner, in query order.
+fn sequenced(conn: &Connection, sql: &str) -> Result<Sequenced, StorageError> {
+    let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -90,22 +72,14 @@ fn load_entities(conn: &Connection, state: &mut LoadedState) -> Result<(), Stora
             r.get::<_, Vec<u8>>(2)?,
         ))
     })?;
+    let mut out = Sequenced::new();
     for row in rows {
         let (id, seq, event) = row?;
-        state
-            .entity_ops
-            .entry(id)
+        out.entry(id)
             .or_default()
             .push((u64::try_from(seq).unwrap_or(0), event));
     }
-    let mut stmt = conn.prepare("SELECT record FROM lock_requests")?;
-    for row in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-        state
-            .lock_requests
-            .push(LockRequestRecord::decode(row?.as_slice())?);
-    }
-    state.lock_requests.sort_by_key(|r| r.order);
-    Ok(())
+    Ok(out)
 }
 
 pub(super) fn instance(
