@@ -17,7 +17,7 @@ use crate::proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use crate::proto::{self, OrchestrationStatus, WorkItem, purge_instances_request, work_item};
 use crate::storage::{CompletedQuery, InstanceQuery};
 use crate::time::{given_ms, now_ms, to_ms};
-use crate::work_queue::{Filters, WorkStream};
+use crate::work_queue::{Filters, WorkKind, WorkStream};
 
 const HEALTH_PING_EVERY: Duration = Duration::from_secs(20);
 const HISTORY_CHUNK: usize = 100;
@@ -438,7 +438,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::ActivityResponse>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
-        if let Some(wait) = self.engine.complete_activity(req.into_inner()) {
+        if let Some(wait) = self.engine.complete_activity(req.into_inner())? {
             committed(wait).await?;
         }
         Ok(Response::new(proto::CompleteTaskResponse {}))
@@ -448,7 +448,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::OrchestratorResponse>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
-        if let Some(wait) = self.engine.complete_orchestration(req.into_inner()) {
+        if let Some(wait) = self.engine.complete_orchestration(req.into_inner())? {
             committed(wait).await?;
         }
         Ok(Response::new(proto::CompleteTaskResponse {}))
@@ -458,7 +458,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::EntityBatchResult>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
-        if let Some(wait) = self.engine.complete_entity(req.into_inner()) {
+        if let Some(wait) = self.engine.complete_entity(req.into_inner())? {
             committed(wait).await?;
         }
         Ok(Response::new(proto::CompleteTaskResponse {}))
@@ -587,7 +587,8 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::AbandonActivityTaskRequest>,
     ) -> Result<Response<proto::AbandonActivityTaskResponse>, Status> {
-        self.engine.abandon(&req.into_inner().completion_token);
+        let token = req.into_inner().completion_token;
+        self.engine.abandon(&token, WorkKind::Activity)?;
         Ok(Response::new(proto::AbandonActivityTaskResponse {}))
     }
 
@@ -595,7 +596,8 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::AbandonOrchestrationTaskRequest>,
     ) -> Result<Response<proto::AbandonOrchestrationTaskResponse>, Status> {
-        self.engine.abandon(&req.into_inner().completion_token);
+        let token = req.into_inner().completion_token;
+        self.engine.abandon(&token, WorkKind::Orchestration)?;
         Ok(Response::new(proto::AbandonOrchestrationTaskResponse {}))
     }
 
@@ -603,7 +605,8 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::AbandonEntityTaskRequest>,
     ) -> Result<Response<proto::AbandonEntityTaskResponse>, Status> {
-        self.engine.abandon(&req.into_inner().completion_token);
+        let token = req.into_inner().completion_token;
+        self.engine.abandon(&token, WorkKind::Entity)?;
         Ok(Response::new(proto::AbandonEntityTaskResponse {}))
     }
 

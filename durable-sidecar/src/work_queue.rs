@@ -75,6 +75,17 @@ pub(crate) enum WorkKind {
     Entity,
 }
 
+impl WorkKind {
+    /// The kind as users read it in messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Orchestration => "orchestration",
+            Self::Activity => "activity",
+            Self::Entity => "entity",
+        }
+    }
+}
+
 /// One connected `GetWorkItems` stream.
 pub(crate) struct WorkStream {
     pub(crate) tx: mpsc::UnboundedSender<Result<WorkItem, Status>>,

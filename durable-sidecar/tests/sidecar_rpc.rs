@@ -63,13 +63,18 @@ async fn worker_loop_runs_an_activity_chain(backend: Backend) {
         vec![finish(2, OrchestrationStatus::Completed, "2")],
     )
     .await;
-    // A duplicate completion with a stale token is accepted and ignored.
-    w.complete(
-        &id,
-        token,
-        vec![finish(2, OrchestrationStatus::Failed, "x")],
-    )
-    .await;
+    // A second completion under the same token is refused and changes nothing.
+    let again = w
+        .client
+        .complete_orchestrator_task(proto::OrchestratorResponse {
+            instance_id: id.clone(),
+            actions: vec![finish(2, OrchestrationStatus::Failed, "x")],
+            completion_token: token,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a token is good for one completion");
+    assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
 
     let state = wait_done(&mut c, &id).await;
     assert_eq!(
@@ -788,4 +793,148 @@ async fn over_long_ids_and_names_are_invalid_arguments() {
         .expect_err("too long");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     sidecar.shutdown().await;
+}
+
+on_every_backend!(completions_must_carry_the_token_of_their_work_item);
+async fn completions_must_carry_the_token_of_their_work_item(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let id = start(&mut c, "forged", "Chain", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(&id, token, vec![schedule(1, "Seven", "null")])
+        .await;
+    let (act, token) = w.next_activity().await;
+
+    // Correlating by instance id and task id alone is not enough.
+    let forged = |completion_token: &str| proto::ActivityResponse {
+        instance_id: id.clone(),
+        task_id: act.task_id,
+        result: Some("1005".into()),
+        failure_details: None,
+        completion_token: completion_token.into(),
+    };
+    let empty = w.client.complete_activity_task(forged("")).await;
+    let status = empty.expect_err("an empty token is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("completionToken"), "{status:?}");
+    let foreign = w.client.complete_activity_task(forged("made-up")).await;
+    let status = foreign.expect_err("an unknown token is refused");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    let abandon = w
+        .client
+        .abandon_task_activity_work_item(proto::AbandonActivityTaskRequest {
+            completion_token: "made-up".into(),
+        })
+        .await;
+    assert_eq!(abandon.expect_err("unknown").code(), tonic::Code::NotFound);
+    // The activity's token does not complete an orchestration.
+    let wrong_kind = w
+        .client
+        .complete_orchestrator_task(proto::OrchestratorResponse {
+            instance_id: id.clone(),
+            completion_token: token.clone(),
+            ..Default::default()
+        })
+        .await;
+    let status = wrong_kind.expect_err("an activity token is not an orchestration token");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    w.complete_activity(&act, token, "7").await;
+    let (req, token) = w.next_orchestration().await;
+    match &req.new_events[1].event_type {
+        Some(EventType::TaskCompleted(t)) => assert_eq!(t.result.as_deref(), Some("7")),
+        other => panic!("unexpected {other:?}"),
+    }
+    w.complete(
+        &id,
+        token,
+        vec![finish(2, OrchestrationStatus::Completed, "7")],
+    )
+    .await;
+    assert_eq!(wait_done(&mut c, &id).await.output.as_deref(), Some("7"));
+}
+
+fn sub_orchestration(id: i32, instance_id: &str) -> proto::OrchestratorAction {
+    proto::OrchestratorAction {
+        id,
+        orchestrator_action_type: Some(
+            proto::orchestrator_action::OrchestratorActionType::CreateSubOrchestration(
+                proto::CreateSubOrchestrationAction {
+                    instance_id: instance_id.into(),
+                    name: "Child".into(),
+                    ..Default::default()
+                },
+            ),
+        ),
+    }
+}
+
+on_every_backend!(sub_orchestrations_never_replace_an_unrelated_instance);
+async fn sub_orchestrations_never_replace_an_unrelated_instance(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    // An unrelated instance finishes with output 42.
+    let other = start(&mut c, "bystander", "Chain", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        &other,
+        token,
+        vec![finish(0, OrchestrationStatus::Completed, "42")],
+    )
+    .await;
+    wait_done(&mut c, &other).await;
+
+    // A parent schedules a child under the bystander's id: the parent's task fails.
+    let parent = start(&mut c, "parent", "Parent", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(&parent, token, vec![sub_orchestration(0, &other)])
+        .await;
+    let (req, token) = w.next_orchestration().await;
+    match &req.new_events[1].event_type {
+        Some(EventType::SubOrchestrationInstanceFailed(f)) => {
+            let failure = f.failure_details.as_ref().expect("failure details");
+            assert_eq!(failure.error_type, "OrchestrationAlreadyExistsError");
+            assert!(failure.error_message.contains("bystander"), "{failure:?}");
+        }
+        other => panic!("expected the child to fail, got {other:?}"),
+    }
+    let state = get(&mut c, &other).await.expect("bystander still exists");
+    assert_eq!(state.output.as_deref(), Some("42"));
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+
+    // Its own finished child's id may be used again (as after continue-as-new).
+    w.complete(&parent, token, vec![sub_orchestration(1, "parent:child")])
+        .await;
+    let (_, child_token) = w.next_orchestration().await;
+    w.complete(
+        "parent:child",
+        child_token,
+        vec![finish(0, OrchestrationStatus::Completed, "1")],
+    )
+    .await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(&parent, token, vec![sub_orchestration(2, "parent:child")])
+        .await;
+    let (child, child_token) = w.next_orchestration().await;
+    assert_eq!(child.instance_id, "parent:child");
+    w.complete(
+        "parent:child",
+        child_token,
+        vec![finish(0, OrchestrationStatus::Completed, "2")],
+    )
+    .await;
+    let (req, _) = w.next_orchestration().await;
+    assert!(
+        matches!(
+            req.new_events[1].event_type,
+            Some(EventType::SubOrchestrationInstanceCompleted(_))
+        ),
+        "{:?}",
+        req.new_events
+    );
 }

@@ -771,8 +771,10 @@ async fn fetch_history(
 }
 
 /// Delivers a completion. When the sidecar refuses it for its size, delivers `replacement`
-/// (a small failure saying so) instead. Returns `false` when nothing could be delivered: the
-/// caller then abandons the work item, so it is never left in flight.
+/// (a small failure saying so) instead. Returns `false` when nothing could be delivered and
+/// the work item is still ours: the caller then abandons it, so it is never left in flight.
+/// A sidecar that no longer knows the token (NOT_FOUND: it took the item back when this
+/// worker's stream closed) already gave the work to another worker; there is nothing to abandon.
 async fn complete_or_replace<R, F, Fut, T>(
     what: &str,
     response: R,
@@ -792,7 +794,7 @@ where
                 .await
                 .is_ok()
         }
-        Err(_) => false,
+        Err(status) => status.code() == tonic::Code::NotFound,
     }
 }
 

@@ -39,14 +39,11 @@ impl Engine {
     pub(crate) fn remove_stream(&self, stream: u64) {
         let mut st = self.lock();
         st.streams.remove(&stream);
+        st.revoked.retain(|_, s| *s != stream);
         let lost: Vec<String> = st
             .tokens
             .iter()
-            .filter(|(_, d)| match d {
-                Dispatched::Orchestration { stream: s, .. }
-                | Dispatched::Activity { stream: s, .. }
-                | Dispatched::Entity { stream: s, .. } => *s == stream,
-            })
+            .filter(|(_, d)| d.stream() == stream)
             .map(|(t, _)| t.clone())
             .collect();
         for token in lost {
@@ -55,10 +52,18 @@ impl Engine {
         self.pump(&mut st);
     }
 
-    pub(crate) fn abandon(&self, token: &str) {
+    /// `Abandon*WorkItem`: puts the work named by `token` back in its queue.
+    pub(crate) fn abandon(&self, token: &str, kind: WorkKind) -> Result<(), Status> {
         let mut st = self.lock();
+        let Some(d) = st.dispatched(token, kind)? else {
+            return Ok(());
+        };
+        if d.kind() != kind {
+            return Err(d.not_a(kind));
+        }
         st.abandon(token);
         self.pump(&mut st);
+        Ok(())
     }
 
     /// Hands ready, durable work to workers with free capacity.
@@ -226,6 +231,42 @@ impl Engine {
 }
 
 impl State {
+    /// The work item a completion or abandon call for `kind` names; `None` when it was
+    /// revoked (the call is then accepted and ignored). Refused, saying why, when the token is
+    /// empty or names nothing in flight (completed already, or taken back when the worker's
+    /// stream closed: the work runs again elsewhere). The caller checks the kind.
+    pub(super) fn dispatched(
+        &mut self,
+        token: &str,
+        kind: WorkKind,
+    ) -> Result<Option<Dispatched>, Status> {
+        if token.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "completionToken is empty: echo the completionToken of the {} work item",
+                kind.name()
+            )));
+        }
+        if self.revoked.remove(token).is_some() {
+            return Ok(None);
+        }
+        let Some(d) = self.tokens.get(token) else {
+            return Err(Status::not_found(format!(
+                "no {} work item is in flight under this completionToken: it was completed or abandoned already, or taken back when its worker's stream closed (it runs again on a connected worker)",
+                kind.name()
+            )));
+        };
+        Ok(Some(d.clone()))
+    }
+
+    /// Takes back work whose result no longer matters (its instance was replaced, terminated
+    /// before it ran, or the task hub deleted) and frees its slot: a late completion under
+    /// `token` is accepted and ignored, not refused.
+    pub(super) fn revoke(&mut self, token: &str) {
+        if let Some(d) = self.release_token(token) {
+            self.revoked.insert(token.to_owned(), d.stream());
+        }
+    }
+
     /// Removes a dispatch token and frees its slot on the stream it was sent on. Every token
     /// leaves `tokens` through here, so a stream's in-flight counts never leak.
     pub(super) fn release_token(&mut self, token: &str) -> Option<Dispatched> {

@@ -127,11 +127,17 @@ impl Engine {
     }
 
     /// `CompleteEntityTask`: applies a worker's batch result.
-    pub(crate) fn complete_entity(&self, result: proto::EntityBatchResult) -> Option<CommitWait> {
+    pub(crate) fn complete_entity(
+        &self,
+        result: proto::EntityBatchResult,
+    ) -> Result<Option<CommitWait>, Status> {
         let mut st = self.lock();
         let token = result.completion_token.clone();
-        let Some(Dispatched::Entity { entity_id, .. }) = st.tokens.get(&token).cloned() else {
-            return None;
+        let Some(d) = st.dispatched(&token, WorkKind::Entity)? else {
+            return Ok(None);
+        };
+        let Dispatched::Entity { entity_id, .. } = d else {
+            return Err(d.not_a(WorkKind::Entity));
         };
         st.release_token(&token);
         let mut b = self.begin(&mut st);
@@ -147,7 +153,7 @@ impl Engine {
             self.apply_entity_result(&mut st, &mut b, &entity_id, &token, result);
         }
         st.grant_locks(&mut b);
-        Some(self.submit(&mut st, b))
+        Ok(Some(self.submit(&mut st, b)))
     }
 
     fn apply_entity_result(

@@ -4,6 +4,7 @@
 //! its orchestration's inbox.
 
 use prost::Message;
+use tonic::Status;
 
 use super::batch::{Batch, CommitWait};
 use super::lifecycle::NewInstance;
@@ -16,36 +17,27 @@ use crate::proto::{
 };
 use crate::storage::{ActivityRecord, LockRequestRecord, Storage, TimerRecord, WriteOp};
 use crate::time::{from_ms, given_ms, now_ms, to_ms};
+use crate::work_queue::WorkKind;
 
 impl Engine {
-    pub(crate) fn complete_activity(&self, resp: proto::ActivityResponse) -> Option<CommitWait> {
+    /// `CompleteActivityTask`: delivers an activity's result to its orchestration.
+    pub(crate) fn complete_activity(
+        &self,
+        resp: proto::ActivityResponse,
+    ) -> Result<Option<CommitWait>, Status> {
         let mut st = self.lock();
-        let token = if resp.completion_token.is_empty() {
-            // Old workers echo no token: correlate by instance id + task id.
-            st.tokens
-                .iter()
-                .find(|(_, d)| match d {
-                    Dispatched::Activity { key, .. } => st.activities.get(key).is_some_and(|a| {
-                        a.request.task_id == resp.task_id
-                            && a.request
-                                .orchestration_instance
-                                .as_ref()
-                                .is_some_and(|i| i.instance_id == resp.instance_id)
-                    }),
-                    Dispatched::Orchestration { .. } | Dispatched::Entity { .. } => false,
-                })
-                .map(|(t, _)| t.clone())?
-        } else {
-            resp.completion_token.clone()
+        let token = resp.completion_token.clone();
+        let Some(d) = st.dispatched(&token, WorkKind::Activity)? else {
+            return Ok(None);
         };
-        let Some(Dispatched::Activity { key, .. }) = st.tokens.get(&token).cloned() else {
-            return None;
+        let Dispatched::Activity { key, .. } = d else {
+            return Err(d.not_a(WorkKind::Activity));
         };
         st.release_token(&token);
         let Some(activity) = st.activities.remove(&key) else {
             // The instance went terminal or was purged meanwhile: nothing to deliver.
             self.pump(&mut st);
-            return None;
+            return Ok(None);
         };
         let mut b = self.begin(&mut st);
         b.ops.push(WriteOp::DeleteActivity(key));
@@ -70,25 +62,25 @@ impl Engine {
             };
             st.push_inbox(&mut b, &target.instance_id, event(-1, ty));
         }
-        Some(self.submit(&mut st, b))
+        Ok(Some(self.submit(&mut st, b)))
     }
 
+    /// `CompleteOrchestratorTask`: commits an episode and applies its actions.
     pub(crate) fn complete_orchestration(
         &self,
         resp: proto::OrchestratorResponse,
-    ) -> Option<CommitWait> {
+    ) -> Result<Option<CommitWait>, Status> {
         let mut st = self.lock();
-        let token = if resp.completion_token.is_empty() {
-            let inst = st.instances.get(&resp.instance_id)?;
-            inst.in_flight.as_ref()?.token.clone()
-        } else {
-            resp.completion_token.clone()
+        let token = resp.completion_token.clone();
+        let Some(d) = st.dispatched(&token, WorkKind::Orchestration)? else {
+            return Ok(None);
         };
-        let Some(Dispatched::Orchestration { instance_id, .. }) = st.tokens.get(&token).cloned()
+        let Dispatched::Orchestration {
+            instance_id: id, ..
+        } = d
         else {
-            return None;
+            return Err(d.not_a(WorkKind::Orchestration));
         };
-        let id = instance_id;
         let current = st
             .instances
             .get(&id)
@@ -98,13 +90,13 @@ impl Engine {
             // The instance was replaced or purged since dispatch: drop the stale result.
             st.release_token(&token);
             self.pump(&mut st);
-            return None;
+            return Ok(None);
         }
         if resp.is_partial {
             if let Some(inst) = st.instances.get_mut(&id) {
                 inst.partial.extend(resp.actions);
             }
-            return None;
+            return Ok(None);
         }
         st.release_token(&token);
         let mut b = self.begin(&mut st);
@@ -112,7 +104,7 @@ impl Engine {
         self.run_outbound(&mut st, &mut b, out);
         st.mark_ready(&b, &id);
         st.notify_waiters(&b, &id);
-        Some(self.submit(&mut st, b))
+        Ok(Some(self.submit(&mut st, b)))
     }
 
     /// Commits an episode's new events and applies its actions in order.

@@ -82,7 +82,7 @@ impl Engine {
             let token = old.in_flight.take().map(|f| f.token);
             queued = old.queued;
             if let Some(token) = token {
-                st.release_token(&token);
+                st.revoke(&token);
             }
             st.drop_pending_work(b, &ni.instance_id);
             st.release_locks_of(b, &ni.instance_id);
@@ -283,7 +283,7 @@ impl Engine {
     }
 
     /// A copy of an instance's record, from memory or (once finished) storage.
-    fn record_of(&self, st: &State, id: &str) -> Result<Option<InstanceRecord>, Status> {
+    pub(super) fn record_of(&self, st: &State, id: &str) -> Result<Option<InstanceRecord>, Status> {
         if let Some(inst) = st.instances.get(id) {
             return Ok(Some(inst.rec.clone()));
         }

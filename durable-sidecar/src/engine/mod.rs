@@ -339,6 +339,7 @@ mod tests {
                 completion_token: item.completion_token,
                 ..Default::default()
             })
+            .unwrap()
             .unwrap();
         let waiter = {
             let engine = Arc::clone(&engine);

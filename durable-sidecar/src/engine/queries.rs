@@ -180,7 +180,7 @@ impl Engine {
         b.ops.push(WriteOp::DeleteAll);
         let tokens: Vec<String> = st.tokens.keys().cloned().collect();
         for token in tokens {
-            st.release_token(&token);
+            st.revoke(&token);
         }
         st.instances.clear();
         st.ready.clear();

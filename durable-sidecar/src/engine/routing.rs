@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use super::Engine;
 use super::batch::Batch;
 use super::lifecycle::NewInstance;
-use super::state::State;
-use super::{check_length, event, is_terminal};
+use super::state::{Dispatched, State};
+use super::{check_length, event, is_terminal, status_name};
 use crate::proto::{
     self, HistoryEvent, OrchestrationStatus, TaskFailureDetails, history_event::EventType,
 };
@@ -83,8 +83,8 @@ impl Engine {
         }
     }
 
-    /// Starts a sub-orchestration, or fails the parent's task when the id is already running
-    /// or too long.
+    /// Starts a sub-orchestration, or fails the parent's task when the id is too long or in
+    /// use (see `child_id_in_use`).
     fn create_child(
         &self,
         st: &mut State,
@@ -93,46 +93,84 @@ impl Engine {
         parent_id: String,
         out: &mut VecDeque<Outbound>,
     ) {
-        let running = st
-            .instances
-            .get(&ni.instance_id)
-            .is_some_and(|i| !is_terminal(i.rec.status));
-        let refused = match check_length("the sub-orchestration's instance id", &ni.instance_id) {
-            Err(status) => Some(("InvalidArgument", status.message().to_owned())),
-            Ok(()) if running => Some((
-                "OrchestrationAlreadyExistsError",
-                format!(
-                    "an orchestration with instance id '{}' is already running",
-                    ni.instance_id
-                ),
-            )),
-            Ok(()) => None,
+        let checked = check_length("the sub-orchestration's instance id", &ni.instance_id)
+            .map_err(|status| ("InvalidArgument", status.message().to_owned()))
+            .and_then(|()| self.child_id_in_use(st, &ni.instance_id, &parent_id));
+        let in_storage = match checked {
+            Ok(in_use) => in_use,
+            Err((error_type, error_message)) => {
+                let task_id = ni.parent.as_ref().map_or(-1, |p| p.task_scheduled_id);
+                let ev = event(
+                    -1,
+                    EventType::SubOrchestrationInstanceFailed(
+                        proto::SubOrchestrationInstanceFailedEvent {
+                            task_scheduled_id: task_id,
+                            failure_details: Some(TaskFailureDetails {
+                                error_type: error_type.into(),
+                                error_message,
+                                ..Default::default()
+                            }),
+                        },
+                    ),
+                );
+                out.push_back(Outbound::Event(parent_id, Box::new(ev)));
+                return;
+            }
         };
-        if let Some((error_type, error_message)) = refused {
-            let task_id = ni.parent.as_ref().map_or(-1, |p| p.task_scheduled_id);
-            let ev = event(
-                -1,
-                EventType::SubOrchestrationInstanceFailed(
-                    proto::SubOrchestrationInstanceFailedEvent {
-                        task_scheduled_id: task_id,
-                        failure_details: Some(TaskFailureDetails {
-                            error_type: error_type.into(),
-                            error_message,
-                            ..Default::default()
-                        }),
-                    },
-                ),
-            );
-            out.push_back(Outbound::Event(parent_id, Box::new(ev)));
-            return;
-        }
         let child = ni.instance_id.clone();
-        self.create_instance(st, b, ni, None);
+        self.create_instance(st, b, ni, Some(in_storage));
         if let Some(p) = st.instances.get_mut(&parent_id) {
             if !p.rec.children.contains(&child) {
                 p.rec.children.push(child);
                 b.put_instance(&p.rec);
             }
+        }
+    }
+
+    /// Whether a sub-orchestration of `parent_id` may take instance id `id` (`Ok(true)`: it
+    /// replaces a finished instance), or why not: the id belongs to a running instance, or to
+    /// a finished one that is not an earlier child of the same parent. Re-using a finished
+    /// child's id is allowed, as orchestrations that continue as new or are rewound schedule
+    /// their children again under the same ids.
+    fn child_id_in_use(
+        &self,
+        st: &State,
+        id: &str,
+        parent_id: &str,
+    ) -> Result<bool, (&'static str, String)> {
+        let existing = match self.record_of(st, id) {
+            Ok(None) => return Ok(false),
+            Ok(Some(rec)) => rec,
+            Err(status) => {
+                return Err((
+                    "StorageError",
+                    format!(
+                        "could not check whether instance id '{id}' is in use: {}",
+                        status.message()
+                    ),
+                ));
+            }
+        };
+        let own_child = existing
+            .parent
+            .as_ref()
+            .and_then(|p| p.orchestration_instance.as_ref())
+            .is_some_and(|p| p.instance_id == parent_id);
+        if !is_terminal(existing.status) {
+            Err((
+                "OrchestrationAlreadyExistsError",
+                format!("an orchestration with instance id '{id}' is already running"),
+            ))
+        } else if !own_child {
+            Err((
+                "OrchestrationAlreadyExistsError",
+                format!(
+                    "instance id '{id}' belongs to a finished orchestration ({}) that is not a sub-orchestration of '{parent_id}'; choose another id or purge that instance first",
+                    status_name(existing.status)
+                ),
+            ))
+        } else {
+            Ok(true)
         }
     }
 }
@@ -174,7 +212,11 @@ fn terminate(
         .and_then(|i| i.in_flight.as_ref())
         .map(|f| f.token.clone());
     if let Some(token) = first_episode {
+        let stream = st.tokens.get(&token).map(Dispatched::stream);
         st.abandon(&token);
+        if let Some(stream) = stream {
+            st.revoked.insert(token, stream);
+        }
     }
     if recurse {
         for c in children {

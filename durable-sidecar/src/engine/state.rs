@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use prost::Message;
 use tokio::sync::oneshot;
+use tonic::Status;
 
 use super::batch::Batch;
 use super::{is_terminal, new_id};
@@ -16,7 +17,7 @@ use crate::storage::{
     TimerRecord, WriteOp,
 };
 use crate::time::now_ms;
-use crate::work_queue::WorkStream;
+use crate::work_queue::{WorkKind, WorkStream};
 
 /// One orchestration instance: its record, committed history and undelivered events.
 pub(super) struct Instance {
@@ -150,6 +151,34 @@ pub(super) enum Dispatched {
     Entity { entity_id: String, stream: u64 },
 }
 
+impl Dispatched {
+    pub(super) fn kind(&self) -> WorkKind {
+        match self {
+            Self::Orchestration { .. } => WorkKind::Orchestration,
+            Self::Activity { .. } => WorkKind::Activity,
+            Self::Entity { .. } => WorkKind::Entity,
+        }
+    }
+
+    /// The worker stream the work was sent on.
+    pub(super) fn stream(&self) -> u64 {
+        match self {
+            Self::Orchestration { stream, .. }
+            | Self::Activity { stream, .. }
+            | Self::Entity { stream, .. } => *stream,
+        }
+    }
+
+    /// The refusal of a completion or abandon call for `kind` that names other work.
+    pub(super) fn not_a(&self, kind: WorkKind) -> Status {
+        Status::invalid_argument(format!(
+            "this completionToken names an {} work item, not an {} one",
+            self.kind().name(),
+            kind.name()
+        ))
+    }
+}
+
 /// Everything the engine holds, behind its one mutex.
 pub(super) struct State {
     pub(super) instances: HashMap<String, Instance>,
@@ -158,6 +187,9 @@ pub(super) struct State {
     pub(super) activity_queue: VecDeque<u64>,
     pub(super) timers: BTreeMap<(i64, u64), TimerEntry>,
     pub(super) tokens: HashMap<String, Dispatched>,
+    /// Tokens of work taken back because its result no longer matters (see
+    /// `State::revoke`) → the stream it was sent on; forgotten when that stream closes.
+    pub(super) revoked: HashMap<String, u64>,
     /// Ordered by id so round-robin needs no allocation or sort.
     pub(super) streams: BTreeMap<u64, WorkStream>,
     pub(super) waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
@@ -198,6 +230,7 @@ impl State {
             activity_queue: VecDeque::new(),
             timers: BTreeMap::new(),
             tokens: HashMap::new(),
+            revoked: HashMap::new(),
             streams: BTreeMap::new(),
             waiters: HashMap::new(),
             wake_after: VecDeque::new(),
