@@ -363,6 +363,10 @@ impl TaskHubSidecarService for SidecarService {
         req: Request<proto::PurgeInstancesRequest>,
     ) -> Result<Response<proto::PurgeInstancesResponse>, Status> {
         let r = req.into_inner();
+        let one = matches!(
+            r.request,
+            Some(purge_instances_request::Request::InstanceId(_))
+        );
         let ids = match r.request {
             Some(purge_instances_request::Request::InstanceId(id)) => vec![id],
             Some(purge_instances_request::Request::InstanceBatch(b)) => b.instance_ids,
@@ -381,7 +385,7 @@ impl TaskHubSidecarService for SidecarService {
                 ));
             }
         };
-        let (count, wait) = self.engine.purge(ids, r.recursive)?;
+        let (count, wait) = self.engine.purge(ids, r.recursive, one)?;
         committed(wait).await?;
         Ok(Response::new(proto::PurgeInstancesResponse {
             deleted_instance_count: count,

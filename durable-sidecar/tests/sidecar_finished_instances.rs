@@ -175,19 +175,23 @@ async fn served_from_storage(storage: impl Fn() -> SidecarBuilder) {
     assert_eq!(listed.instance_ids, ["bad"]);
 
     // Changes to finished instances behave as before they left memory.
-    c.raise_event(proto::RaiseEventRequest {
-        instance_id: "done-0".into(),
-        name: "late".into(),
-        input: None,
-    })
-    .await
-    .expect("raising an event to a finished instance is accepted and dropped");
-    c.terminate_instance(proto::TerminateRequest {
-        instance_id: "done-0".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("terminating a finished instance is a no-op");
+    let raise = c
+        .raise_event(proto::RaiseEventRequest {
+            instance_id: "done-0".into(),
+            name: "late".into(),
+            input: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(raise.code(), tonic::Code::FailedPrecondition, "{raise:?}");
+    let terminate = c
+        .terminate_instance(proto::TerminateRequest {
+            instance_id: "done-0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(terminate.code(), tonic::Code::FailedPrecondition);
     let suspend = c
         .suspend_instance(proto::SuspendRequest {
             instance_id: "done-0".into(),

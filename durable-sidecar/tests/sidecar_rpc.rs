@@ -215,14 +215,15 @@ async fn events_suspend_resume_and_terminate(backend: Backend) {
     );
     assert_eq!(state.output.as_deref(), Some("\"bye\""));
 
-    // Events to terminal instances are dropped; unknown instances are NOT_FOUND.
-    c.raise_event(proto::RaiseEventRequest {
-        instance_id: id.clone(),
-        name: "late".into(),
-        input: None,
-    })
-    .await
-    .expect("raise to a terminal instance is accepted and dropped");
+    // Events to terminal instances are refused; unknown instances are NOT_FOUND.
+    let late = c
+        .raise_event(proto::RaiseEventRequest {
+            instance_id: id.clone(),
+            name: "late".into(),
+            input: None,
+        })
+        .await;
+    refused(late, tonic::Code::FailedPrecondition, "TERMINATED");
     let err = c
         .raise_event(proto::RaiseEventRequest {
             instance_id: "nope".into(),
@@ -937,4 +938,79 @@ async fn sub_orchestrations_never_replace_an_unrelated_instance(backend: Backend
         "{:?}",
         req.new_events
     );
+}
+
+on_every_backend!(wrong_state_calls_say_why);
+async fn wrong_state_calls_say_why(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let running = start(&mut c, "still-running", "Chain", None).await;
+    let done = start(&mut c, "done", "Chain", None).await;
+    for _ in 0..2 {
+        let (req, token) = w.next_orchestration().await;
+        let actions = if req.instance_id == done {
+            vec![finish(0, OrchestrationStatus::Completed, "1")]
+        } else {
+            vec![timer(0, now_ts(Duration::from_secs(3600)))]
+        };
+        w.complete(&req.instance_id, token, actions).await;
+    }
+    wait_done(&mut c, &done).await;
+
+    let raise = |id: &str| proto::RaiseEventRequest {
+        instance_id: id.into(),
+        name: "go".into(),
+        input: None,
+    };
+    let terminate = |id: &str| proto::TerminateRequest {
+        instance_id: id.into(),
+        ..Default::default()
+    };
+    let purge = |id: &str| proto::PurgeInstancesRequest {
+        request: Some(proto::purge_instances_request::Request::InstanceId(
+            id.into(),
+        )),
+        ..Default::default()
+    };
+    refused(
+        c.raise_event(raise(&done)).await,
+        tonic::Code::FailedPrecondition,
+        "COMPLETED",
+    );
+    refused(
+        c.terminate_instance(terminate(&done)).await,
+        tonic::Code::FailedPrecondition,
+        "COMPLETED",
+    );
+    refused(
+        c.purge_instances(purge(&running)).await,
+        tonic::Code::FailedPrecondition,
+        "RUNNING",
+    );
+    refused(
+        c.raise_event(raise("nobody")).await,
+        tonic::Code::NotFound,
+        "nobody",
+    );
+    refused(
+        c.terminate_instance(terminate("nobody")).await,
+        tonic::Code::NotFound,
+        "nobody",
+    );
+    let unknown = c.purge_instances(purge("nobody")).await.expect("purge");
+    assert_eq!(unknown.into_inner().deleted_instance_count, 0);
+    // The running instance still takes events and termination.
+    c.raise_event(raise(&running)).await.expect("raise");
+    c.terminate_instance(terminate(&running))
+        .await
+        .expect("terminate");
+}
+
+fn refused<T>(r: Result<tonic::Response<T>, tonic::Status>, code: tonic::Code, says: &str) {
+    let Err(status) = r else {
+        panic!("expected {code:?} saying {says:?}, got OK");
+    };
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(says), "{status:?}");
 }

@@ -9,7 +9,7 @@ use super::batch::{Batch, CommitWait};
 use super::queries::read_failed;
 use super::routing::Outbound;
 use super::state::{Instance, State, TimerEntry};
-use super::{Engine, event, is_terminal, new_id, not_found, status_name};
+use super::{Engine, event, finished, is_terminal, new_id, not_found, status_name};
 use crate::proto::{
     self, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo, history_event::EventType,
 };
@@ -135,15 +135,16 @@ impl Engine {
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        let terminal = is_terminal(self.status_of(&st, id)?.ok_or_else(|| not_found(id))?);
-        let mut b = self.begin(&mut st);
-        if !terminal {
-            let ev = event(
-                -1,
-                EventType::EventRaised(proto::EventRaisedEvent { name, input }),
-            );
-            st.push_inbox(&mut b, id, ev);
+        let status = self.status_of(&st, id)?.ok_or_else(|| not_found(id))?;
+        if is_terminal(status) {
+            return Err(finished(id, status, "takes no more events"));
         }
+        let mut b = self.begin(&mut st);
+        let ev = event(
+            -1,
+            EventType::EventRaised(proto::EventRaisedEvent { name, input }),
+        );
+        st.push_inbox(&mut b, id, ev);
         Ok(self.submit(&mut st, b))
     }
 
@@ -155,8 +156,9 @@ impl Engine {
     ) -> Result<CommitWait, Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        if self.status_of(&st, id)?.is_none() {
-            return Err(not_found(id));
+        let status = self.status_of(&st, id)?.ok_or_else(|| not_found(id))?;
+        if is_terminal(status) {
+            return Err(finished(id, status, "cannot be terminated"));
         }
         let mut b = self.begin(&mut st);
         self.run_outbound(
@@ -181,11 +183,12 @@ impl Engine {
         self.refuse(&st)?;
         let status = self.status_of(&st, id)?.ok_or_else(|| not_found(id))?;
         if is_terminal(status) {
-            return Err(Status::failed_precondition(format!(
-                "orchestration instance '{id}' is {} and can no longer be {}",
-                status_name(status),
-                if suspend { "suspended" } else { "resumed" }
-            )));
+            let what = if suspend {
+                "can no longer be suspended"
+            } else {
+                "can no longer be resumed"
+            };
+            return Err(finished(id, status, what));
         }
         let mut b = self.begin(&mut st);
         let Some(inst) = st.instances.get_mut(id) else {

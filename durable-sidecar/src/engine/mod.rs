@@ -94,6 +94,14 @@ fn not_found(id: &str) -> Status {
     ))
 }
 
+/// The refusal of a call that needs a live instance: FAILED_PRECONDITION naming its status.
+fn finished(id: &str, status: i32, what: &str) -> Status {
+    Status::failed_precondition(format!(
+        "orchestration instance '{id}' already finished ({}) and {what}",
+        status_name(status)
+    ))
+}
+
 /// The engine: state, storage, and the signals its background tasks wait on.
 pub(crate) struct Engine {
     state: Mutex<State>,

@@ -10,7 +10,7 @@ use tonic::Status;
 
 use super::batch::{Batch, CommitWait};
 use super::state::{EntityInstance, State};
-use super::{Engine, is_terminal};
+use super::{Engine, is_terminal, status_name};
 use crate::proto::{EntityMetadata, HistoryEvent, OrchestrationState};
 use crate::storage::{
     CompletedQuery, InstanceQuery, InstanceRecord, Storage, StorageError, TERMINAL_STATUSES,
@@ -135,13 +135,27 @@ impl Engine {
     }
 
     /// Purges the given instances (terminal ones only); returns how many were deleted.
+    /// Purges the finished instances among `ids` (and, if `recursive`, their children). With
+    /// `refuse_live` (a purge of one named instance), a live instance is refused
+    /// (FAILED_PRECONDITION) rather than counted as zero deleted.
     pub(crate) fn purge(
         &self,
         ids: Vec<String>,
         recursive: bool,
+        refuse_live: bool,
     ) -> Result<(i32, CommitWait), Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
+        if let (true, [id]) = (refuse_live, ids.as_slice()) {
+            if let Some(status) = st.instances.get(id).map(|i| i.rec.status) {
+                if !is_terminal(status) {
+                    return Err(Status::failed_precondition(format!(
+                        "orchestration instance '{id}' is {}; only finished instances can be purged (terminate it first)",
+                        status_name(status)
+                    )));
+                }
+            }
+        }
         let mut b = self.begin(&mut st);
         let mut count = 0;
         let mut todo = ids;
