@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use durable::sidecar::SidecarBuilder;
+use durable::sidecar::{SidecarBuilder, Synchronous};
 
 #[derive(Parser)]
 #[command(name = "durable", version, about = "Durable Task tools")]
@@ -35,6 +35,11 @@ enum Command {
         /// `DURABLE_POSTGRES` when set and neither `--db` nor `--in-memory` is given.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// `full` (default): every acknowledged step is fsynced first, so it survives a machine
+        /// crash or power cut. `normal`: it survives a crash of this process but a machine crash
+        /// may lose the last seconds of acknowledged work (faster on slow disks).
+        #[arg(long, value_name = "MODE", default_value = "full")]
+        synchronous: Synchronous,
         /// Also serve the HTTP management API (start, status, events, terminate, purge) on
         /// this port, on the same host.
         #[arg(long, value_name = "PORT")]
@@ -59,10 +64,14 @@ async fn main() -> ExitCode {
             db,
             in_memory,
             postgres,
+            synchronous,
             http,
         } => {
             let http_host = host.clone();
-            let mut builder = SidecarBuilder::new().host(host).port(port);
+            let mut builder = SidecarBuilder::new()
+                .host(host)
+                .port(port)
+                .synchronous(synchronous);
             let storage = if in_memory {
                 builder = builder.in_memory();
                 "in memory".to_string()
@@ -124,7 +133,15 @@ async fn main() -> ExitCode {
                     )))
                 }
             };
-            wait_for_signal().await;
+            let failed = tokio::select! {
+                () = wait_for_signal() => None,
+                failure = sidecar.storage_failure() => Some(failure),
+            };
+            if let Some(failure) = &failed {
+                eprintln!(
+                    "durable sidecar: storage failed ({failure}); exiting so it can be restarted from the last commit"
+                );
+            }
             println!("durable sidecar shutting down");
             let _ = stop_http.send(());
             if let Some(server) = http_server {
@@ -133,7 +150,11 @@ async fn main() -> ExitCode {
                 }
             }
             sidecar.shutdown().await;
-            ExitCode::SUCCESS
+            if failed.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
     }
 }

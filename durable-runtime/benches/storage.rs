@@ -1,7 +1,8 @@
 //! Three-activity chains through the embedded sidecar on each storage, in one run:
-//! in memory, SQLite on disk, and PostgreSQL (a throwaway local server started by the bench
-//! from the Debian `postgresql` package with its durable defaults, `fsync` on; skipped with a
-//! note when it is not installed).
+//! in memory, SQLite on disk with `synchronous=FULL` (the default: fsynced before each
+//! acknowledgement) and with `NORMAL` (the opt-in), and PostgreSQL (a throwaway local server
+//! started by the bench from the Debian `postgresql` package with its durable defaults, `fsync`
+//! on; skipped with a note when it is not installed).
 //!
 //! `cargo bench -p durable-runtime --bench storage` prints chains/s for 2,000 chains with 100 in
 //! flight. `STORAGE_BENCH_CHAINS=500` runs fewer.
@@ -13,6 +14,7 @@ mod postgres;
 
 use chains::run_chains;
 use durable::RuntimeBuilder;
+use durable::sidecar::Synchronous;
 
 const IN_FLIGHT: usize = 100;
 
@@ -41,8 +43,16 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     run("in memory", durable::Runtime::builder().in_memory(), n).await?;
     run(
-        "SQLite on disk (WAL, group commit)",
-        durable::Runtime::builder().database(dir.join("bench.db")),
+        "SQLite, synchronous=FULL (default)",
+        durable::Runtime::builder().database(dir.join("full.db")),
+        n,
+    )
+    .await?;
+    run(
+        "SQLite, synchronous=NORMAL (opt-in)",
+        durable::Runtime::builder()
+            .database(dir.join("normal.db"))
+            .synchronous(Synchronous::Normal),
         n,
     )
     .await?;

@@ -125,6 +125,8 @@ pub struct RuntimeBuilder {
     registry: Option<Registry>,
     use_environment: bool,
     check_sidecar: bool,
+    #[cfg(feature = "embedded")]
+    synchronous: crate::sidecar::Synchronous,
     #[cfg(feature = "http")]
     http: Option<std::net::SocketAddr>,
 }
@@ -140,6 +142,8 @@ impl Default for RuntimeBuilder {
             registry: None,
             use_environment: true,
             check_sidecar: true,
+            #[cfg(feature = "embedded")]
+            synchronous: crate::sidecar::Synchronous::Full,
             #[cfg(feature = "http")]
             http: None,
         }
@@ -173,6 +177,25 @@ impl RuntimeBuilder {
     /// ```
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.storage = Some(EmbeddedStorage::Postgres(url.into()));
+        self
+    }
+
+    /// How far the embedded sidecar commits a step before acknowledging it (default
+    /// [`Synchronous::Full`](crate::sidecar::Synchronous::Full): fsynced, so it survives a
+    /// machine crash; `Normal` survives only a crash of the program).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable::RuntimeError> {
+    /// let runtime = durable::Runtime::builder()
+    ///     .synchronous(durable::sidecar::Synchronous::Normal)
+    ///     .start()
+    ///     .await?;
+    /// # runtime.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "embedded")]
+    pub fn synchronous(mut self, synchronous: crate::sidecar::Synchronous) -> Self {
+        self.synchronous = synchronous;
         self
     }
 
@@ -297,7 +320,12 @@ impl RuntimeBuilder {
                                     .unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
                             )),
                         });
-                let (endpoint, guard) = start_embedded(&EmbeddedConfig { storage }).await?;
+                let config = EmbeddedConfig {
+                    storage,
+                    #[cfg(feature = "embedded")]
+                    synchronous: self.synchronous,
+                };
+                let (endpoint, guard) = start_embedded(&config).await?;
                 (endpoint, Some(guard), None)
             }
         };
@@ -483,6 +511,8 @@ impl HttpServer {
 #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 struct EmbeddedConfig {
     storage: EmbeddedStorage,
+    #[cfg(feature = "embedded")]
+    synchronous: crate::sidecar::Synchronous,
 }
 
 /// Keeps the embedded sidecar alive; shut down after the worker.
@@ -508,7 +538,9 @@ async fn start_embedded(_: &EmbeddedConfig) -> Result<(String, EmbeddedGuard), R
 /// Starts the embedded sidecar on a free loopback port; returns its endpoint.
 #[cfg(feature = "embedded")]
 async fn start_embedded(config: &EmbeddedConfig) -> Result<(String, EmbeddedGuard), RuntimeError> {
-    let builder = crate::sidecar::SidecarBuilder::new().port(0);
+    let builder = crate::sidecar::SidecarBuilder::new()
+        .port(0)
+        .synchronous(config.synchronous);
     let builder = match &config.storage {
         EmbeddedStorage::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

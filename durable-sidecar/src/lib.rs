@@ -108,6 +108,44 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How far an acknowledged step is committed before the sidecar answers: SQLite's
+/// `synchronous` setting, PostgreSQL's `synchronous_commit`. Group commit keeps either cheap:
+/// one flush per batch of steps, not per step.
+///
+/// ```
+/// use durable_sidecar::{SidecarBuilder, Synchronous};
+///
+/// let relaxed: Synchronous = "normal".parse().expect("a known value");
+/// let builder = SidecarBuilder::new().sqlite("durable.db").synchronous(relaxed);
+/// # drop(builder);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Flushed to disk (fsync) before it is acknowledged: acknowledged work survives a crash
+    /// of the machine or a power cut. The default.
+    #[default]
+    Full,
+    /// Handed to the operating system before it is acknowledged: survives a crash of the
+    /// sidecar process (`kill -9`), but a machine crash or power cut may lose the last
+    /// seconds of acknowledged work. SQLite `synchronous=NORMAL`, PostgreSQL
+    /// `synchronous_commit=off`. An explicit opt-in for throughput on slow disks.
+    Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!(
+                "unknown synchronous mode {s:?}: use \"full\" (fsync before acknowledging, the default) or \"normal\""
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum StorageChoice {
     Memory,
@@ -131,6 +169,7 @@ pub struct SidecarBuilder {
     host: String,
     port: u16,
     storage: StorageChoice,
+    synchronous: Synchronous,
 }
 
 impl Default for SidecarBuilder {
@@ -139,6 +178,7 @@ impl Default for SidecarBuilder {
             host: "127.0.0.1".to_string(),
             port: 0,
             storage: StorageChoice::Memory,
+            synchronous: Synchronous::Full,
         }
     }
 }
@@ -186,6 +226,13 @@ impl SidecarBuilder {
         self
     }
 
+    /// How far a step is committed before it is acknowledged (default [`Synchronous::Full`]:
+    /// fsynced, so it survives a machine crash). Applies to SQLite and PostgreSQL.
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
     /// Keep instances in memory only (the default); everything is lost on shutdown.
     pub fn in_memory(mut self) -> Self {
         self.storage = StorageChoice::Memory;
@@ -216,16 +263,21 @@ impl SidecarBuilder {
             }
             StorageChoice::Sqlite(path) => {
                 let opened = Arc::new(
-                    storage::sqlite::SqliteStorage::open(path.clone(), Arc::clone(&signal))
-                        .map_err(storage_error)?,
+                    storage::sqlite::SqliteStorage::open(
+                        path.clone(),
+                        Arc::clone(&signal),
+                        self.synchronous,
+                    )
+                    .map_err(storage_error)?,
                 );
                 sqlite = Some(Arc::clone(&opened));
                 opened
             }
             StorageChoice::Postgres(url) => {
-                let (url, signal) = (url.clone(), Arc::clone(&signal));
+                let (url, signal, synchronous) =
+                    (url.clone(), Arc::clone(&signal), self.synchronous);
                 let opened = tokio::task::spawn_blocking(move || {
-                    storage::postgres::PostgresStorage::open(&url, signal)
+                    storage::postgres::PostgresStorage::open(&url, signal, synchronous)
                 })
                 .await
                 .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?;
@@ -336,6 +388,24 @@ impl SidecarHandle {
     /// of the same family (`127.0.0.1` or `[::1]`): an unspecified address is not connectable.
     pub fn endpoint(&self) -> String {
         endpoint_of(self.local_addr)
+    }
+
+    /// Resolves once a storage commit has failed (a full or read-only disk, a lost database
+    /// that did not come back), with the error. From then on every RPC is refused with
+    /// UNAVAILABLE, since memory no longer matches storage: stop the sidecar and start it
+    /// again to recover from the last commit. `durable sidecar` exits with status 1 then, so
+    /// a supervisor restarts it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_sidecar::SidecarError> {
+    /// let sidecar = durable_sidecar::SidecarBuilder::new().sqlite("durable.db").start().await?;
+    /// let error = sidecar.storage_failure().await;
+    /// eprintln!("storage failed: {error}");
+    /// sidecar.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn storage_failure(&self) -> String {
+        self.engine.storage_signal().wait_for_failure().await
     }
 
     /// Graceful stop: no new work is dispatched, work-item streams and long polls are closed,

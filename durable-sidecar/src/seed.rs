@@ -30,7 +30,8 @@ pub fn seed_finished_chains(
         message: e.to_string(),
     };
     let signal = Arc::new(CommitSignal::default());
-    let storage = SqliteStorage::open(path.to_path_buf(), signal).map_err(|e| failed(&e))?;
+    let storage = SqliteStorage::open(path.to_path_buf(), signal, crate::Synchronous::Normal)
+        .map_err(|e| failed(&e))?;
     let mut written = 0;
     let mut seq = 1;
     while written < n {

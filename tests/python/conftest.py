@@ -32,9 +32,11 @@ def free_port() -> int:
 class Sidecar:
     """A `durable sidecar` child process."""
 
-    def __init__(self, db: Path | None, port: int | None = None, postgres: str | None = None):
+    def __init__(self, db: Path | None, port: int | None = None, postgres: str | None = None,
+                 args: tuple[str, ...] = ()):
         self.db = db
         self.postgres = postgres
+        self.args = list(args)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -50,6 +52,7 @@ class Sidecar:
             args += ["--db", str(self.db)]
         else:
             args += ["--in-memory"]
+        args += self.args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
         line = self.proc.stdout.readline()
         assert "listening on" in line, f"unexpected sidecar output: {line!r}"

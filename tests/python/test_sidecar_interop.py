@@ -304,10 +304,13 @@ def test_purge_single_and_by_filter(c):
     iid = run(c, chain).instance_id
     assert c.purge_orchestration(iid).deleted_instance_count == 1
     assert c.get_orchestration_state(iid) is None
-    # Running instances are never purged.
+    # Running instances are never purged: the sidecar says why.
     running = c.schedule_new_orchestration(wait_event)
     c.wait_for_orchestration_start(running, timeout=30)
-    assert c.purge_orchestration(running).deleted_instance_count == 0
+    with pytest.raises(grpc.RpcError) as refused:
+        c.purge_orchestration(running)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "terminate it first" in refused.value.details()
     since = datetime.now(timezone.utc) - timedelta(seconds=1)
     ids = [run(c, chain).instance_id for _ in range(3)]
     result = c.purge_orchestrations_by(created_time_from=since,

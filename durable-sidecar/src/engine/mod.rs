@@ -155,6 +155,11 @@ impl Engine {
         self.spawn_timer_loop();
     }
 
+    /// Commit progress and the storage failure, if any.
+    pub(crate) fn storage_signal(&self) -> &CommitSignal {
+        &self.signal
+    }
+
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }

@@ -331,6 +331,8 @@ pub(crate) struct CommitSignal {
     pub(crate) committed: Notify,
     /// Set once a commit failed: memory no longer matches disk, so the engine stops serving.
     failure: OnceLock<String>,
+    /// Woken when `failure` is set.
+    failed: Notify,
 }
 
 impl CommitSignal {
@@ -338,6 +340,19 @@ impl CommitSignal {
     pub(crate) fn fail(&self, error: &StorageError) {
         let _ = self.failure.set(error.to_string());
         self.committed.notify_one();
+        self.failed.notify_waiters();
+    }
+
+    /// Waits for a storage failure; returns its message.
+    pub(crate) async fn wait_for_failure(&self) -> String {
+        loop {
+            // Created before the check, so a failure between the two still wakes it.
+            let failed = self.failed.notified();
+            if let Some(failure) = self.failure() {
+                return failure.to_owned();
+            }
+            failed.await;
+        }
     }
 
     /// The storage error that stopped the engine, if any.

@@ -1,7 +1,7 @@
 //! PostgreSQL storage: the same tables and guarantees as SQLite on a database server. One
-//! writer connection commits batches in order with group commit (PostgreSQL's default
-//! `synchronous_commit = on` makes each transaction durable in its WAL before the commit
-//! returns), its statements pipelined (one round trip per commit, not per statement); one
+//! writer connection commits batches in order with group commit (`synchronous_commit = on`,
+//! PostgreSQL's default, makes each transaction durable in its WAL before the commit returns;
+//! [`Synchronous::Normal`] sets it `off` for the writer's session), its statements pipelined (one round trip per commit, not per statement); one
 //! reader connection serves on-demand reads. Both run on their own threads (the writer with
 //! `tokio-postgres` on a private single-threaded runtime, the reader with the synchronous
 //! `postgres` client), so the engine can call storage from any context.
@@ -27,6 +27,7 @@ use super::{
     CommitSignal, CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, Storage,
     StorageError, WriteOp,
 };
+use crate::Synchronous;
 use crate::proto::HistoryEvent;
 
 /// The advisory lock key of the sidecar writer ("durable1" in ASCII).
@@ -41,8 +42,17 @@ pub(crate) struct PostgresStorage {
 impl PostgresStorage {
     /// Connects, takes the writer lock, creates or migrates the schema and starts the writer
     /// and reader threads. Blocks: call it off the async threads.
-    pub(crate) fn open(url: &str, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
+    pub(crate) fn open(
+        url: &str,
+        signal: Arc<CommitSignal>,
+        synchronous: Synchronous,
+    ) -> Result<Self, StorageError> {
         let mut writer_config: tokio_postgres::Config = url.parse()?;
+        if synchronous == Synchronous::Normal {
+            let options = writer_config.get_options().unwrap_or_default();
+            let options = format!("{options} -c synchronous_commit=off");
+            writer_config.options(options.trim_start());
+        }
         let mut reader_config: Config = url.parse()?;
         // Reads run under the engine's lock: an unreachable server must fail them, not hang.
         if writer_config.get_connect_timeout().is_none() {

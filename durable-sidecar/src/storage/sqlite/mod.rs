@@ -1,15 +1,14 @@
-//! SQLite storage: one file, WAL journal, `synchronous=NORMAL`, one writer thread with group
-//! commit, one reader connection for on-demand reads. Tables: instances (with status and time
-//! columns for queries), history, inboxes, activities, timers, entities with their queued
-//! operations, and lock requests.
+//! SQLite storage: one file, WAL journal, one writer thread with group commit, one reader
+//! connection for on-demand reads. Tables: instances (with status and time columns for
+//! queries), history, inboxes, activities, timers, entities with their queued operations, and
+//! lock requests.
 //!
-//! With WAL, `synchronous=NORMAL` makes every commit survive a crash of the sidecar process
-//! (including `kill -9`): a commit is in the WAL file, in the OS page cache, before it returns.
-//! An OS crash or power loss may lose the most recent commits (never corrupt the file); the WAL
-//! is fsynced at checkpoints. We chose it over `FULL` because SDK workers complete work items
-//! from a small thread pool and wait for each acknowledgement, so a per-commit fsync would cap
-//! throughput; the writer thread still does group commit (it drains every batch queued while the
-//! previous commit ran and commits them in one transaction).
+//! By default (`synchronous=FULL`) every commit is fsynced to the WAL before it returns, so an
+//! acknowledged step survives a machine crash or power cut, not only a crash of the process.
+//! Group commit keeps this cheap: the writer thread drains every batch queued while the
+//! previous commit ran and commits them in one transaction, one fsync for all of them.
+//! [`Synchronous::Normal`] (`synchronous=NORMAL`) skips the per-commit fsync: a commit is in
+//! the WAL in the OS page cache, which survives `kill -9` but not a machine crash.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use super::{
     CommitSignal, CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, Storage,
     StorageError, WriteOp,
 };
+use crate::Synchronous;
 use crate::proto::HistoryEvent;
 
 /// SQLite-backed [`Storage`].
@@ -61,11 +61,16 @@ fn create_private(path: &Path) -> Result<(), StorageError> {
     })
 }
 
-fn open(path: &Path) -> Result<Connection, StorageError> {
+fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StorageError> {
     create_private(path)?;
     let mut conn = Connection::open(path)?;
+    check_writable(&conn, path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let mode = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", mode)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     // The same few pages (instance rows, the tail of history/inbox/activities) change in every
     // commit; checkpointing every 8,000 WAL pages instead of SQLite's 1,000 copies each hot page
@@ -82,6 +87,22 @@ fn open(path: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
+/// Fails at start, not at the first commit, when the database cannot be written: a read-only
+/// file (SQLite then silently opens it read-only), directory or file system.
+fn check_writable(conn: &Connection, path: &Path) -> Result<(), StorageError> {
+    let refused = |why: String| {
+        StorageError::File(format!(
+            "cannot write the database file {}: {why}; make the file, its directory and the file system writable by this user, or choose another file",
+            path.display()
+        ))
+    };
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(refused("it opened read-only".into()));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+        .map_err(|e| refused(e.to_string()))
+}
+
 /// A connection for reads only.
 fn open_reader(path: &Path) -> Result<Connection, StorageError> {
     let conn = Connection::open(path)?;
@@ -93,9 +114,13 @@ fn open_reader(path: &Path) -> Result<Connection, StorageError> {
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database and starts the writer thread.
-    pub(crate) fn open(path: PathBuf, signal: Arc<CommitSignal>) -> Result<Self, StorageError> {
+    pub(crate) fn open(
+        path: PathBuf,
+        signal: Arc<CommitSignal>,
+        synchronous: Synchronous,
+    ) -> Result<Self, StorageError> {
         let lock = lock::DbLock::acquire(&path)?;
-        let conn = open(&path)?;
+        let conn = open(&path, synchronous)?;
         let reader = open_reader(&path)?;
         let writer = Writer::spawn("durable-sqlite-writer", SqliteCommitter(conn), signal)?;
         Ok(Self {
@@ -216,7 +241,9 @@ mod tests {
                 .unwrap();
             }
         }
-        let storage = SqliteStorage::open(path, Arc::new(CommitSignal::default())).unwrap();
+        let storage =
+            SqliteStorage::open(path, Arc::new(CommitSignal::default()), Synchronous::Full)
+                .unwrap();
         let loaded = storage.load().unwrap();
         let ids: Vec<&str> = loaded
             .instances
