@@ -40,6 +40,15 @@ enum Command {
         /// may lose the last seconds of acknowledged work (faster on slow disks).
         #[arg(long, value_name = "MODE", default_value = "full")]
         synchronous: Synchronous,
+        /// At most this many connections open at once; one beyond is closed and logged.
+        /// Default: three quarters of the open-file limit (`ulimit -n`), 64 to 10,000.
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
+        /// Ping every connection this often (seconds); a peer that does not answer within
+        /// twice as long is disconnected, and the work items a stopped or hung worker held go
+        /// to the other workers.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        keepalive: f64,
         /// Also serve the HTTP management API (start, status, events, terminate, purge) on
         /// this port, on the same host.
         #[arg(long, value_name = "PORT")]
@@ -65,13 +74,23 @@ async fn main() -> ExitCode {
             in_memory,
             postgres,
             synchronous,
+            max_connections,
+            keepalive,
             http,
         } => {
             let http_host = host.clone();
+            let Ok(keepalive) = std::time::Duration::try_from_secs_f64(keepalive) else {
+                eprintln!("durable sidecar: --keepalive takes a positive number of seconds");
+                return ExitCode::FAILURE;
+            };
             let mut builder = SidecarBuilder::new()
                 .host(host)
                 .port(port)
-                .synchronous(synchronous);
+                .synchronous(synchronous)
+                .keepalive(keepalive);
+            if let Some(max) = max_connections {
+                builder = builder.max_connections(max);
+            }
             let storage = if in_memory {
                 builder = builder.in_memory();
                 "in memory".to_string()

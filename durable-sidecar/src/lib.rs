@@ -37,6 +37,7 @@
 //! storage. Start-up reads only active instances, so neither memory nor restart time grows
 //! with the number of finished instances kept in the file.
 
+mod connections;
 mod engine;
 mod seed;
 mod server;
@@ -47,11 +48,11 @@ mod work_queue;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 
 pub(crate) use durable_proto as proto;
@@ -107,6 +108,9 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+/// How often the sidecar pings each connection by default (see [`SidecarBuilder::keepalive`]).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// How far an acknowledged step is committed before the sidecar answers: SQLite's
 /// `synchronous` setting, PostgreSQL's `synchronous_commit`. Group commit keeps either cheap:
@@ -170,6 +174,8 @@ pub struct SidecarBuilder {
     port: u16,
     storage: StorageChoice,
     synchronous: Synchronous,
+    max_connections: Option<usize>,
+    keepalive: Duration,
 }
 
 impl Default for SidecarBuilder {
@@ -179,6 +185,8 @@ impl Default for SidecarBuilder {
             port: 0,
             storage: StorageChoice::Memory,
             synchronous: Synchronous::Full,
+            max_connections: None,
+            keepalive: DEFAULT_KEEPALIVE,
         }
     }
 }
@@ -230,6 +238,36 @@ impl SidecarBuilder {
     /// fsynced, so it survives a machine crash). Applies to SQLite and PostgreSQL.
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.synchronous = synchronous;
+        self
+    }
+
+    /// At most this many client and worker connections open at once (default: three quarters
+    /// of the process's open-file limit, between 64 and 10,000). A connection beyond the cap
+    /// is closed at once and the sidecar logs a warning saying so.
+    ///
+    /// ```
+    /// let builder = durable_sidecar::SidecarBuilder::new().max_connections(200);
+    /// # drop(builder);
+    /// ```
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// How often the sidecar pings each connection (HTTP/2 PING, default 10 s); a connection
+    /// whose peer does not answer within twice this long is closed. That is how a stopped or
+    /// hung worker process loses its work: the work items it held go back to the queues and
+    /// to the other workers, and its late completions are refused (NOT_FOUND).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A frozen worker loses its work within 3 x 5 s.
+    /// let builder = durable_sidecar::SidecarBuilder::new().keepalive(Duration::from_secs(5));
+    /// # drop(builder);
+    /// ```
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval.max(Duration::from_millis(100));
         self
     }
 
@@ -321,15 +359,16 @@ impl SidecarBuilder {
             Some(status) => Err(status),
             None => Ok(req),
         });
-        let incoming = TcpListenerStream::new(listener).map(|s| {
-            if let Ok(s) = &s {
-                let _ = s.set_nodelay(true);
-            }
-            s
-        });
+        let max_connections = self
+            .max_connections
+            .unwrap_or_else(connections::default_max_connections);
+        let incoming = ReceiverStream::new(connections::accept(listener, max_connections));
+        let keepalive = self.keepalive;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(keepalive))
+                .http2_keepalive_timeout(Some(keepalive * 2))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;

@@ -1014,3 +1014,92 @@ fn refused<T>(r: Result<tonic::Response<T>, tonic::Status>, code: tonic::Code, s
     assert_eq!(status.code(), code, "{status:?}");
     assert!(status.message().contains(says), "{status:?}");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_refused_and_others_keep_working() {
+    let sidecar = SidecarBuilder::new()
+        .max_connections(2)
+        .start()
+        .await
+        .expect("start sidecar");
+    let mut first = client(sidecar.endpoint()).await;
+    let mut second = client(sidecar.endpoint()).await;
+    first.hello(()).await.expect("first connection");
+    second.hello(()).await.expect("second connection");
+    let third = proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient::connect(
+        sidecar.endpoint(),
+    )
+    .await;
+    let refused = match third {
+        Err(_) => true,
+        Ok(mut c) => c.hello(()).await.is_err(),
+    };
+    assert!(refused, "a third connection is over the cap");
+    // The connected clients are still served.
+    first
+        .hello(())
+        .await
+        .expect("first connection still served");
+    // A slot frees when a connection closes.
+    drop(second);
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(mut c) =
+            proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient::connect(
+                sidecar.endpoint(),
+            )
+            .await
+        else {
+            continue;
+        };
+        if c.hello(()).await.is_ok() {
+            again = Some(c);
+            break;
+        }
+    }
+    assert!(
+        again.is_some(),
+        "a new connection is accepted once one closed"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_completions_are_capped() {
+    let sidecar = SidecarBuilder::new().start().await.expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    let id = start(&mut c, "chunky", "Chain", None).await;
+    let (_, token) = w.next_orchestration().await;
+    let big = format!("\"{}\"", "x".repeat(15 << 20));
+    let mut refused = None;
+    for chunk in 0..6 {
+        let sent = w
+            .client
+            .complete_orchestrator_task(proto::OrchestratorResponse {
+                instance_id: id.clone(),
+                actions: vec![schedule(chunk, "Big", &big)],
+                completion_token: token.clone(),
+                is_partial: true,
+                chunk_index: Some(chunk),
+                ..Default::default()
+            })
+            .await;
+        if let Err(status) = sent {
+            refused = Some((chunk, status));
+            break;
+        }
+    }
+    let (chunk, status) = refused.expect("90 MiB of chunks is over the cap");
+    assert_eq!(chunk, 4, "the fifth 15 MiB chunk passes 64 MiB");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let state = wait_done(&mut c, &id).await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Failed as i32
+    );
+    let failure = state.failure_details.expect("failure details");
+    assert_eq!(failure.error_type, "OrchestratorResponseTooLarge");
+    sidecar.shutdown().await;
+}

@@ -163,6 +163,7 @@ impl Engine {
             new_events,
         });
         inst.partial.clear();
+        inst.partial_bytes = 0;
         st.tokens.insert(
             token.clone(),
             Dispatched::Orchestration {
@@ -179,10 +180,6 @@ impl Engine {
 
     /// Fails an instance whose next work item cannot fit in one gRPC message.
     fn fail_oversized(&self, st: &mut State, id: &str, size: usize) {
-        let mut b = self.begin(st);
-        let Some(inst) = st.instances.get_mut(id) else {
-            return;
-        };
         let failure = TaskFailureDetails {
             error_type: "HistoryTooLarge".into(),
             error_message: format!(
@@ -190,7 +187,16 @@ impl Engine {
             ),
             ..Default::default()
         };
-        tracing::error!(instance_id = id, size, "{}", failure.error_message);
+        self.fail_for_size(st, id, failure);
+    }
+
+    /// Fails an instance that grew past a size limit (no episode of it is in flight).
+    pub(super) fn fail_for_size(&self, st: &mut State, id: &str, failure: TaskFailureDetails) {
+        let mut b = self.begin(st);
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        tracing::error!(instance_id = id, "{}", failure.error_message);
         let now = now_ms();
         let done = event(
             -1,
@@ -293,6 +299,7 @@ impl State {
                     if inst.in_flight.as_ref().is_some_and(|f| f.token == token) {
                         inst.in_flight = None;
                         inst.partial.clear();
+                        inst.partial_bytes = 0;
                         if !inst.queued {
                             inst.queued = true;
                             self.ready.push_front(instance_id);

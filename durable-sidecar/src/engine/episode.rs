@@ -19,6 +19,9 @@ use crate::storage::{ActivityRecord, LockRequestRecord, Storage, TimerRecord, Wr
 use crate::time::{from_ms, given_ms, now_ms, to_ms};
 use crate::work_queue::WorkKind;
 
+/// The most an episode's `isPartial` chunks may add up to (4 messages of 16 MiB).
+const MAX_PARTIAL_BYTES: usize = 4 * crate::MAX_MESSAGE_BYTES;
+
 impl Engine {
     /// `CompleteActivityTask`: delivers an activity's result to its orchestration.
     pub(crate) fn complete_activity(
@@ -93,10 +96,30 @@ impl Engine {
             return Ok(None);
         }
         if resp.is_partial {
-            if let Some(inst) = st.instances.get_mut(&id) {
+            let Some(inst) = st.instances.get_mut(&id) else {
+                return Ok(None);
+            };
+            inst.partial_bytes += resp.encoded_len();
+            if inst.partial_bytes <= MAX_PARTIAL_BYTES {
                 inst.partial.extend(resp.actions);
+                return Ok(None);
             }
-            return Ok(None);
+            // The chunks would pile up without bound: the instance fails instead.
+            let total = inst.partial_bytes;
+            inst.in_flight = None;
+            st.release_token(&token);
+            let message = format!(
+                "the orchestration's chunked completion reached {total} bytes, over the {} MiB limit for one episode; schedule less per episode (continue-as-new, sub-orchestrations)",
+                MAX_PARTIAL_BYTES >> 20
+            );
+            let failure = proto::TaskFailureDetails {
+                error_type: "OrchestratorResponseTooLarge".into(),
+                error_message: message.clone(),
+                ..Default::default()
+            };
+            self.fail_for_size(&mut st, &id, failure);
+            self.pump(&mut st);
+            return Err(Status::resource_exhausted(message));
         }
         st.release_token(&token);
         let mut b = self.begin(&mut st);
@@ -123,6 +146,7 @@ impl Engine {
             return Vec::new();
         };
         let mut actions = std::mem::take(&mut inst.partial);
+        inst.partial_bytes = 0;
         actions.extend(resp.actions);
         let now = now_ms();
         consume_delivered(inst, b, &flight);

@@ -388,4 +388,20 @@ mod tests {
         assert!(!history.is_empty());
         engine.begin_shutdown();
     }
+
+    #[tokio::test]
+    async fn abandoned_waits_leave_nothing_behind() {
+        let (engine, storage) = held_engine();
+        let (_, commit) = engine.start_instance(new_instance("w"), &[]).unwrap();
+        storage.release();
+        commit.await.unwrap().unwrap();
+        for _ in 0..20 {
+            assert!(wait_briefly(&engine, "w", is_terminal).await.is_none());
+        }
+        assert!(
+            engine.lock().waiters.get("w").is_none_or(Vec::is_empty),
+            "a wait that timed out on the client's side keeps no waiter"
+        );
+        engine.begin_shutdown();
+    }
 }

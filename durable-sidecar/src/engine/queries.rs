@@ -51,6 +51,8 @@ impl Engine {
                 let rec = self.read(move |s| s.read_instance(&id)).await?;
                 return Ok(rec.map(|r| to_state(&r, payloads)));
             };
+            // However this wait ends (deadline, the client hanging up), its waiter goes.
+            let _forget = ForgetClosedWaiters { engine: self, id };
             let expired = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -67,6 +69,17 @@ impl Engine {
                 _ = stop.changed() => {
                     return Err(Status::unavailable("the sidecar is shutting down"));
                 }
+            }
+        }
+    }
+
+    /// Drops the waiters of `id` whose wait ended without a wake-up.
+    fn forget_closed_waiters(&self, id: &str) {
+        let mut st = self.lock();
+        if let Some(waiters) = st.waiters.get_mut(id) {
+            waiters.retain(|w| !w.is_closed());
+            if waiters.is_empty() {
+                st.waiters.remove(id);
             }
         }
     }
@@ -283,6 +296,18 @@ impl State {
             }
         }
         self.wake_after.push_back((b.seq, id.to_string()));
+    }
+}
+
+/// Frees an ended wait's waiter, so abandoned waits cost nothing until the instance changes.
+struct ForgetClosedWaiters<'a> {
+    engine: &'a Engine,
+    id: &'a str,
+}
+
+impl Drop for ForgetClosedWaiters<'_> {
+    fn drop(&mut self) {
+        self.engine.forget_closed_waiters(self.id);
     }
 }
 

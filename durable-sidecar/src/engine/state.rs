@@ -28,6 +28,8 @@ pub(super) struct Instance {
     pub(super) in_flight: Option<InFlight>,
     /// Actions of `isPartial` chunks, accumulated until the final chunk.
     pub(super) partial: Vec<OrchestratorAction>,
+    /// The encoded size of the chunks in `partial`.
+    pub(super) partial_bytes: usize,
     pub(super) queued: bool,
     /// Batch that must be durable before this instance may be dispatched.
     pub(super) ready_seq: u64,
@@ -45,6 +47,7 @@ impl Instance {
             next_inbox_seq: 1,
             in_flight: None,
             partial: Vec::new(),
+            partial_bytes: 0,
             queued,
             ready_seq: seq,
             status_seq: seq,
