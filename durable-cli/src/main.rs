@@ -49,6 +49,10 @@ enum Command {
         /// to the other workers.
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
         keepalive: f64,
+        /// Close a connection with no work-item stream or wait open that started no call for
+        /// this long (seconds); SDK clients reconnect when they next call.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+        idle_timeout: f64,
         /// Also serve the HTTP management API (start, status, events, terminate, purge) on
         /// this port, on the same host.
         #[arg(long, value_name = "PORT")]
@@ -76,18 +80,27 @@ async fn main() -> ExitCode {
             synchronous,
             max_connections,
             keepalive,
+            idle_timeout,
             http,
         } => {
             let http_host = host.clone();
-            let Ok(keepalive) = std::time::Duration::try_from_secs_f64(keepalive) else {
-                eprintln!("durable sidecar: --keepalive takes a positive number of seconds");
+            let seconds = |flag: &str, value: f64| {
+                std::time::Duration::try_from_secs_f64(value).map_err(|_| {
+                    eprintln!("durable sidecar: {flag} takes a positive number of seconds");
+                })
+            };
+            let (Ok(keepalive), Ok(idle_timeout)) = (
+                seconds("--keepalive", keepalive),
+                seconds("--idle-timeout", idle_timeout),
+            ) else {
                 return ExitCode::FAILURE;
             };
             let mut builder = SidecarBuilder::new()
                 .host(host)
                 .port(port)
                 .synchronous(synchronous)
-                .keepalive(keepalive);
+                .keepalive(keepalive)
+                .idle_timeout(idle_timeout);
             if let Some(max) = max_connections {
                 builder = builder.max_connections(max);
             }

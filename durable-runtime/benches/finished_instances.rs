@@ -7,7 +7,11 @@
 //!
 //! - the time from `start()` to the first chain's completion (restart to first dispatch, plus
 //!   one chain);
-//! - the process RSS after running 2,000 more chains live on top.
+//! - the process RSS after running 2,000 more chains live on top;
+//! - the cost of one page of 100 from `QueryInstances` (created-time order, paging through
+//!   the file with continuation tokens) and `ListInstanceIds` (completion-time order), the
+//!   median of 20 pages each: keyset paging over indexes keeps a page O(page), whatever the
+//!   number of instances.
 //!
 //! Memory holds only active work, so both stay flat as finished instances accumulate (targets:
 //! RSS within 1.5x of the 10,000 case; first chain under 2 s with 1,000,000 in the file).
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 mod chains;
 
 use chains::{run_chains, sequence};
+use durable::client::{InstanceIdFilter, OrchestrationQuery};
 
 /// Chains run live on top of the seeded ones.
 const LIVE_CHAINS: usize = 2000;
@@ -70,13 +75,51 @@ async fn measure(db: &Path) -> anyhow::Result<()> {
     let first = started.elapsed();
     let live = run_chains(&client, LIVE_CHAINS, IN_FLIGHT).await?;
     let (rss, hwm) = memory_kib();
+    let (query_us, list_us) = page_costs(&client).await?;
     println!(
-        "RESULT {} {} {rss} {hwm}",
+        "RESULT {} {} {rss} {hwm} {query_us} {list_us}",
         first.as_millis(),
         live.as_millis()
     );
     runtime.shutdown().await;
     Ok(())
+}
+
+/// Median microseconds per page of 100: `QueryInstances`, then `ListInstanceIds`.
+async fn page_costs(client: &durable::DurableClient) -> anyhow::Result<(u64, u64)> {
+    const PAGES: usize = 20;
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let mut query = OrchestrationQuery::new().page_size(100);
+    let mut costs = Vec::with_capacity(PAGES);
+    for _ in 0..PAGES {
+        let started = Instant::now();
+        let page = client.query_orchestrations(&query).await?;
+        costs.push(started.elapsed().as_micros() as u64);
+        let Some(token) = page.continuation_token else {
+            break;
+        };
+        query = OrchestrationQuery::new()
+            .page_size(100)
+            .continuation_token(token);
+    }
+    let query_us = median(costs);
+    let mut filter = InstanceIdFilter::new().page_size(100);
+    let mut costs = Vec::with_capacity(PAGES);
+    for _ in 0..PAGES {
+        let started = Instant::now();
+        let page = client.list_instance_ids(&filter).await?;
+        costs.push(started.elapsed().as_micros() as u64);
+        let Some(token) = page.continuation_token else {
+            break;
+        };
+        filter = InstanceIdFilter::new()
+            .page_size(100)
+            .continuation_token(token);
+    }
+    Ok((query_us, median(costs)))
 }
 
 fn run_child(args: &[&str]) -> anyhow::Result<String> {
@@ -106,8 +149,15 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
     println!(
-        "{:>12} {:>16} {:>18} {:>12} {:>12} {:>10}",
-        "finished", "start→1st chain", "2,000 live chains", "RSS MiB", "peak MiB", "RSS ratio"
+        "{:>12} {:>16} {:>18} {:>12} {:>12} {:>10} {:>13} {:>13}",
+        "finished",
+        "start→1st chain",
+        "2,000 live chains",
+        "RSS MiB",
+        "peak MiB",
+        "RSS ratio",
+        "query page",
+        "list page"
     );
     let mut base_rss = None;
     for n in sizes {
@@ -127,17 +177,19 @@ fn main() -> anyhow::Result<()> {
             .split_whitespace()
             .filter_map(|v| v.parse().ok())
             .collect();
-        let [first_ms, live_ms, rss, hwm] = fields[..] else {
+        let [first_ms, live_ms, rss, hwm, query_us, list_us] = fields[..] else {
             anyhow::bail!("malformed result: {out}");
         };
         let base = *base_rss.get_or_insert(rss);
         println!(
-            "{n:>12} {:>14} ms {:>13.0}/s {:>12.1} {:>12.1} {:>9.2}x",
+            "{n:>12} {:>14} ms {:>13.0}/s {:>12.1} {:>12.1} {:>9.2}x {:>10.2} ms {:>10.2} ms",
             first_ms,
             LIVE_CHAINS as f64 / (live_ms as f64 / 1000.0),
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
-            rss as f64 / base as f64
+            rss as f64 / base as f64,
+            query_us as f64 / 1000.0,
+            list_us as f64 / 1000.0
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,17 +1,24 @@
 //! Accepting connections: at most a fixed number open at once (a connection beyond it is
-//! closed at once, and the sidecar logs why), and no busy loop when the process runs out of
-//! file descriptors (it logs that, pauses accepting, and keeps serving the clients it has).
+//! closed at once, and the sidecar logs why), no busy loop when the process runs out of file
+//! descriptors (it logs that, pauses accepting, and keeps serving the clients it has), and
+//! idle connections closed: a connection with no long-lived call open (work-item stream, wait,
+//! history stream) and no call started for the idle timeout is closed by the sidecar.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio::time::Sleep;
+use tonic::transport::server::Connected;
+
+use crate::time::now_ms;
 
 /// How long accepting pauses after the process ran out of file descriptors.
 const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
@@ -26,15 +33,85 @@ pub(crate) fn default_max_connections() -> usize {
     three_quarters.clamp(64, 10_000)
 }
 
+/// What the calls on one connection are doing, shared by the connection (which closes itself
+/// once idle) and its requests (tonic hands every request its connection's [`ConnectionInfo`]).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    /// Long-lived calls in progress.
+    open: AtomicUsize,
+    /// When the last call started or a long-lived one ended (ms since the epoch).
+    last_ms: AtomicI64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            last_ms: AtomicI64::new(now_ms()),
+        }
+    }
+
+    /// A call started.
+    pub(crate) fn touch(&self) {
+        self.last_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// A long-lived call started: the connection is not idle until the guard drops.
+    pub(crate) fn hold(self: &Arc<Self>) -> Held {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        Held(Arc::clone(self))
+    }
+
+    /// How long nothing has happened; `None` while a long-lived call is open.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.open.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let idle_ms = now_ms() - self.last_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(u64::try_from(idle_ms).unwrap_or(0)))
+    }
+}
+
+/// Keeps a connection busy while a long-lived call runs.
+pub(crate) struct Held(Arc<Activity>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What tonic attaches to every request of a connection.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionInfo {
+    pub(crate) activity: Arc<Activity>,
+}
+
+/// The activity of the connection `req` came on (none for requests made in-process).
+pub(crate) fn activity_of<T>(req: &tonic::Request<T>) -> Option<&Arc<Activity>> {
+    req.extensions()
+        .get::<ConnectionInfo>()
+        .map(|info| &info.activity)
+}
+
 /// An accepted connection holding one of the open-connection slots until it closes.
 pub(crate) struct Accepted {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    idle_timer: Pin<Box<Sleep>>,
 }
 
 /// Accepts connections from `listener` in a task of its own; the server reads them from the
 /// returned channel. The task ends when the server drops the channel.
-pub(crate) fn accept(listener: TcpListener, max: usize) -> mpsc::Receiver<io::Result<Accepted>> {
+pub(crate) fn accept(
+    listener: TcpListener,
+    max: usize,
+    idle_timeout: Duration,
+) -> mpsc::Receiver<io::Result<Accepted>> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(max));
@@ -49,7 +126,14 @@ pub(crate) fn accept(listener: TcpListener, max: usize) -> mpsc::Receiver<io::Re
                 Ok((stream, peer)) => match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => {
                         let _ = stream.set_nodelay(true);
-                        if tx.send(Ok(Accepted { stream, _slot: slot })).await.is_err() {
+                        let accepted = Accepted {
+                            stream,
+                            _slot: slot,
+                            activity: Arc::new(Activity::new()),
+                            idle_timeout,
+                            idle_timer: Box::pin(tokio::time::sleep(idle_timeout)),
+                        };
+                        if tx.send(Ok(accepted)).await.is_err() {
                             break;
                         }
                     }
@@ -103,20 +187,42 @@ impl Throttled {
 }
 
 impl Connected for Accepted {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        ConnectionInfo {
+            activity: Arc::clone(&self.activity),
+        }
     }
 }
 
 impl AsyncRead for Accepted {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        if let ready @ Poll::Ready(_) = Pin::new(&mut this.stream).poll_read(cx, buf) {
+            return ready;
+        }
+        // Nothing to read: once the connection has been idle long enough, end it as if the
+        // peer had closed it (the HTTP/2 server then closes its side).
+        loop {
+            let wait = match this.activity.idle_for() {
+                None => this.idle_timeout,
+                Some(idle) if idle >= this.idle_timeout => {
+                    tracing::debug!("closing a connection idle for {idle:?}");
+                    return Poll::Ready(Ok(()));
+                }
+                Some(idle) => this.idle_timeout - idle,
+            };
+            let deadline = tokio::time::Instant::now() + wait;
+            this.idle_timer.as_mut().reset(deadline);
+            if this.idle_timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
     }
 }
 

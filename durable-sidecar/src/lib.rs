@@ -109,6 +109,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How long a connection may stay idle by default (see [`SidecarBuilder::idle_timeout`]).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How often the sidecar pings each connection by default (see [`SidecarBuilder::keepalive`]).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 
@@ -176,6 +179,7 @@ pub struct SidecarBuilder {
     synchronous: Synchronous,
     max_connections: Option<usize>,
     keepalive: Duration,
+    idle_timeout: Duration,
 }
 
 impl Default for SidecarBuilder {
@@ -187,6 +191,7 @@ impl Default for SidecarBuilder {
             synchronous: Synchronous::Full,
             max_connections: None,
             keepalive: DEFAULT_KEEPALIVE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -268,6 +273,21 @@ impl SidecarBuilder {
     /// ```
     pub fn keepalive(mut self, interval: Duration) -> Self {
         self.keepalive = interval.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Closes a connection that has no long-lived call open (work-item stream, wait, history
+    /// stream) and started no call for this long (default 5 minutes). SDK clients reconnect
+    /// by themselves when they next make a call.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = durable_sidecar::SidecarBuilder::new().idle_timeout(Duration::from_secs(60));
+    /// # drop(builder);
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(100));
         self
     }
 
@@ -353,16 +373,23 @@ impl SidecarBuilder {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         // After a failed commit every RPC is refused: memory no longer matches the database.
-        let service = InterceptedService::new(service, move |req: tonic::Request<()>| match signal
-            .failure_status()
-        {
-            Some(status) => Err(status),
-            None => Ok(req),
+        let service = InterceptedService::new(service, move |req: tonic::Request<()>| {
+            if let Some(activity) = connections::activity_of(&req) {
+                activity.touch();
+            }
+            match signal.failure_status() {
+                Some(status) => Err(status),
+                None => Ok(req),
+            }
         });
         let max_connections = self
             .max_connections
             .unwrap_or_else(connections::default_max_connections);
-        let incoming = ReceiverStream::new(connections::accept(listener, max_connections));
+        let incoming = ReceiverStream::new(connections::accept(
+            listener,
+            max_connections,
+            self.idle_timeout,
+        ));
         let keepalive = self.keepalive;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

@@ -7,9 +7,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::connections::{Activity, Held, activity_of};
 use crate::engine::{
     CommitWait, Engine, EntityFilter, NewInstance, canonical_entity_id, check_length, is_terminal,
 };
@@ -99,6 +100,8 @@ pub(crate) struct WorkItemStream {
     rx: mpsc::UnboundedReceiver<Result<WorkItem, Status>>,
     engine: Arc<Engine>,
     id: u64,
+    /// The connection is not idle while the stream is open.
+    _held: Option<Held>,
 }
 
 impl Stream for WorkItemStream {
@@ -212,6 +215,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::GetInstanceRequest>,
     ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let _held = activity_of(&req).map(Activity::hold);
         let deadline = deadline(&req);
         let r = req.into_inner();
         let state = self
@@ -230,6 +234,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::GetInstanceRequest>,
     ) -> Result<Response<proto::GetInstanceResponse>, Status> {
+        let _held = activity_of(&req).map(Activity::hold);
         let deadline = deadline(&req);
         let r = req.into_inner();
         let state = self
@@ -399,6 +404,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::GetWorkItemsRequest>,
     ) -> Result<Response<Self::GetWorkItemsStream>, Status> {
+        let held = activity_of(&req).map(Activity::hold);
         let r = req.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         let last_send = Arc::new(AtomicI64::new(now_ms()));
@@ -435,6 +441,7 @@ impl TaskHubSidecarService for SidecarService {
             rx,
             engine: Arc::clone(&self.engine),
             id,
+            _held: held,
         }))
     }
 
@@ -474,6 +481,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::StreamInstanceHistoryRequest>,
     ) -> Result<Response<Self::StreamInstanceHistoryStream>, Status> {
+        let held = activity_of(&req).map(Activity::hold);
         let r = req.into_inner();
         let history = self.engine.history(&r.instance_id).await?.ok_or_else(|| {
             Status::not_found(format!(
@@ -485,7 +493,12 @@ impl TaskHubSidecarService for SidecarService {
             .chunks(HISTORY_CHUNK)
             .map(|c| Ok(proto::HistoryChunk { events: c.to_vec() }))
             .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        // The connection is not idle until the last chunk is sent.
+        let chunks = tokio_stream::iter(chunks).map(move |chunk| {
+            let _ = &held;
+            chunk
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn create_task_hub(

@@ -1103,3 +1103,37 @@ async fn chunked_completions_are_capped() {
     assert_eq!(failure.error_type, "OrchestratorResponseTooLarge");
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_but_work_item_streams_stay_open() {
+    use tokio::io::AsyncReadExt;
+
+    let sidecar = SidecarBuilder::new()
+        .idle_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .expect("start sidecar");
+    // A connection that never makes a call is closed by the sidecar.
+    let mut idle = tokio::net::TcpStream::connect(sidecar.local_addr())
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection is closed");
+    // A worker's stream keeps its connection, however long it waits for work.
+    let mut w = Worker::connect(sidecar.endpoint()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut c = client(sidecar.endpoint()).await;
+    let id = start(&mut c, "after-a-quiet-second", "Chain", None).await;
+    let (req, _) = w.next_orchestration().await;
+    assert_eq!(req.instance_id, id);
+    sidecar.shutdown().await;
+}
