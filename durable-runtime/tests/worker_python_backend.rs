@@ -371,7 +371,7 @@ async fn terminate_suspend_resume_and_events() {
         .unwrap();
     assert_eq!(started.runtime_status, RuntimeStatus::Running);
     client
-        .terminate_orchestration(&doomed, Some(&"stopped by test"), false)
+        .terminate_orchestration_with_output(&doomed, "stopped by test", false)
         .await
         .unwrap();
     let state = client

@@ -396,6 +396,9 @@ impl SidecarBuilder {
             let result = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(keepalive))
                 .http2_keepalive_timeout(Some(keepalive * 2))
+                .layer(tower::util::MapResponseLayer::new(
+                    decode_errors_are_invalid_arguments,
+                ))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
@@ -413,6 +416,26 @@ impl SidecarBuilder {
             server: Some(server),
         })
     }
+}
+
+/// tonic answers a request whose protobuf does not decode with INTERNAL; the fault is the
+/// caller's, so it becomes INVALID_ARGUMENT (the message, naming what failed, stays).
+fn decode_errors_are_invalid_arguments<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let headers = response.headers_mut();
+    let undecodable = headers.get("grpc-status").is_some_and(|s| s == "13")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.starts_with("failed%20to%20decode"));
+    if undecodable {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("3"),
+        );
+    }
+    response
 }
 
 /// The URL clients use for a listen address (loopback for an unspecified one).

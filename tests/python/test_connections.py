@@ -59,3 +59,21 @@ def test_out_of_file_descriptors_keeps_serving_connected_clients(tmp_path):
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)
     assert "out of file descriptors" in stderr, stderr
+
+
+def test_requests_that_do_not_decode_are_invalid_arguments():
+    import grpc
+    from conftest import Sidecar
+
+    sidecar = Sidecar(None).start()
+    try:
+        with grpc.insecure_channel(sidecar.address) as channel:
+            start = channel.unary_unary("/TaskHubSidecarService/StartInstance")
+            try:
+                start(b"\xff\xff\xff\xff", timeout=10)
+                raise AssertionError("a malformed request must be refused")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+                assert "decode" in e.details(), e.details()
+    finally:
+        sidecar.stop()

@@ -985,17 +985,51 @@ impl DurableClient {
         Ok(())
     }
 
-    /// Terminates an instance, recording `output` as its result; with `recursive`, its
-    /// sub-orchestrations too.
-    pub async fn terminate_orchestration<T: Serialize + ?Sized>(
+    /// Terminates a running, pending or suspended instance; with `recursive`, its
+    /// sub-orchestrations too. A finished instance is refused (`FAILED_PRECONDITION` from
+    /// this crate's sidecar). To record a result, use
+    /// [`terminate_orchestration_with_output`](Self::terminate_orchestration_with_output).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: durable::DurableClient) -> Result<(), durable::ClientError> {
+    /// client.terminate_orchestration("order-9", false).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn terminate_orchestration(
         &self,
         instance_id: &str,
-        output: Option<&T>,
         recursive: bool,
     ) -> Result<(), ClientError> {
-        let output = output
-            .map(|o| encode("termination output", o))
-            .transpose()?;
+        self.terminate(instance_id, None, recursive).await
+    }
+
+    /// Terminates an instance like
+    /// [`terminate_orchestration`](Self::terminate_orchestration), recording `output` as its
+    /// result.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: durable::DurableClient) -> Result<(), durable::ClientError> {
+    /// client
+    ///     .terminate_orchestration_with_output("order-9", "cancelled by the customer", false)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn terminate_orchestration_with_output<T: Serialize + ?Sized>(
+        &self,
+        instance_id: &str,
+        output: &T,
+        recursive: bool,
+    ) -> Result<(), ClientError> {
+        let output = encode("termination output", output)?;
+        self.terminate(instance_id, Some(output), recursive).await
+    }
+
+    async fn terminate(
+        &self,
+        instance_id: &str,
+        output: Option<String>,
+        recursive: bool,
+    ) -> Result<(), ClientError> {
         let request = proto::TerminateRequest {
             instance_id: instance_id.to_owned(),
             output,
