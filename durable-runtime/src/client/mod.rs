@@ -924,46 +924,63 @@ impl DurableClient {
         self.wait(instance_id, timeout, true).await
     }
 
+    /// Long-polls the sidecar until the instance starts or completes, at most `timeout`. A
+    /// sidecar that is briefly unreachable (restarting, say) is asked again with backoff
+    /// until the timeout, so a wait rides out a sidecar restart.
     async fn wait(
         &self,
         instance_id: &str,
         timeout: Duration,
         completion: bool,
     ) -> Result<OrchestrationState, ClientError> {
-        let mut request = tonic::Request::new(proto::GetInstanceRequest {
-            instance_id: instance_id.to_owned(),
-            get_inputs_and_outputs: true,
-        });
-        // The deadline tells the sidecar how long to hold the call; the local timer guards
-        // against sidecars that ignore it. A year stands for "forever" (`Duration::MAX`).
-        request.set_timeout(timeout.min(Duration::from_secs(365 * 24 * 3600)));
-        let mut client = self.inner.clone();
-        let call = async move {
-            if completion {
-                client.wait_for_instance_completion(request).await
-            } else {
-                client.wait_for_instance_start(request).await
-            }
-        };
+        // A year stands for "forever" (`Duration::MAX`).
+        let timeout = timeout.min(Duration::from_secs(365 * 24 * 3600));
+        let deadline = tokio::time::Instant::now() + timeout;
         let what = if completion { "complete" } else { "start" };
         let timed_out = || {
             ClientError::Timeout(format!(
                 "instance `{instance_id}` did not {what} within {timeout:?}"
             ))
         };
-        let response = match tokio::time::timeout(
-            timeout.saturating_add(Duration::from_secs(1)),
-            call,
-        )
-        .await
-        {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(status))
-                if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
-            {
+        let mut backoff = Duration::from_millis(100);
+        let response = loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
                 return Err(timed_out());
             }
-            Ok(result) => result?.into_inner(),
+            let mut request = tonic::Request::new(proto::GetInstanceRequest {
+                instance_id: instance_id.to_owned(),
+                get_inputs_and_outputs: true,
+            });
+            // The deadline tells the sidecar how long to hold the call; the local timer
+            // guards against sidecars that ignore it.
+            request.set_timeout(remaining);
+            let mut client = self.inner.clone();
+            let call = async move {
+                if completion {
+                    client.wait_for_instance_completion(request).await
+                } else {
+                    client.wait_for_instance_start(request).await
+                }
+            };
+            match tokio::time::timeout(remaining.saturating_add(Duration::from_secs(1)), call).await
+            {
+                Err(_) => return Err(timed_out()),
+                Ok(Err(status))
+                    if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
+                {
+                    return Err(timed_out());
+                }
+                Ok(Err(status)) if status.code() == Code::Unavailable => {
+                    tracing::debug!(
+                        instance_id,
+                        "the sidecar is unavailable ({status}); waiting again"
+                    );
+                    tokio::time::sleep(backoff.min(remaining)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Ok(result) => break result?.into_inner(),
+            }
         };
         existing_state(response)
             .ok_or_else(|| ClientError::NotFound(format!("instance `{instance_id}`")))
