@@ -53,10 +53,19 @@ enum Command {
         /// this long (seconds); SDK clients reconnect when they next call.
         #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
         idle_timeout: f64,
+        /// Require `authorization: Bearer <token>` on every gRPC call and HTTP request, with the
+        /// token read from this file (surrounding whitespace ignored). Default: the value of
+        /// `DURABLE_TOKEN` when set; otherwise no token is required.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
         /// Also serve the HTTP management API (start, status, events, terminate, purge) on
         /// this port, on the same host.
         #[arg(long, value_name = "PORT")]
         http: Option<u16>,
+        /// A host name the HTTP API answers for besides the loopback names (repeatable; `*`
+        /// for any, behind a proxy that checks it). Others get 421.
+        #[arg(long = "http-allow-host", value_name = "HOST")]
+        http_allow_hosts: Vec<String>,
     },
 }
 
@@ -81,8 +90,17 @@ async fn main() -> ExitCode {
             max_connections,
             keepalive,
             idle_timeout,
+            token_file,
             http,
+            http_allow_hosts,
         } => {
+            let token = match read_token(token_file.as_deref()) {
+                Ok(token) => token,
+                Err(message) => {
+                    eprintln!("durable sidecar: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let http_host = host.clone();
             let seconds = |flag: &str, value: f64| {
                 std::time::Duration::try_from_secs_f64(value).map_err(|_| {
@@ -103,6 +121,9 @@ async fn main() -> ExitCode {
                 .idle_timeout(idle_timeout);
             if let Some(max) = max_connections {
                 builder = builder.max_connections(max);
+            }
+            if let Some(token) = &token {
+                builder = builder.bearer_token(token.clone());
             }
             let storage = if in_memory {
                 builder = builder.in_memory();
@@ -155,10 +176,27 @@ async fn main() -> ExitCode {
                     if let Ok(addr) = listener.local_addr() {
                         println!("durable HTTP API listening on http://{addr}/api/");
                     }
-                    let endpoint = sidecar.endpoint();
-                    Some(tokio::spawn(durable::http::serve(
+                    let mut connect = durable::client::ConnectOptions::new(sidecar.endpoint());
+                    let mut options = durable::http::HttpOptions::new();
+                    for host in http_allow_hosts {
+                        options = options.allow_host(host);
+                    }
+                    if let Some(token) = &token {
+                        connect = connect.header("authorization", format!("Bearer {token}"));
+                        options = options.bearer_token(token.clone());
+                    }
+                    let client = match durable::DurableClient::connect_lazy(&connect) {
+                        Ok(client) => client,
+                        Err(e) => {
+                            eprintln!("durable sidecar: HTTP API: {e}");
+                            sidecar.shutdown().await;
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    Some(tokio::spawn(durable::http::serve_with_options(
                         listener,
-                        endpoint,
+                        client,
+                        options,
                         async move {
                             let _ = http_stopped.await;
                         },
@@ -189,6 +227,25 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The API token: the contents of `--token-file`, else `DURABLE_TOKEN`, else none.
+fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
+        None => match std::env::var("DURABLE_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(
+            "the API token is empty: put a secret in the token file or DURABLE_TOKEN".into(),
+        );
+    }
+    Ok(Some(token.to_owned()))
 }
 
 async fn wait_for_signal() {

@@ -94,6 +94,8 @@ struct Fixture {
     base: String,
     /// `http://127.0.0.1:PORT` of the API restricted to the orchestrator `greet`.
     allow_listed_base: String,
+    /// The gRPC endpoint of the sidecar behind the API.
+    sidecar_endpoint: String,
     _shutdown: Vec<oneshot::Sender<()>>,
     _worker: Option<Child>,
     _sidecar: Child,
@@ -138,6 +140,7 @@ impl Fixture {
                 .build()?,
             base,
             allow_listed_base,
+            sidecar_endpoint: endpoint,
             _shutdown: vec![stop_open, stop_listed],
             _worker: worker,
             _sidecar: sidecar,
@@ -582,5 +585,71 @@ async fn sidecar_down_is_503() -> Result<()> {
     // Graceful shutdown ends `serve` with Ok.
     let _ = stop.send(());
     server.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_allowed_hosts_and_token_holders_are_served() -> Result<()> {
+    let api = Fixture::start(false).await?;
+    // A spoofed Host (DNS rebinding) is refused, and never echoed into a URL.
+    let spoofed = api
+        .http
+        .get(api.url("/api/instances"))
+        .header(reqwest::header::HOST, "evil.example")
+        .send()
+        .await?;
+    assert_eq!(spoofed.status(), StatusCode::MISDIRECTED_REQUEST);
+    let body: Value = spoofed.json().await?;
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("evil.example")),
+        "{body}"
+    );
+    let forwarded = api
+        .http
+        .get(api.url("/api/instances"))
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await?;
+    assert_eq!(forwarded.status(), StatusCode::MISDIRECTED_REQUEST);
+    // Loopback names are served.
+    let local = api
+        .http
+        .get(api.url("/api/instances"))
+        .header(reqwest::header::HOST, "localhost:7071")
+        .send()
+        .await?;
+    assert_eq!(local.status(), StatusCode::OK);
+
+    // With a token, requests without it are 401.
+    let client = durable::DurableClient::connect_lazy(&durable::client::ConnectOptions::new(
+        api.sidecar_endpoint.clone(),
+    ))?;
+    let options = durable::http::HttpOptions::new()
+        .allow_host("orders.internal")
+        .bearer_token("s3cret");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        axum::serve(listener, durable::http::router_with(client, options)).await
+    });
+    let anonymous = api.http.get(format!("{base}/api/instances")).send().await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = api
+        .http
+        .get(format!("{base}/api/instances"))
+        .bearer_auth("guess")
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let allowed = api
+        .http
+        .get(format!("{base}/api/instances"))
+        .header(reqwest::header::HOST, "orders.internal")
+        .bearer_auth("s3cret")
+        .send()
+        .await?;
+    assert_eq!(allowed.status(), StatusCode::OK);
     Ok(())
 }

@@ -180,6 +180,7 @@ pub struct SidecarBuilder {
     max_connections: Option<usize>,
     keepalive: Duration,
     idle_timeout: Duration,
+    token: Option<String>,
 }
 
 impl Default for SidecarBuilder {
@@ -192,6 +193,7 @@ impl Default for SidecarBuilder {
             max_connections: None,
             keepalive: DEFAULT_KEEPALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            token: None,
         }
     }
 }
@@ -291,6 +293,20 @@ impl SidecarBuilder {
         self
     }
 
+    /// Requires every call to carry the metadata `authorization: Bearer <token>` (refused with
+    /// `UNAUTHENTICATED` otherwise). The official SDKs send it as call metadata (the Python
+    /// SDK's `metadata=[("authorization", "Bearer ...")]`), this crate's runtime with
+    /// `.header("authorization", "Bearer ...")`.
+    ///
+    /// ```
+    /// let builder = durable_sidecar::SidecarBuilder::new().bearer_token("s3cret");
+    /// # drop(builder);
+    /// ```
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Keep instances in memory only (the default); everything is lost on shutdown.
     pub fn in_memory(mut self) -> Self {
         self.storage = StorageChoice::Memory;
@@ -373,9 +389,13 @@ impl SidecarBuilder {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         // After a failed commit every RPC is refused: memory no longer matches the database.
+        let token = self.token.clone();
         let service = InterceptedService::new(service, move |req: tonic::Request<()>| {
             if let Some(activity) = connections::activity_of(&req) {
                 activity.touch();
+            }
+            if let Some(token) = &token {
+                check_token(&req, token)?;
             }
             match signal.failure_status() {
                 Some(status) => Err(status),
@@ -415,6 +435,26 @@ impl SidecarBuilder {
             stop: Some(stop_tx),
             server: Some(server),
         })
+    }
+}
+
+/// Refuses a call without `authorization: Bearer <token>`; compares in constant time.
+fn check_token(req: &tonic::Request<()>, token: &str) -> Result<(), tonic::Status> {
+    let given = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.trim().as_bytes(),
+        token.as_bytes(),
+    )) {
+        Ok(())
+    } else {
+        Err(tonic::Status::unauthenticated(
+            "this sidecar requires the call metadata `authorization: Bearer <token>` with the token it was started with (--token-file or DURABLE_TOKEN)",
+        ))
     }
 }
 

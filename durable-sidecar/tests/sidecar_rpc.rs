@@ -1137,3 +1137,26 @@ async fn idle_connections_are_closed_but_work_item_streams_stay_open() {
     assert_eq!(req.instance_id, id);
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_token_guards_every_call() {
+    let sidecar = SidecarBuilder::new()
+        .bearer_token("s3cret")
+        .start()
+        .await
+        .expect("start sidecar");
+    let mut c = client(sidecar.endpoint()).await;
+    let anonymous = c.hello(()).await;
+    refused(anonymous, tonic::Code::Unauthenticated, "Bearer");
+    let mut wrong = tonic::Request::new(());
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer guess".parse().expect("ascii"));
+    refused(c.hello(wrong).await, tonic::Code::Unauthenticated, "Bearer");
+    let mut right = tonic::Request::new(());
+    right
+        .metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().expect("ascii"));
+    c.hello(right).await.expect("the token holder is served");
+    sidecar.shutdown().await;
+}

@@ -29,6 +29,12 @@
 //! `INVALID_ARGUMENT`→400, `UNAVAILABLE`→503, `DEADLINE_EXCEEDED`→504, `UNIMPLEMENTED`→501 and
 //! anything else →502. See `docs/http-api.md` for the full reference and a curl session.
 //!
+//! **Who may call it.** Requests must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`)
+//! in `Host` (and `X-Forwarded-Host`), or one added with [`HttpOptions::allow_host`]; others
+//! get `421 Misdirected Request`, so a web page cannot drive a local API through DNS
+//! rebinding. With [`HttpOptions::bearer_token`], every request must carry
+//! `Authorization: Bearer <token>` (`401` otherwise).
+//!
 //! **Unknown orchestrators.** A sidecar does not know which orchestrators its workers registered,
 //! so [`router`] accepts any name: starting an unregistered orchestrator succeeds, and the
 //! instance then fails (status `Failed`, `failureDetails.errorType` like
@@ -45,6 +51,7 @@
 //! # }
 //! ```
 
+mod access;
 mod entities;
 mod error;
 mod handlers;
@@ -83,6 +90,49 @@ pub enum HttpError {
     Io(#[from] std::io::Error),
 }
 
+/// How a router is served: allowed host names, an optional bearer token, and optionally the
+/// orchestrator names that may be started.
+///
+/// ```
+/// let options = durable::http::HttpOptions::new()
+///     .allow_host("orders.internal")
+///     .bearer_token("s3cret")
+///     .orchestrators(vec!["order".to_string()]);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    hosts: Vec<String>,
+    token: Option<String>,
+    orchestrators: Option<Vec<String>>,
+}
+
+impl HttpOptions {
+    /// Loopback hosts only, no token, any orchestrator name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also serves requests whose `Host` names `host` (any port); `"*"` allows every host
+    /// (only behind a proxy that checks it).
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.hosts.push(host.into());
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every request.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Only these orchestrators may be started (`404` naming the known ones otherwise).
+    pub fn orchestrators(mut self, names: Vec<String>) -> Self {
+        self.orchestrators = Some(names);
+        self
+    }
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -108,10 +158,7 @@ pub(crate) struct AppState {
 /// # }
 /// ```
 pub fn router(client: crate::DurableClient) -> Router {
-    build(AppState {
-        client: client.sidecar(),
-        orchestrators: None,
-    })
+    router_with(client, HttpOptions::new())
 }
 
 /// Like [`router`], but `POST /api/orchestrators/{name}` answers `404 Not Found`
@@ -129,10 +176,30 @@ pub fn router(client: crate::DurableClient) -> Router {
 /// # }
 /// ```
 pub fn router_with_orchestrators(client: crate::DurableClient, names: Vec<String>) -> Router {
+    router_with(client, HttpOptions::new().orchestrators(names))
+}
+
+/// The router with `options`: allowed hosts, a bearer token, known orchestrators.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = durable::DurableClient::connect("http://127.0.0.1:4001").await?;
+/// let options = durable::http::HttpOptions::new()
+///     .allow_host("orders.internal")
+///     .bearer_token(std::env::var("API_TOKEN")?);
+/// let app = durable::http::router_with(client, options);
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn router_with(client: crate::DurableClient, options: HttpOptions) -> Router {
+    let access = access::Access::new(&options.hosts, options.token);
     build(AppState {
         client: client.sidecar(),
-        orchestrators: Some(names.into()),
+        orchestrators: options.orchestrators.map(Into::into),
     })
+    .layer(axum::middleware::from_fn_with_state(access, access::check))
 }
 
 fn build(state: AppState) -> Router {
@@ -213,7 +280,32 @@ pub async fn serve_with(
     client: crate::DurableClient,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    axum::serve(listener, router(client))
+    serve_with_options(listener, client, HttpOptions::new(), shutdown).await
+}
+
+/// Like [`serve_with`], with [`HttpOptions`] (allowed hosts, a bearer token).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = durable::DurableClient::connect_lazy(
+///     &durable::client::ConnectOptions::new("http://127.0.0.1:4001"),
+/// )?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let options = durable::http::HttpOptions::new().bearer_token("s3cret");
+/// durable::http::serve_with_options(listener, client, options, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_with_options(
+    listener: tokio::net::TcpListener,
+    client: crate::DurableClient,
+    options: HttpOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    axum::serve(listener, router_with(client, options))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
