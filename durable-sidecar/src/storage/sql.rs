@@ -116,7 +116,12 @@ pub(crate) fn completed_query(
 ) -> (String, Vec<Param>) {
     let mut b = Builder::new(placeholder);
     b.conds.push("completed_ms IS NOT NULL".into());
-    b.statuses(&q.terminal_statuses());
+    // Only finished instances have a completion time, so without a status filter there is no
+    // status condition: one would lead the planner to the status index and a sort of every
+    // finished instance instead of walking the completion-time index.
+    if !q.statuses.is_empty() {
+        b.statuses(&q.terminal_statuses());
+    }
     b.range("completed_ms", q.completed_from, q.completed_to);
     b.after("completed_ms", q.after.as_ref());
     b.finish("SELECT completed_ms, id", "completed_ms, id", q.limit)
