@@ -87,39 +87,47 @@ async fn measure(db: &Path) -> anyhow::Result<()> {
 
 /// Median microseconds per page of 100: `QueryInstances`, then `ListInstanceIds`.
 async fn page_costs(client: &durable::DurableClient) -> anyhow::Result<(u64, u64)> {
-    const PAGES: usize = 20;
-    let median = |mut v: Vec<u64>| {
-        v.sort_unstable();
-        v[v.len() / 2]
-    };
-    let mut query = OrchestrationQuery::new().page_size(100);
-    let mut costs = Vec::with_capacity(PAGES);
-    for _ in 0..PAGES {
+    let query = median_page_us(|token| async move {
+        let mut query = OrchestrationQuery::new().page_size(100);
+        if let Some(token) = token {
+            query = query.continuation_token(token);
+        }
+        Ok(client
+            .query_orchestrations(&query)
+            .await?
+            .continuation_token)
+    })
+    .await?;
+    let list = median_page_us(|token| async move {
+        let mut filter = InstanceIdFilter::new().page_size(100);
+        if let Some(token) = token {
+            filter = filter.continuation_token(token);
+        }
+        Ok(client.list_instance_ids(&filter).await?.continuation_token)
+    })
+    .await?;
+    Ok((query, list))
+}
+
+/// Fetches up to 20 pages in a row (`page` takes a continuation token and returns the next
+/// one) and returns the median microseconds per page.
+async fn median_page_us<F, Fut>(mut page: F) -> anyhow::Result<u64>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
+{
+    let mut costs = Vec::new();
+    let mut token = None;
+    for _ in 0..20 {
         let started = Instant::now();
-        let page = client.query_orchestrations(&query).await?;
+        token = page(token).await?;
         costs.push(started.elapsed().as_micros() as u64);
-        let Some(token) = page.continuation_token else {
+        if token.is_none() {
             break;
-        };
-        query = OrchestrationQuery::new()
-            .page_size(100)
-            .continuation_token(token);
+        }
     }
-    let query_us = median(costs);
-    let mut filter = InstanceIdFilter::new().page_size(100);
-    let mut costs = Vec::with_capacity(PAGES);
-    for _ in 0..PAGES {
-        let started = Instant::now();
-        let page = client.list_instance_ids(&filter).await?;
-        costs.push(started.elapsed().as_micros() as u64);
-        let Some(token) = page.continuation_token else {
-            break;
-        };
-        filter = InstanceIdFilter::new()
-            .page_size(100)
-            .continuation_token(token);
-    }
-    Ok((query_us, median(costs)))
+    costs.sort_unstable();
+    Ok(costs[costs.len() / 2])
 }
 
 fn run_child(args: &[&str]) -> anyhow::Result<String> {

@@ -263,7 +263,9 @@ impl RuntimeBuilder {
     /// orchestrations with `POST /api/orchestrators/{name}`, poll `GET /api/instances/{id}`.
     /// Port 0 picks a free port; [`RuntimeHandle::http_addr`] tells which. Only the
     /// orchestrators this runtime registered can be started there (others get `404` naming the
-    /// known ones). Needs the feature `http` (on by default).
+    /// known ones). It answers requests for loopback host names only (`421` otherwise); to
+    /// serve other names or require a token, serve [`crate::http::router_with`] yourself.
+    /// Needs the feature `http` (on by default).
     #[cfg(feature = "http")]
     pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
         self.http = Some(addr);

@@ -206,9 +206,10 @@ impl AsyncRead for Accepted {
         if let ready @ Poll::Ready(_) = Pin::new(&mut this.stream).poll_read(cx, buf) {
             return ready;
         }
-        // Nothing to read: once the connection has been idle long enough, end it as if the
-        // peer had closed it (the HTTP/2 server then closes its side).
-        loop {
+        // Nothing to read. The idle timer is re-armed only when it fires (not on every read):
+        // then the connection ends, as if the peer had closed it, if it has been idle long
+        // enough (the HTTP/2 server then closes its side), or the timer waits out the rest.
+        while this.idle_timer.as_mut().poll(cx).is_ready() {
             let wait = match this.activity.idle_for() {
                 None => this.idle_timeout,
                 Some(idle) if idle >= this.idle_timeout => {
@@ -219,10 +220,8 @@ impl AsyncRead for Accepted {
             };
             let deadline = tokio::time::Instant::now() + wait;
             this.idle_timer.as_mut().reset(deadline);
-            if this.idle_timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
         }
+        Poll::Pending
     }
 }
 

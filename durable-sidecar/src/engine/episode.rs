@@ -75,6 +75,10 @@ impl Engine {
     ) -> Result<Option<CommitWait>, Status> {
         let mut st = self.lock();
         let token = resp.completion_token.clone();
+        if resp.is_partial && st.revoked.contains_key(&token) {
+            // Revoked work: every chunk is ignored; the last one forgets the token.
+            return Ok(None);
+        }
         let Some(d) = st.dispatched(&token, WorkKind::Orchestration)? else {
             return Ok(None);
         };
