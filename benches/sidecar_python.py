@@ -16,6 +16,16 @@ Both backends run side by side for the whole run and every measurement alternate
 Prints, per backend: 3-activity chains/s for 200 and 2,000 orchestrations, fan-out of 1,000
 activities wall time, single-chain latency, the server's CPU time per chain and its RSS
 (VmRSS / VmHWM from /proc/PID/status); then a summary with the ratio against the 3x target.
+
+    .venv/bin/python benches/sidecar_python.py --accumulate 5   # flat as finished instances pile up?
+
+`--accumulate N` is a separate scenario (the backend comparison above does not run): ONE of our
+sidecars (SQLite on disk, `--synchronous full`), the same `--procs` load processes, a short
+warm-up, then N consecutive rounds of `--round-size` (2,000) 3-activity chains on the same file,
+nothing purged in between. After each round it prints one line: the round, the instances completed
+so far (warm-up included), that round's chains/s, the server's CPU per chain, its VmRSS and VmHWM
+and the size of the database file (+ WAL); at the end the last/first ratios of chains/s, server CPU
+per chain and RSS, and whether the target is met (last round >= 0.9x the first round's chains/s).
 """
 
 import argparse
@@ -32,6 +42,7 @@ from durabletask import client, task, worker
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 3.0
+ACCUMULATE_TARGET = 0.9  # --accumulate: last round's chains/s at least this fraction of the first's
 
 
 def hello(ctx: task.ActivityContext, name: str) -> str:
@@ -151,16 +162,22 @@ class Load:
             p.wait(timeout=60)
 
 
-def rss(pid: int) -> str:
+def rss_kib(pid: int) -> dict:
+    """VmRSS and VmHWM of `pid` in KiB, from /proc/PID/status."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
-            fields[key] = value.strip()
-    return f"{fields.get('VmRSS')} (peak {fields.get('VmHWM')})"
+            fields[key] = int(value.split()[0])
+    return fields
 
 
-def chains(load: Load, n: int, server_pid: int, label: str) -> dict:
+def rss(pid: int) -> str:
+    fields = rss_kib(pid)
+    return f"{fields.get('VmRSS')} kB (peak {fields.get('VmHWM')} kB)"
+
+
+def chains(load: Load, n: int, server_pid: int, label: str, quiet: bool = False) -> dict:
     k = len(load.procs)
     shares = [n // k + (1 if i < n % k else 0) for i in range(k)]
     s0, p0, t0 = cpu_seconds(server_pid), load.cpu(), time.perf_counter()
@@ -170,10 +187,11 @@ def chains(load: Load, n: int, server_pid: int, label: str) -> dict:
     for p in load.procs:
         assert p.stdout.readline().startswith("result"), "load process failed"
     wall = time.perf_counter() - t0
-    r = {"rate": n / wall, "server_ms": 1000 * (cpu_seconds(server_pid) - s0) / n,
+    r = {"rate": n / wall, "wall": wall, "server_ms": 1000 * (cpu_seconds(server_pid) - s0) / n,
          "python_ms": 1000 * (load.cpu() - p0) / n}
-    print(f"  [{label}] {n} chains: {r['rate']:.0f} chains/s ({wall:.2f} s); CPU per chain: "
-          f"server {r['server_ms']:.2f} ms, Python workers+clients {r['python_ms']:.2f} ms", flush=True)
+    if not quiet:
+        print(f"  [{label}] {n} chains: {r['rate']:.0f} chains/s ({wall:.2f} s); CPU per chain: "
+              f"server {r['server_ms']:.2f} ms, Python workers+clients {r['python_ms']:.2f} ms", flush=True)
     return r
 
 
@@ -215,6 +233,54 @@ def start_in_memory() -> tuple:
     return proc, f"127.0.0.1:{port}"
 
 
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def accumulate(args) -> None:
+    """--accumulate: N rounds of --round-size chains on one sidecar, finished instances kept."""
+    n, size = args.accumulate, args.round_size
+    print(f"{os.cpu_count()} CPUs, load average {loadavg()}, {args.procs} Python load process(es), "
+          f"thread pool {args.threads or 'SDK default'}; {n} rounds of {size:,} chains on one sidecar, "
+          f"nothing purged", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        server, address = start_durable(tmp)
+        db = Path(tmp) / "bench-full.db"
+        load = None
+        rounds = []
+        try:
+            load = Load(address, args.procs, args.threads)
+            warm = 20 * args.procs
+            chains(load, warm, server.pid, "warm-up")
+            done = warm
+            for i in range(1, n + 1):
+                r = chains(load, size, server.pid, f"round {i}", quiet=True)
+                done += size
+                r.update(rss_kib(server.pid))
+                db_bytes = sum(f.stat().st_size for f in (db, Path(f"{db}-wal")) if f.exists())
+                rounds.append(r)
+                print(f"  round {i}/{n}: {done:,} completed so far, {r['rate']:.1f} chains/s "
+                      f"({r['wall']:.2f} s), server CPU {r['server_ms']:.2f} ms/chain, "
+                      f"RSS {mib(r['VmRSS'])} (peak {mib(r['VmHWM'])}), db {db_bytes / 2**20:.1f} MiB, "
+                      f"load average {loadavg()}", flush=True)
+        finally:
+            if load:
+                load.close()
+            server.terminate()
+            server.wait()
+    first, last = rounds[0], rounds[-1]
+    rate = last["rate"] / first["rate"]
+    print(f"\n== accumulate summary ({os.cpu_count()} CPUs, {args.procs} Python load process(es), "
+          f"load average now {loadavg()})")
+    rates = " -> ".join(f"{r['rate']:.0f}" for r in rounds)
+    sizes = " -> ".join(f"{r['VmRSS'] / 1024:.0f}" for r in rounds)
+    print(f"chains/s per round: {rates}; RSS after each round: {sizes} MiB")
+    print(f"last/first: chains/s {rate:.2f}x, server CPU per chain "
+          f"{last['server_ms'] / first['server_ms']:.2f}x, RSS {last['VmRSS'] / first['VmRSS']:.2f}x "
+          f"({mib(first['VmRSS'])} -> {mib(last['VmRSS'])}, peak {mib(last['VmHWM'])}); target "
+          f"(last round >= {ACCUMULATE_TARGET}x the first): {'met' if rate >= ACCUMULATE_TARGET else 'NOT met'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
@@ -226,10 +292,19 @@ def main() -> None:
     ap.add_argument("--postgres", metavar="URL",
                     help="also measure our sidecar on this PostgreSQL database ('auto': start a throwaway "
                          "local server from the Debian postgresql package, fsync on)")
+    ap.add_argument("--accumulate", type=int, nargs="?", const=5, default=0, metavar="N",
+                    help="instead of the comparison: N (default 5) consecutive rounds of --round-size "
+                         "chains on one sidecar (SQLite, synchronous full), nothing purged; prints "
+                         "chains/s and RSS per round")
+    ap.add_argument("--round-size", type=int, default=2000,
+                    help="chains per round with --accumulate")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.threads)
+        return
+    if args.accumulate:
+        accumulate(args)
         return
 
     print(f"{os.cpu_count()} CPUs, load average {loadavg()}, {args.procs} Python load process(es) per "

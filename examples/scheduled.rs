@@ -7,11 +7,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use durable::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What the scheduled work reports: which work it was and when it ran.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ran {
+    label: String,
+    at: DateTime<Utc>,
+}
 
 /// The work to do at the scheduled time; reports when it ran.
 #[durable::activity]
-async fn scheduled_activity(_ctx: ActivityContext, label: String) -> String {
-    format!("{label} ran at {}", Utc::now().format("%H:%M:%S%.3f"))
+async fn scheduled_activity(_ctx: ActivityContext, label: String) -> Ran {
+    Ran {
+        label,
+        at: Utc::now(),
+    }
 }
 
 /// Waits until `scheduled_time` (if it is in the future), then runs the activity.
@@ -19,7 +30,7 @@ async fn scheduled_activity(_ctx: ActivityContext, label: String) -> String {
 async fn scheduled_workflow(
     ctx: OrchestrationContext,
     scheduled_time: DateTime<Utc>,
-) -> durable::Result<String> {
+) -> durable::Result<Ran> {
     let delay = scheduled_time - ctx.current_utc_datetime();
     if delay > chrono::Duration::zero() {
         ctx.create_timer_at(scheduled_time).await?;
@@ -31,7 +42,7 @@ async fn scheduled_workflow(
 
 /// Runs the activity as soon as it starts (its start is what gets scheduled).
 #[durable::orchestrator]
-async fn run_now(ctx: OrchestrationContext, _input: ()) -> durable::Result<String> {
+async fn run_now(ctx: OrchestrationContext, _input: ()) -> durable::Result<Ran> {
     Ok(ctx
         .call_activity(scheduled_activity, "start-scheduled work".to_owned())
         .await?)
@@ -55,14 +66,24 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("Start scheduled for {}", start_at.format("%H:%M:%S%.3f"));
 
-    for id in [timer_id, start_id] {
+    // Each run is checked against its own scheduled instant, at the moment the work ran.
+    for (id, scheduled) in [(timer_id, at), (start_id, start_at)] {
         let state = client
             .wait_for_orchestration_completion(&id, Duration::from_secs(60))
             .await?;
-        let result: String = state.output()?;
-        let on_time = Utc::now() >= at;
+        let ran: Ran = state.output()?;
+        let on_time = ran.at >= scheduled;
         println!(
-            "Orchestration completed! Result: {result} (not before the scheduled time: {on_time})"
+            "Orchestration completed! {} ran at {} (not before the scheduled time: {on_time})",
+            ran.label,
+            ran.at.format("%H:%M:%S%.3f")
+        );
+        anyhow::ensure!(
+            on_time,
+            "{} ran at {}, before its scheduled time {}",
+            ran.label,
+            ran.at,
+            scheduled
         );
     }
 

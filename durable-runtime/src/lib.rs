@@ -59,6 +59,7 @@ pub mod entity;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
+mod input;
 mod logging;
 pub mod orchestration;
 mod panic;
@@ -82,6 +83,7 @@ pub use activity::{Activity, ActivityContext};
 pub use client::{ClientError, DurableClient, OrchestrationState, RuntimeStatus};
 pub use entity::{Entity, EntityContext, EntityId, EntityOp, Operation};
 pub use error::{Error, FailureDetails, Result, TaskError};
+pub use input::IntoInput;
 pub use orchestration::{
     OrchestrationContext, Orchestrator, RetryPolicy, SubOrchestratorOptions, Task, TaskRef,
     when_all, when_any,
@@ -245,7 +247,7 @@ pub use durable_macros::orchestrator;
 /// For `async fn charge(ctx: ActivityContext, input: I) -> Result<O, E>`:
 ///
 /// - `struct charge;`, a unit value with the fn's visibility and docs, used as a typed handle:
-///   `ctx.call_activity(charge, 500)` checks at compile time that `500` converts into `I`
+///   `ctx.call_activity(charge, 500)` checks at compile time that `500` is an `I` (see [`IntoInput`])
 ///   and makes the task yield `O`. As for orchestrators, `charge(..)` is no longer callable
 ///   and a `let charge = ..` in the same module is rejected (E0308): rename the binding.
 /// - `charge::body(ctx, input)`: the original function, unchanged, as an associated

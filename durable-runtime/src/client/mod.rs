@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
@@ -35,6 +36,7 @@ use tonic::{Code, Status};
 
 use crate::convert::{to_datetime, to_timestamp};
 use crate::error::FailureDetails;
+use crate::input::IntoInput;
 use crate::orchestration::Orchestrator;
 use crate::proto;
 use crate::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
@@ -847,24 +849,26 @@ impl DurableClient {
     /// let id = client.schedule_new_orchestration(Sequence, "Tokyo").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn schedule_new_orchestration<O: Orchestrator>(
+    pub fn schedule_new_orchestration<O: Orchestrator>(
         &self,
         orchestrator: O,
-        input: impl Into<O::Input>,
-    ) -> Result<String, ClientError> {
+        input: impl IntoInput<O::Input>,
+    ) -> BoxFuture<'_, Result<String, ClientError>> {
         self.schedule_new_orchestration_with(orchestrator, input, ScheduleOptions::new())
-            .await
     }
 
     /// Like [`schedule_new_orchestration`](Self::schedule_new_orchestration), with options.
-    pub async fn schedule_new_orchestration_with<O: Orchestrator>(
+    // Not an `async fn`: the input is converted before the future exists and the future's type
+    // does not mention it, so a wrong input type is reported once, at the argument, rather than
+    // again at every use of the future.
+    pub fn schedule_new_orchestration_with<O: Orchestrator>(
         &self,
         _orchestrator: O,
-        input: impl Into<O::Input>,
+        input: impl IntoInput<O::Input>,
         options: ScheduleOptions,
-    ) -> Result<String, ClientError> {
-        self.schedule_new_orchestration_by_name(O::NAME, &input.into(), options)
-            .await
+    ) -> BoxFuture<'_, Result<String, ClientError>> {
+        let input = encode("orchestration input", &input.into_input());
+        Box::pin(async move { self.start_instance(O::NAME, input?, options).await })
     }
 
     /// Schedules an orchestrator by name (one registered in another SDK or crate).
@@ -875,6 +879,16 @@ impl DurableClient {
         options: ScheduleOptions,
     ) -> Result<String, ClientError> {
         let input = encode("orchestration input", input)?;
+        self.start_instance(name, input, options).await
+    }
+
+    /// Starts an instance of `name` with its input already JSON.
+    async fn start_instance(
+        &self,
+        name: &str,
+        input: String,
+        options: ScheduleOptions,
+    ) -> Result<String, ClientError> {
         let instance_id = options
             .instance_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());

@@ -15,6 +15,7 @@ use super::task::{Outcome, Slot, Task};
 use crate::activity::Activity;
 use crate::convert::to_timestamp;
 use crate::error::{FailureDetails, TaskError};
+use crate::input::IntoInput;
 use crate::orchestration::Orchestrator;
 use crate::proto;
 use crate::proto::orchestrator_action::OrchestratorActionType;
@@ -523,9 +524,9 @@ impl OrchestrationContext {
     pub fn call_activity<A: Activity>(
         &self,
         _activity: A,
-        input: impl Into<A::Input>,
+        input: impl IntoInput<A::Input>,
     ) -> Task<A::Output> {
-        self.call_activity_by_name(A::NAME, input.into())
+        self.call_activity_by_name(A::NAME, input.into_input())
     }
 
     /// Calls an activity by name (for activities defined in another SDK or crate).
@@ -544,10 +545,10 @@ impl OrchestrationContext {
     pub fn call_activity_with_retry<A: Activity>(
         &self,
         _activity: A,
-        input: impl Into<A::Input>,
+        input: impl IntoInput<A::Input>,
         policy: RetryPolicy,
     ) -> Task<A::Output> {
-        self.call_activity_by_name_with_retry(A::NAME, input.into(), policy)
+        self.call_activity_by_name_with_retry(A::NAME, input.into_input(), policy)
     }
 
     /// Calls an activity by name with a retry policy.
@@ -572,19 +573,23 @@ impl OrchestrationContext {
     pub fn call_sub_orchestrator<O: Orchestrator>(
         &self,
         _orchestrator: O,
-        input: impl Into<O::Input>,
+        input: impl IntoInput<O::Input>,
     ) -> Task<O::Output> {
-        self.call_sub_orchestrator_by_name(O::NAME, input.into(), SubOrchestratorOptions::new())
+        self.call_sub_orchestrator_by_name(
+            O::NAME,
+            input.into_input(),
+            SubOrchestratorOptions::new(),
+        )
     }
 
     /// Starts a sub-orchestration with options (instance id, version, retries).
     pub fn call_sub_orchestrator_with<O: Orchestrator>(
         &self,
         _orchestrator: O,
-        input: impl Into<O::Input>,
+        input: impl IntoInput<O::Input>,
         options: SubOrchestratorOptions,
     ) -> Task<O::Output> {
-        self.call_sub_orchestrator_by_name(O::NAME, input.into(), options)
+        self.call_sub_orchestrator_by_name(O::NAME, input.into_input(), options)
     }
 
     /// Starts a sub-orchestration by name.

@@ -9,6 +9,11 @@ async fn hello(city: String) -> String {
     format!("Hello {city}!")
 }
 
+#[durable::activity]
+async fn step(n: u32) -> u32 {
+    n + 1
+}
+
 #[durable::orchestrator]
 async fn child(_ctx: OrchestrationContext, n: u32) -> Result<u32> {
     Ok(n * 2)
@@ -34,7 +39,12 @@ pub async fn parent(
     // A `HashMap` input is fine; iterate it in a stable order.
     let mut sorted: BTreeMap<String, u32> = counts.into_iter().collect();
     let greeting = ctx.call_activity(hello, "Tokyo").await?;
-    let doubled = ctx.call_sub_orchestrator(child, 21u32).await?;
+    // Integer literals take the input's type.
+    let doubled = ctx.call_sub_orchestrator(child, 21).await?;
+    let steps: Vec<_> = (0..3).map(|i| ctx.call_activity(step, i)).collect();
+    let _stepped: Vec<u32> = durable::when_all(steps).await?;
+    let city = String::from("Kyoto");
+    let _by_reference = ctx.call_activity(hello, &city).await?;
     ctx.create_timer(Duration::from_secs(5)).await?;
     let approved: bool = ctx.wait_for_external_event("approval").await?;
     let _now = ctx.current_utc_datetime();
