@@ -260,7 +260,8 @@ def accumulate(args) -> None:
                 db_bytes = sum(f.stat().st_size for f in (db, Path(f"{db}-wal")) if f.exists())
                 rounds.append(r)
                 print(f"  round {i}/{n}: {done:,} completed so far, {r['rate']:.1f} chains/s "
-                      f"({r['wall']:.2f} s), server CPU {r['server_ms']:.2f} ms/chain, "
+                      f"({r['wall']:.2f} s), CPU per chain: server {r['server_ms']:.2f} ms, Python "
+                      f"{r['python_ms']:.2f} ms; "
                       f"RSS {mib(r['VmRSS'])} (peak {mib(r['VmHWM'])}), db {db_bytes / 2**20:.1f} MiB, "
                       f"load average {loadavg()}", flush=True)
         finally:

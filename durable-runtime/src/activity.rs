@@ -3,6 +3,7 @@
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
 use crate::Result;
 
@@ -22,12 +23,13 @@ pub trait Activity: Copy + Send + Sync + 'static {
     fn run(ctx: ActivityContext, input: Self::Input) -> BoxFuture<'static, Result<Self::Output>>;
 }
 
-/// What an activity knows about the task it runs for.
+/// What an activity knows about the task it runs for, and whether it is still wanted.
 ///
 /// ```
 /// let ctx = durable::ActivityContext::new("order-42", "exec-1", 3, "charge_card");
 /// assert_eq!(ctx.orchestration_id(), "order-42");
 /// assert_eq!(ctx.task_id(), 3);
+/// assert!(!ctx.is_cancelled());
 /// ```
 #[derive(Clone, Debug)]
 pub struct ActivityContext {
@@ -35,6 +37,7 @@ pub struct ActivityContext {
     execution_id: String,
     task_id: i32,
     name: String,
+    cancellation: CancellationToken,
 }
 
 impl ActivityContext {
@@ -51,7 +54,14 @@ impl ActivityContext {
             execution_id: execution_id.into(),
             task_id,
             name: name.into(),
+            cancellation: CancellationToken::new(),
         }
+    }
+
+    /// This context, cancelled by `cancellation`.
+    pub(crate) fn with_cancellation(mut self, cancellation: CancellationToken) -> Self {
+        self.cancellation = cancellation;
+        self
     }
 
     /// The instance id of the orchestration that scheduled this activity.
@@ -73,5 +83,49 @@ impl ActivityContext {
     /// The activity's registered name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the activity is no longer wanted: its orchestration was terminated, finished or
+    /// purged (or continued as new) while it ran, or the worker is shutting down. Long
+    /// activities should check it (or await [`cancelled`](Self::cancelled)) and stop early.
+    ///
+    /// Cancellation is cooperative: an activity that ignores it runs to the end. After a
+    /// cancellation for shutdown, a successful result is still reported, while a failure is
+    /// not: the work item goes back to the sidecar and runs again on another worker, so an
+    /// activity that stops half-way must be safe to run again (idempotent).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_cancelled()
+    }
+
+    /// Resolves when the activity is no longer wanted (see [`is_cancelled`](Self::is_cancelled)).
+    ///
+    /// ```
+    /// # async fn demo(ctx: durable::ActivityContext) -> durable::Result<u32> {
+    /// use std::time::Duration;
+    /// let mut done = 0;
+    /// while done < 600 {
+    ///     tokio::select! {
+    ///         _ = ctx.cancelled() => return Err(durable::Error::typed("Cancelled", "no longer wanted")),
+    ///         _ = tokio::time::sleep(Duration::from_secs(1)) => done += 1,
+    ///     }
+    /// }
+    /// Ok(done)
+    /// # }
+    /// ```
+    pub async fn cancelled(&self) {
+        self.cancellation.cancelled().await;
+    }
+
+    /// Signals cancellation to this context and its clones. The worker does this; tests of
+    /// activity bodies can too.
+    ///
+    /// ```
+    /// let ctx = durable::ActivityContext::new("order-42", "exec-1", 3, "charge_card");
+    /// let seen_by_the_body = ctx.clone();
+    /// ctx.cancel();
+    /// assert!(seen_by_the_body.is_cancelled());
+    /// ```
+    pub fn cancel(&self) {
+        self.cancellation.cancel();
     }
 }

@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::activity::ActivityContext;
 use crate::error::FailureDetails;
@@ -29,6 +30,7 @@ fn ensure_message(mut details: FailureDetails) -> FailureDetails {
 pub(crate) async fn run_activity(
     registry: &Registry,
     request: proto::ActivityRequest,
+    cancellation: CancellationToken,
 ) -> proto::ActivityResponse {
     let instance = request.orchestration_instance.unwrap_or_default();
     let name = request.name;
@@ -55,7 +57,8 @@ pub(crate) async fn run_activity(
                 instance.execution_id.clone().unwrap_or_default(),
                 request.task_id,
                 name.clone(),
-            );
+            )
+            .with_cancellation(cancellation);
             let activity = Arc::clone(activity);
             let input = request.input;
             // Building the future runs user code too (the registered closure).

@@ -28,6 +28,7 @@
 //! ```
 
 mod backoff;
+mod cancellation;
 mod execute;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, ConnectOptions, SidecarClient};
 use crate::error::FailureDetails;
@@ -71,6 +73,7 @@ pub struct WorkerOptions {
     backoff_min: Duration,
     backoff_max: Duration,
     work_item_filters: bool,
+    cancellation_poll: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -86,6 +89,7 @@ impl Default for WorkerOptions {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(15),
             work_item_filters: false,
+            cancellation_poll: Duration::from_secs(5),
         }
     }
 }
@@ -150,6 +154,15 @@ impl WorkerOptions {
     /// sidecar. Off by default: not every sidecar honours filters.
     pub fn work_item_filters(mut self, enabled: bool) -> Self {
         self.work_item_filters = enabled;
+        self
+    }
+
+    /// How often a running activity's orchestration is checked (`GetInstance`) to tell the
+    /// activity, through [`ActivityContext::cancelled`](crate::ActivityContext::cancelled),
+    /// that it is no longer wanted (terminated, finished, purged, continued as new). Default
+    /// 5 s; activities shorter than this never cause a check.
+    pub fn activity_cancellation_poll(mut self, interval: Duration) -> Self {
+        self.cancellation_poll = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -563,13 +576,38 @@ async fn activity_item(
         return abandon(client, token).await;
     };
     let name = request.name.clone();
-    let mut response = tokio::select! {
-        response = execute::run_activity(&inner.registry, request) => response,
-        _ = reached(inner.phase.clone(), Phase::Abandoning) => {
-            tracing::warn!("abandoning activity `{name}`: still running at the end of the shutdown grace period");
-            return abandon(client, token).await;
+    let cancel = CancellationToken::new();
+    let watch = cancellation::watch_orchestration(
+        client.clone(),
+        request.orchestration_instance.clone().unwrap_or_default(),
+        name.clone(),
+        inner.options.cancellation_poll,
+        cancel.clone(),
+    );
+    let run = execute::run_activity(&inner.registry, request, cancel.clone());
+    let draining = reached(inner.phase.clone(), Phase::Draining);
+    let abandoning = reached(inner.phase.clone(), Phase::Abandoning);
+    tokio::pin!(watch, run, draining, abandoning);
+    let (mut watching, mut shutting_down) = (true, false);
+    let mut response = loop {
+        tokio::select! {
+            response = &mut run => break response,
+            () = &mut watch, if watching => watching = false,
+            () = &mut draining, if !shutting_down => {
+                shutting_down = true;
+                cancel.cancel();
+            }
+            () = &mut abandoning => {
+                tracing::warn!("abandoning activity `{name}`: still running at the end of the shutdown grace period");
+                return abandon(client, token).await;
+            }
         }
     };
+    if shutting_down && response.failure_details.is_some() {
+        // Most likely the activity stopped because it was told to: let another worker run it.
+        tracing::info!("abandoning activity `{name}`: it failed after the shutdown cancelled it");
+        return abandon(client, token).await;
+    }
     response.completion_token = token.clone();
     let instance_id = response.instance_id.clone();
     let task_id = response.task_id;
