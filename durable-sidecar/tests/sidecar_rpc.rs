@@ -748,6 +748,118 @@ async fn oversized_history_is_streamed_to_workers_that_can_fetch_it(backend: Bac
     sidecar.shutdown().await;
 }
 
+/// A worker that takes the next orchestration work item and closes its stream without
+/// completing it, as gRPC clients do with a message over their receive limit.
+async fn refuse_next(endpoint: &str) -> usize {
+    let mut w = Worker::connect(endpoint.to_owned()).await;
+    let (request, _) = w.next_orchestration().await;
+    let bytes = prost::Message::encoded_len(&request);
+    drop(w);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bytes
+}
+
+on_every_backend!(items_workers_refuse_are_failed_and_terminate_at_once);
+async fn items_workers_refuse_are_failed_and_terminate_at_once(backend: Backend) {
+    let sidecar = backend.builder().start().await.expect("start sidecar");
+    let endpoint = sidecar.endpoint();
+    let mut c = client(endpoint.clone()).await;
+    let five_mib = format!("\"{}\"", "x".repeat(5 << 20));
+
+    // Refused three times: the instance fails, naming the size.
+    start(&mut c, "refused", "Big", Some(&five_mib)).await;
+    for _ in 0..3 {
+        assert!(refuse_next(&endpoint).await > 4 << 20);
+    }
+    let state = wait_done(&mut c, "refused").await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Failed as i32
+    );
+    let failure = state.failure_details.expect("failure details");
+    assert_eq!(failure.error_type, "WorkItemTooLarge");
+    assert!(
+        failure.error_message.contains("4 MiB"),
+        "{}",
+        failure.error_message
+    );
+
+    // Refused once, then terminated: the termination applies at once, without a worker.
+    start(&mut c, "stuck", "Big", Some(&five_mib)).await;
+    refuse_next(&endpoint).await;
+    c.terminate_instance(proto::TerminateRequest {
+        instance_id: "stuck".into(),
+        output: Some("\"given up\"".into()),
+        recursive: false,
+    })
+    .await
+    .expect("terminate");
+    let state = wait_done(&mut c, "stuck").await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Terminated as i32
+    );
+    assert_eq!(state.output.as_deref(), Some("\"given up\""));
+    let history = history(&mut c, "stuck").await;
+    assert_eq!(
+        kinds(&history),
+        [
+            "ExecutionStarted",
+            "ExecutionTerminated",
+            "ExecutionCompleted"
+        ]
+    );
+
+    // An activity whose input workers refuse: its task fails in the orchestration.
+    start(&mut c, "big-input", "Caller", None).await;
+    let mut w = Worker::connect(endpoint.clone()).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete("big-input", token, vec![schedule(0, "Shrink", &five_mib)])
+        .await;
+    // The first refusal: the activity goes to the only connected worker.
+    let (request, _) = w.next_activity().await;
+    assert_eq!(request.name, "Shrink");
+    drop(w);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..2 {
+        let mut refusing = Worker::connect(endpoint.clone()).await;
+        let (request, _) = refusing.next_activity().await;
+        assert_eq!(request.name, "Shrink");
+        drop(refusing);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut w = Worker::connect(endpoint.clone()).await;
+    let (request, _) = w.next_orchestration().await;
+    let failed = request.new_events.iter().find_map(|e| match &e.event_type {
+        Some(EventType::TaskFailed(f)) => f.failure_details.clone(),
+        _ => None,
+    });
+    assert_eq!(failed.expect("TaskFailed").error_type, "WorkItemTooLarge");
+    drop(w);
+
+    // Small items are never suspected, however often their stream closes.
+    start(&mut c, "small", "Small", None).await;
+    for _ in 0..4 {
+        refuse_next(&endpoint).await;
+    }
+    let mut w = Worker::connect(endpoint.clone()).await;
+    let (request, token) = w.next_orchestration().await;
+    assert_eq!(request.instance_id, "small");
+    w.complete(
+        "small",
+        token,
+        vec![finish(0, OrchestrationStatus::Completed, "1")],
+    )
+    .await;
+    let state = wait_done(&mut c, "small").await;
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+    assert!(w.try_next(Duration::from_millis(300)).await.is_none());
+    sidecar.shutdown().await;
+}
+
 #[tokio::test]
 async fn endpoint_is_loopback_when_listening_on_every_interface() {
     let sidecar = SidecarBuilder::new()

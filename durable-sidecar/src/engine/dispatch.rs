@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 use prost::Message;
 use tonic::Status;
 
+use super::batch::Batch;
 use super::entities::pump_entities;
 use super::state::{Dispatched, InFlight, Instance, State};
 use super::{Engine, event};
 use crate::MAX_MESSAGE_BYTES;
 use crate::proto::{
-    self, HistoryEvent, OrchestrationStatus, OrchestratorRequest, TaskFailureDetails, WorkItem,
-    history_event::EventType, work_item,
+    self, ExecutionCompletedEvent, HistoryEvent, OrchestrationStatus, OrchestratorRequest,
+    TaskFailureDetails, WorkItem, history_event::EventType, work_item,
 };
 use crate::storage::WriteOp;
 use crate::time::{from_ms, now_ms};
@@ -22,6 +23,14 @@ use crate::work_queue::{WorkKind, WorkStream};
 
 use super::is_terminal;
 use super::routing::Outbound;
+
+/// The receive limit gRPC clients keep by default (the official SDKs' workers among them). A
+/// work item over it that was on a closing stream is suspected of being refused by the worker.
+pub(super) const COMMON_RECEIVE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How many deliveries of a suspected work item end with the stream closing before it is
+/// failed. The worker's reconnect delay spaces them out.
+const MAX_FAILED_DELIVERIES: u32 = 3;
 
 impl Engine {
     /// Connects a worker stream; returns its id.
@@ -35,21 +44,64 @@ impl Engine {
         Ok(id)
     }
 
-    /// A worker stream ended: everything it had in flight goes back to the queues.
+    /// A worker stream ended: everything it had in flight goes back to the queues, except work
+    /// items too large for common receive limits that were on closing streams
+    /// `MAX_FAILED_DELIVERIES` times: a worker refusing them would otherwise get them back
+    /// after every reconnect, and everything queued behind them would wait forever.
     pub(crate) fn remove_stream(&self, stream: u64) {
         let mut st = self.lock();
         st.streams.remove(&stream);
         st.revoked.retain(|_, s| *s != stream);
-        let lost: Vec<String> = st
+        let lost: Vec<(String, Dispatched)> = st
             .tokens
             .iter()
             .filter(|(_, d)| d.stream() == stream)
-            .map(|(t, _)| t.clone())
+            .map(|(t, d)| (t.clone(), d.clone()))
             .collect();
-        for token in lost {
+        let mut undeliverable = Vec::new();
+        for (token, d) in lost {
+            if let Some(bytes) = st.count_failed_delivery(&token, &d) {
+                undeliverable.push((d, bytes));
+            }
             st.abandon(&token);
         }
+        for (d, bytes) in undeliverable {
+            self.give_up_delivery(&mut st, &d, bytes);
+        }
         self.pump(&mut st);
+    }
+
+    /// Fails work that no worker could receive: an orchestration ends FAILED, an activity's
+    /// task fails in its orchestration. Both say how large the item was and what to change.
+    fn give_up_delivery(&self, st: &mut State, d: &Dispatched, bytes: usize) {
+        let what = match d {
+            Dispatched::Orchestration { .. } => "orchestration work item (history and new events)",
+            Dispatched::Activity { .. } => "activity work item (its input)",
+            Dispatched::Entity { .. } => return,
+        };
+        let failure = TaskFailureDetails {
+            error_type: "WorkItemTooLarge".into(),
+            error_message: format!(
+                "the {what} is {bytes} bytes; workers closed their stream each of the \
+                 {MAX_FAILED_DELIVERIES} times it was sent, as gRPC clients do for messages over \
+                 their receive limit (4 MiB by default): keep payloads small (store large data \
+                 elsewhere and pass a reference), bound history with continue-as-new, or raise \
+                 the workers' receive limit"
+            ),
+            ..Default::default()
+        };
+        match d {
+            Dispatched::Orchestration { instance_id, .. } => {
+                self.fail_for_size(st, instance_id, failure);
+            }
+            Dispatched::Activity { key, .. } => {
+                tracing::error!("{}", failure.error_message);
+                if let Some(b) = self.finish_activity(st, *key, Err(failure)) {
+                    self.submit_quietly(b);
+                }
+            }
+            Dispatched::Entity { .. } => {}
+        }
     }
 
     /// `Abandon*WorkItem`: puts the work named by `token` back in its queue.
@@ -144,9 +196,10 @@ impl Engine {
         };
         // A work item over the message limit would fail on the worker's side and make it
         // reconnect forever: stream the history to workers that can fetch it, fail otherwise.
+        // Workers that stream history get it streamed from the common receive limit on.
         let size = item_len(&request, &token);
-        if size > MAX_MESSAGE_BYTES {
-            let streaming = st.streams.get(&stream).is_some_and(|s| s.history_streaming);
+        let streaming = st.streams.get(&stream).is_some_and(|s| s.history_streaming);
+        if size > MAX_MESSAGE_BYTES || (streaming && size > COMMON_RECEIVE_LIMIT) {
             request.past_events.clear();
             if !streaming || item_len(&request, &token) > MAX_MESSAGE_BYTES {
                 self.fail_oversized(st, id, size);
@@ -161,6 +214,7 @@ impl Engine {
             token: token.clone(),
             up_to_seq,
             new_events,
+            bytes: item_len(&request, &token),
         });
         inst.partial.clear();
         inst.partial_bytes = 0;
@@ -192,51 +246,78 @@ impl Engine {
 
     /// Fails an instance that grew past a size limit (no episode of it is in flight).
     pub(super) fn fail_for_size(&self, st: &mut State, id: &str, failure: TaskFailureDetails) {
-        let mut b = self.begin(st);
-        let Some(inst) = st.instances.get_mut(id) else {
-            return;
-        };
         tracing::error!(instance_id = id, "{}", failure.error_message);
-        let now = now_ms();
-        let done = event(
-            -1,
-            EventType::ExecutionCompleted(proto::ExecutionCompletedEvent {
-                orchestration_status: OrchestrationStatus::Failed as i32,
-                result: None,
-                failure_details: Some(failure.clone()),
-            }),
-        );
-        b.ops.push(WriteOp::AppendHistory {
-            instance_id: id.to_string(),
-            start_index: inst.history.len() as u64,
-            events: vec![done.encode_to_vec()],
-        });
-        inst.history.push(done);
-        inst.rec.status = OrchestrationStatus::Failed as i32;
-        inst.rec.failure_details = Some(failure);
-        inst.rec.output = None;
-        inst.rec.completed_ms = Some(now);
-        inst.rec.updated_ms = now;
-        inst.rec.force_dispatch = false;
-        inst.inbox.clear();
-        b.ops.push(WriteOp::ClearInbox(id.to_string()));
-        b.put_instance(&inst.rec);
-        st.drop_pending_work(&mut b, id);
-        self.run_outbound(
-            st,
-            &mut b,
-            vec![
-                Outbound::NotifyParent(id.to_string()),
-                Outbound::ReleaseLocks(id.to_string()),
-            ],
-        );
-        st.notify_waiters(&b, id);
+        let mut b = self.begin(st);
+        let end = ExecutionCompletedEvent {
+            orchestration_status: OrchestrationStatus::Failed as i32,
+            result: None,
+            failure_details: Some(failure),
+        };
+        let outbound = st.end_without_episode(&mut b, id, Vec::new(), end);
+        self.run_outbound(st, &mut b, outbound);
         // Called from `pump`: submit without pumping again; the commit signal pumps.
         self.submit_quietly(b);
     }
 }
 
 impl State {
+    /// Ends a live instance in the sidecar, without a worker episode: appends `events` and
+    /// the completion to its history, drops its inbox and queued work, and returns what must
+    /// follow (its parent's notice, its entity locks released). Any episode in flight is
+    /// revoked. For instances no worker can take.
+    pub(super) fn end_without_episode(
+        &mut self,
+        b: &mut Batch,
+        id: &str,
+        mut events: Vec<HistoryEvent>,
+        end: ExecutionCompletedEvent,
+    ) -> Vec<Outbound> {
+        let in_flight = self
+            .instances
+            .get(id)
+            .and_then(|i| i.in_flight.as_ref())
+            .map(|f| f.token.clone());
+        if let Some(token) = in_flight {
+            self.revoke(&token);
+        }
+        let Some(inst) = self.instances.get_mut(id) else {
+            return Vec::new();
+        };
+        let now = now_ms();
+        inst.in_flight = None;
+        inst.rec.status = end.orchestration_status;
+        inst.rec.failure_details.clone_from(&end.failure_details);
+        inst.rec.output.clone_from(&end.result);
+        inst.rec.completed_ms = Some(now);
+        inst.rec.updated_ms = now;
+        inst.rec.force_dispatch = false;
+        if inst.history.is_empty() {
+            // It never ran: its start event is still in the inbox, and stays in the history.
+            let started = inst
+                .inbox
+                .iter()
+                .map(|(_, e)| e)
+                .find(|e| matches!(e.event_type, Some(EventType::ExecutionStarted(_))));
+            events.splice(0..0, started.cloned());
+        }
+        events.push(event(-1, EventType::ExecutionCompleted(end)));
+        b.ops.push(WriteOp::AppendHistory {
+            instance_id: id.to_string(),
+            start_index: inst.history.len() as u64,
+            events: events.iter().map(Message::encode_to_vec).collect(),
+        });
+        inst.history.extend(events);
+        inst.inbox.clear();
+        b.ops.push(WriteOp::ClearInbox(id.to_string()));
+        b.put_instance(&inst.rec);
+        self.drop_pending_work(b, id);
+        self.notify_waiters(b, id);
+        vec![
+            Outbound::NotifyParent(id.to_string()),
+            Outbound::ReleaseLocks(id.to_string()),
+        ]
+    }
+
     /// The work item a completion or abandon call for `kind` names; `None` when it was
     /// revoked (the call is then accepted and ignored). Refused, saying why, when the token is
     /// empty or names nothing in flight (completed already, or taken back when the worker's
@@ -286,6 +367,35 @@ impl State {
             s.free_slot(kind);
         }
         Some(d)
+    }
+
+    /// Counts a delivery of the work under `token` that ended with its stream closing, when
+    /// the item is over `COMMON_RECEIVE_LIMIT` (smaller items are not suspected: streams
+    /// close for many reasons). Returns the item's size once it reached
+    /// `MAX_FAILED_DELIVERIES`.
+    fn count_failed_delivery(&mut self, token: &str, d: &Dispatched) -> Option<usize> {
+        let (failed, bytes) = match d {
+            Dispatched::Orchestration { instance_id, .. } => {
+                let inst = self.instances.get_mut(instance_id)?;
+                let bytes = inst.in_flight.as_ref().filter(|f| f.token == token)?.bytes;
+                (&mut inst.failed_deliveries, bytes)
+            }
+            Dispatched::Activity { key, .. } => {
+                let a = self.activities.get_mut(key)?;
+                let bytes = a.request.encoded_len() + token.len();
+                (&mut a.failed_deliveries, bytes)
+            }
+            Dispatched::Entity { .. } => return None,
+        };
+        if bytes <= COMMON_RECEIVE_LIMIT {
+            return None;
+        }
+        *failed += 1;
+        tracing::warn!(
+            "a work item of {bytes} bytes was on a worker stream that closed without completing it ({} of {MAX_FAILED_DELIVERIES}); workers often refuse messages over 4 MiB",
+            *failed
+        );
+        (*failed >= MAX_FAILED_DELIVERIES).then_some(bytes)
     }
 
     /// Puts the work of a token back at the front of its queue.

@@ -13,7 +13,7 @@ use super::state::{Activity, Dispatched, InFlight, Instance, State, TimerEntry};
 use super::{Engine, event, is_terminal, new_id};
 use crate::proto::{
     self, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo,
-    history_event::EventType, orchestrator_action::OrchestratorActionType,
+    TaskFailureDetails, history_event::EventType, orchestrator_action::OrchestratorActionType,
 };
 use crate::storage::{ActivityRecord, LockRequestRecord, Storage, TimerRecord, WriteOp};
 use crate::time::{from_ms, given_ms, now_ms, to_ms};
@@ -37,12 +37,28 @@ impl Engine {
             return Err(d.not_a(WorkKind::Activity));
         };
         st.release_token(&token);
-        let Some(activity) = st.activities.remove(&key) else {
+        let outcome = match resp.failure_details {
+            Some(failure) => Err(failure),
+            None => Ok(resp.result),
+        };
+        let Some(b) = self.finish_activity(&mut st, key, outcome) else {
             // The instance went terminal or was purged meanwhile: nothing to deliver.
             self.pump(&mut st);
             return Ok(None);
         };
-        let mut b = self.begin(&mut st);
+        Ok(Some(self.submit(&mut st, b)))
+    }
+
+    /// Removes activity `key` (no longer dispatched) and, when its orchestration still waits
+    /// for it, delivers its result or failure; `None` when the activity is gone already.
+    pub(super) fn finish_activity(
+        &self,
+        st: &mut State,
+        key: u64,
+        outcome: Result<Option<String>, TaskFailureDetails>,
+    ) -> Option<Batch> {
+        let activity = st.activities.remove(&key)?;
+        let mut b = self.begin(st);
         b.ops.push(WriteOp::DeleteActivity(key));
         let target = activity.request.orchestration_instance.unwrap_or_default();
         let live = st.instances.get(&target.instance_id).is_some_and(|i| {
@@ -53,19 +69,20 @@ impl Engine {
                     .is_none_or(|e| *e == i.rec.execution_id)
         });
         if live {
-            let ty = match resp.failure_details {
-                Some(f) => EventType::TaskFailed(proto::TaskFailedEvent {
-                    task_scheduled_id: activity.request.task_id,
-                    failure_details: Some(f),
+            let task_scheduled_id = activity.request.task_id;
+            let ty = match outcome {
+                Err(failure) => EventType::TaskFailed(proto::TaskFailedEvent {
+                    task_scheduled_id,
+                    failure_details: Some(failure),
                 }),
-                None => EventType::TaskCompleted(proto::TaskCompletedEvent {
-                    task_scheduled_id: activity.request.task_id,
-                    result: resp.result,
+                Ok(result) => EventType::TaskCompleted(proto::TaskCompletedEvent {
+                    task_scheduled_id,
+                    result,
                 }),
             };
             st.push_inbox(&mut b, &target.instance_id, event(-1, ty));
         }
-        Ok(Some(self.submit(&mut st, b)))
+        Some(b)
     }
 
     /// `CompleteOrchestratorTask`: commits an episode and applies its actions.
@@ -213,6 +230,7 @@ impl Engine {
                     request,
                     dispatched: None,
                     ready_seq: seq,
+                    failed_deliveries: 0,
                 },
             );
             st.activity_queue.push_back(key);

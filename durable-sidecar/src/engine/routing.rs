@@ -199,7 +199,17 @@ fn terminate(
             recurse,
         }),
     );
-    st.push_inbox(b, target, ev);
+    if inst.failed_deliveries > 0 {
+        // Its work item is one workers refuse: no episode could apply the termination.
+        let end = proto::ExecutionCompletedEvent {
+            orchestration_status: OrchestrationStatus::Terminated as i32,
+            result: output.clone(),
+            failure_details: None,
+        };
+        out.extend(st.end_without_episode(b, target, vec![ev], end));
+    } else {
+        st.push_inbox(b, target, ev);
+    }
     // Nothing it queued may start once termination was requested.
     st.drop_pending_work(b, target);
     // A PENDING instance never ran: termination wins over its first episode even when that

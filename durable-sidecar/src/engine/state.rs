@@ -35,6 +35,9 @@ pub(super) struct Instance {
     pub(super) ready_seq: u64,
     /// Batch of the last status change: waits and reads answer only once it is durable.
     pub(super) status_seq: u64,
+    /// How often its work item, too large for common receive limits, was on a worker stream
+    /// that then closed without completing it (see `dispatch::COMMON_RECEIVE_LIMIT`).
+    pub(super) failed_deliveries: u32,
 }
 
 impl Instance {
@@ -51,6 +54,7 @@ impl Instance {
             queued,
             ready_seq: seq,
             status_seq: seq,
+            failed_deliveries: 0,
         }
     }
 
@@ -73,6 +77,8 @@ pub(super) struct InFlight {
     /// Inbox entries up to this sequence number were delivered with the episode.
     pub(super) up_to_seq: Option<u64>,
     pub(super) new_events: Vec<HistoryEvent>,
+    /// The encoded size of the work item.
+    pub(super) bytes: usize,
 }
 
 /// A queued or running activity.
@@ -80,6 +86,8 @@ pub(super) struct Activity {
     pub(super) request: proto::ActivityRequest,
     pub(super) dispatched: Option<String>,
     pub(super) ready_seq: u64,
+    /// As `Instance::failed_deliveries`.
+    pub(super) failed_deliveries: u32,
 }
 
 /// One entity: its record and the operations waiting for it.
@@ -292,6 +300,7 @@ impl State {
                         request,
                         dispatched: None,
                         ready_seq: 0,
+                        failed_deliveries: 0,
                     },
                 );
                 st.activity_queue.push_back(a.key);

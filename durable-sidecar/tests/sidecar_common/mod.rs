@@ -168,6 +168,23 @@ impl Worker {
     }
 }
 
+/// The whole history of an instance, read through `StreamInstanceHistory`.
+pub async fn history(c: &mut Client, id: &str) -> Vec<HistoryEvent> {
+    let mut chunks = c
+        .stream_instance_history(proto::StreamInstanceHistoryRequest {
+            instance_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("stream history")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(chunk) = chunks.message().await.expect("history chunk") {
+        events.extend(chunk.events);
+    }
+    events
+}
+
 pub fn kinds(events: &[HistoryEvent]) -> Vec<&'static str> {
     events
         .iter()
