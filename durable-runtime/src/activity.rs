@@ -37,6 +37,7 @@ pub struct ActivityContext {
     execution_id: String,
     task_id: i32,
     name: String,
+    version: String,
     cancellation: CancellationToken,
 }
 
@@ -54,8 +55,15 @@ impl ActivityContext {
             execution_id: execution_id.into(),
             task_id,
             name: name.into(),
+            version: String::new(),
             cancellation: CancellationToken::new(),
         }
+    }
+
+    /// This context, for an activity scheduled at `version`.
+    pub(crate) fn with_version(mut self, version: String) -> Self {
+        self.version = version;
+        self
     }
 
     /// This context, cancelled by `cancellation`.
@@ -83,6 +91,13 @@ impl ActivityContext {
     /// The activity's registered name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The version the activity was scheduled at: the orchestration's version unless the call
+    /// gave another with [`ActivityOptions::version`](crate::ActivityOptions::version); empty
+    /// when neither has one.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Whether the activity is no longer wanted: its orchestration was terminated, finished or

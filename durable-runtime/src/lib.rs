@@ -85,8 +85,8 @@ pub use entity::{Entity, EntityContext, EntityId, EntityOp, Operation};
 pub use error::{Error, FailureDetails, Result, TaskError};
 pub use input::IntoInput;
 pub use orchestration::{
-    OrchestrationContext, Orchestrator, RetryPolicy, SubOrchestratorOptions, Task, TaskRef,
-    when_all, when_any,
+    ActivityOptions, OrchestrationContext, Orchestrator, RetryContext, RetryPolicy,
+    SubOrchestratorOptions, Task, TaskRef, when_all, when_any,
 };
 pub use registry::{Registry, RegistryError};
 pub use runtime::{
@@ -415,8 +415,9 @@ pub use durable_macros::allow_nondeterminism;
 pub mod prelude {
     pub use crate::client::{OrchestrationQuery, PurgeFilter, ScheduleOptions};
     pub use crate::{
-        Activity, ActivityContext, Entity, EntityContext, EntityId, Operation,
-        OrchestrationContext, Orchestrator, RetryPolicy, Task, when_all, when_any,
+        Activity, ActivityContext, ActivityOptions, Entity, EntityContext, EntityId, Operation,
+        OrchestrationContext, Orchestrator, RetryPolicy, SubOrchestratorOptions, Task, when_all,
+        when_any,
     };
 }
 

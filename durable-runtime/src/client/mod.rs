@@ -119,6 +119,15 @@ impl From<Status> for ClientError {
     }
 }
 
+/// Whether a call failed because the connection to the sidecar went away (it restarts):
+/// `UNAVAILABLE`, or an HTTP/2 error of the transport (a `GOAWAY` under a call in flight
+/// surfaces as `INTERNAL`).
+fn connection_lost(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        || (status.code() == Code::Internal
+            && std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>()))
+}
+
 /// Adds fixed metadata headers (API token, task hub, ...) to every call.
 #[derive(Clone, Default)]
 pub(crate) struct MetadataInterceptor {
@@ -985,7 +994,7 @@ impl DurableClient {
                 {
                     return Err(timed_out());
                 }
-                Ok(Err(status)) if status.code() == Code::Unavailable => {
+                Ok(Err(status)) if connection_lost(&status) => {
                     tracing::debug!(
                         instance_id,
                         "the sidecar is unavailable ({status}); waiting again"

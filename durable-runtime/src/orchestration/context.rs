@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::retry::RetryPolicy;
+use super::retry::{RetryContext, RetryPolicy};
 use super::task::{Outcome, Slot, Task};
 use crate::activity::Activity;
 use crate::convert::to_timestamp;
@@ -60,6 +60,8 @@ pub(crate) enum PendingAction {
     Activity {
         name: Rc<str>,
         input: Option<String>,
+        /// Version and tags given with [`ActivityOptions`]; most calls have none.
+        options: Option<Box<ActivityCallOptions>>,
     },
     SubOrchestration(Box<proto::CreateSubOrchestrationAction>),
     Timer(prost_types::Timestamp),
@@ -113,19 +115,36 @@ impl PendingAction {
         }
     }
 
-    /// The wire action with this id.
-    pub(crate) fn into_action(self, id: i32) -> proto::OrchestratorAction {
+    /// The wire action with this id. An activity or sub-orchestration without a version of
+    /// its own gets the orchestration's (as the official SDKs do for activities), so version
+    /// filters and versioned workers see it.
+    pub(crate) fn into_action(
+        self,
+        id: i32,
+        orchestration_version: Option<&str>,
+    ) -> proto::OrchestratorAction {
         let action = match self {
-            PendingAction::Activity { name, input } => {
+            PendingAction::Activity {
+                name,
+                input,
+                options,
+            } => {
+                let ActivityCallOptions { version, tags } = options.map(|o| *o).unwrap_or_default();
+                let inherited = orchestration_version.filter(|v| !v.is_empty());
                 OrchestratorActionType::ScheduleTask(proto::ScheduleTaskAction {
                     name: name.to_string(),
-                    version: None,
+                    version: version.or_else(|| inherited.map(str::to_owned)),
                     input,
-                    tags: Default::default(),
+                    tags,
                     parent_trace_context: None,
                 })
             }
-            PendingAction::SubOrchestration(a) => {
+            PendingAction::SubOrchestration(mut a) => {
+                if a.version.is_none() {
+                    a.version = orchestration_version
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned);
+                }
                 OrchestratorActionType::CreateSubOrchestration(*a)
             }
             PendingAction::Timer(fire_at) => {
@@ -304,10 +323,11 @@ impl State {
 
     /// The actions history has not confirmed, in id order, as wire actions.
     pub(crate) fn take_unconfirmed(&mut self) -> Vec<proto::OrchestratorAction> {
+        let version = self.version.as_deref();
         std::mem::take(&mut self.actions)
             .into_iter()
             .zip(0..)
-            .filter_map(|(entry, id)| Some(entry.pending?.into_action(id)))
+            .filter_map(|(entry, id)| Some(entry.pending?.into_action(id, version)))
             .collect()
     }
 }
@@ -328,10 +348,12 @@ pub struct SubOrchestratorOptions {
     instance_id: Option<String>,
     version: Option<String>,
     retry: Option<RetryPolicy>,
+    tags: HashMap<String, String>,
 }
 
 impl SubOrchestratorOptions {
-    /// Default options: a generated, deterministic instance id, no version, no retries.
+    /// Default options: a generated, deterministic instance id, the parent's version, no
+    /// retries, no tags.
     pub fn new() -> Self {
         Self::default()
     }
@@ -342,13 +364,70 @@ impl SubOrchestratorOptions {
         self
     }
 
-    /// Starts the child with this version.
+    /// Starts the child with this version instead of the parent's.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
         self
     }
 
     /// Retries the child (under a fresh instance id per attempt) when it fails.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Adds a tag stored with the child instance (visible in its state and to backends).
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Options for an activity call: a version, tags, retries.
+///
+/// ```
+/// use std::time::Duration;
+/// use durable::{ActivityOptions, RetryPolicy};
+///
+/// let options = ActivityOptions::new()
+///     .version("2")
+///     .tag("tenant", "contoso")
+///     .retry(RetryPolicy::new(3, Duration::from_secs(1)));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ActivityOptions {
+    call: ActivityCallOptions,
+    retry: Option<RetryPolicy>,
+}
+
+/// What an activity call carries beside its name and input.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ActivityCallOptions {
+    version: Option<String>,
+    tags: HashMap<String, String>,
+}
+
+impl ActivityOptions {
+    /// Default options: the orchestration's version, no tags, no retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Schedules the activity at this version instead of the orchestration's (what a worker's
+    /// version filter for the activity matches).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.call.version = Some(version.into());
+        self
+    }
+
+    /// Adds a tag sent with the activity's work item.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.call.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Retries the activity as the policy says.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
@@ -536,8 +615,43 @@ impl OrchestrationContext {
         input: I,
     ) -> Task<O> {
         match to_json(&input) {
-            Ok(json) => Task::from_slot(self.schedule_activity(name, Some(json))),
+            Ok(json) => Task::from_slot(self.schedule_activity(name, Some(json), None)),
             Err(e) => Task::from_slot(failed_slot(name, serialization_error(name, e))),
+        }
+    }
+
+    /// Calls an activity with options (version, tags, retries).
+    pub fn call_activity_with<A: Activity>(
+        &self,
+        _activity: A,
+        input: impl IntoInput<A::Input>,
+        options: ActivityOptions,
+    ) -> Task<A::Output> {
+        self.call_activity_by_name_with(A::NAME, input.into_input(), options)
+    }
+
+    /// Calls an activity by name with options.
+    pub fn call_activity_by_name_with<I: Serialize, O: DeserializeOwned>(
+        &self,
+        name: &str,
+        input: I,
+        options: ActivityOptions,
+    ) -> Task<O> {
+        let input = match to_json(&input) {
+            Ok(json) => Some(json),
+            Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
+        };
+        let ActivityOptions { call, retry } = options;
+        let call = Some(Box::new(call));
+        match retry {
+            None => Task::from_slot(self.schedule_activity(name, input, call)),
+            Some(policy) => {
+                let ctx = self.clone();
+                let owned = name.to_owned();
+                self.retrying(name, policy, move |_| {
+                    ctx.schedule_activity(&owned, input.clone(), call.clone())
+                })
+            }
         }
     }
 
@@ -565,7 +679,7 @@ impl OrchestrationContext {
         let ctx = self.clone();
         let owned = name.to_owned();
         self.retrying(name, policy, move |_| {
-            ctx.schedule_activity(&owned, input.clone())
+            ctx.schedule_activity(&owned, input.clone(), None)
         })
     }
 
@@ -610,11 +724,16 @@ impl OrchestrationContext {
             instance_id,
             version,
             retry,
+            tags,
         } = options;
         match retry {
-            None => {
-                Task::from_slot(self.schedule_sub_orchestration(name, instance_id, version, input))
-            }
+            None => Task::from_slot(self.schedule_sub_orchestration(
+                name,
+                instance_id,
+                version,
+                input,
+                tags,
+            )),
             Some(policy) => {
                 let ctx = self.clone();
                 let owned = name.to_owned();
@@ -627,7 +746,13 @@ impl OrchestrationContext {
                             format!("{id}:retry{attempt}")
                         }
                     });
-                    ctx.schedule_sub_orchestration(&owned, id, version.clone(), input.clone())
+                    ctx.schedule_sub_orchestration(
+                        &owned,
+                        id,
+                        version.clone(),
+                        input.clone(),
+                        tags.clone(),
+                    )
                 })
             }
         }
@@ -720,12 +845,18 @@ impl OrchestrationContext {
         }
     }
 
-    fn schedule_activity(&self, name: &str, input: Option<String>) -> Rc<Slot> {
+    fn schedule_activity(
+        &self,
+        name: &str,
+        input: Option<String>,
+        options: Option<Box<ActivityCallOptions>>,
+    ) -> Rc<Slot> {
         let mut state = self.state.borrow_mut();
         let name = state.shared_name(name);
         let action = PendingAction::Activity {
             name: name.clone(),
             input,
+            options,
         };
         state.schedule_named(name, action, true).1
     }
@@ -736,6 +867,7 @@ impl OrchestrationContext {
         instance_id: Option<String>,
         version: Option<String>,
         input: Option<String>,
+        tags: HashMap<String, String>,
     ) -> Rc<Slot> {
         let instance_id = match instance_id {
             Some(id) => id,
@@ -748,7 +880,7 @@ impl OrchestrationContext {
                 version,
                 input,
                 parent_trace_context: None,
-                tags: Default::default(),
+                tags,
             }));
         let (_, slot) = self.state.borrow_mut().schedule(name, action, true);
         slot
@@ -804,7 +936,12 @@ impl OrchestrationContext {
                 let timed_out = policy
                     .timeout()
                     .is_some_and(|timeout| next_start > add_saturating(started, timeout));
-                if details.non_retriable || number >= policy.max_attempts() || timed_out {
+                let elapsed = (ctx.current_utc_datetime() - started)
+                    .to_std()
+                    .unwrap_or_default();
+                let declined = !policy.should_retry(&RetryContext::new(number, &details, elapsed));
+                if details.non_retriable || number >= policy.max_attempts() || timed_out || declined
+                {
                     break Err(TaskError::RetriesExhausted {
                         name: name.clone(),
                         attempts: number,

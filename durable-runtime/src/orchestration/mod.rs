@@ -11,10 +11,10 @@ use futures::future::LocalBoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use context::{OrchestrationContext, SubOrchestratorOptions};
+pub use context::{ActivityOptions, OrchestrationContext, SubOrchestratorOptions};
 pub use entities::{ENTITY_LOCK_MISUSE_ERROR_TYPE, EntityLock, LockTask};
 pub use executor::{NONDETERMINISM_ERROR_TYPE, execute, execute_orchestrator};
-pub use retry::RetryPolicy;
+pub use retry::{RetryContext, RetryPolicy};
 pub use task::{Task, TaskRef, WhenAll, WhenAny, when_all, when_any};
 
 use crate::Result;

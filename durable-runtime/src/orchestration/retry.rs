@@ -1,6 +1,13 @@
 //! Retry policies for activities and sub-orchestrations.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::error::FailureDetails;
+
+/// Decides whether a failed attempt is retried (see [`RetryPolicy::handle`]).
+type Handler = Arc<dyn Fn(&RetryContext<'_>) -> bool + Send + Sync>;
 
 /// How to retry a failed activity or sub-orchestration. Retries wait on durable timers, so a
 /// retry schedule survives restarts and replays deterministically.
@@ -8,7 +15,8 @@ use std::time::Duration;
 /// The delay before attempt `n + 1` is `first_retry_interval * backoff_coefficient^(n - 1)`,
 /// capped by `max_retry_interval`. Retrying stops after `max_attempts` attempts in all, when the
 /// next attempt would start after `retry_timeout` (measured from the first attempt), or at once
-/// for a failure marked non-retriable.
+/// for a failure marked non-retriable, or when the policy's [`handle`](Self::handle) predicate
+/// declines the failure.
 ///
 /// ```
 /// use std::time::Duration;
@@ -22,13 +30,65 @@ use std::time::Duration;
 /// assert_eq!(policy.delay_before_attempt(4), Duration::from_secs(4));
 /// assert_eq!(policy.delay_before_attempt(6), Duration::from_secs(10));
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct RetryPolicy {
     max_attempts: u32,
     first_retry_interval: Duration,
     backoff_coefficient: f64,
     max_retry_interval: Option<Duration>,
     retry_timeout: Option<Duration>,
+    handle: Option<Handler>,
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &self.max_attempts)
+            .field("first_retry_interval", &self.first_retry_interval)
+            .field("backoff_coefficient", &self.backoff_coefficient)
+            .field("max_retry_interval", &self.max_retry_interval)
+            .field("retry_timeout", &self.retry_timeout)
+            .field(
+                "handle",
+                &self.handle.as_ref().map(|_| "Fn(&RetryContext) -> bool"),
+            )
+            .finish()
+    }
+}
+
+/// What a [`RetryPolicy::handle`] predicate sees of a failed attempt.
+#[derive(Debug)]
+pub struct RetryContext<'a> {
+    attempt: u32,
+    failure: &'a FailureDetails,
+    elapsed: Duration,
+}
+
+impl<'a> RetryContext<'a> {
+    /// The context of failed attempt number `attempt` (1 for the first call), `elapsed`
+    /// orchestration time after the first attempt started.
+    pub fn new(attempt: u32, failure: &'a FailureDetails, elapsed: Duration) -> Self {
+        Self {
+            attempt,
+            failure,
+            elapsed,
+        }
+    }
+
+    /// The number of the attempt that failed (1 for the first call).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// How the attempt failed.
+    pub fn failure(&self) -> &FailureDetails {
+        self.failure
+    }
+
+    /// Orchestration time since the first attempt started.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
 }
 
 impl RetryPolicy {
@@ -41,7 +101,38 @@ impl RetryPolicy {
             backoff_coefficient: 1.0,
             max_retry_interval: None,
             retry_timeout: None,
+            handle: None,
         }
+    }
+
+    /// Retries only failures for which `predicate` returns `true` (the others fail the task at
+    /// once), within the other limits of the policy. The predicate runs in the orchestration,
+    /// on every replay: it must be deterministic (decide from the context only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use durable::{FailureDetails, RetryContext, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::new(5, Duration::from_secs(1))
+    ///     .handle(|retry| retry.failure().error_type == "TimeoutError" && retry.attempt() < 3);
+    /// let timeout = FailureDetails::new("TimeoutError", "the bank did not answer");
+    /// assert!(policy.should_retry(&RetryContext::new(1, &timeout, Duration::ZERO)));
+    /// assert!(!policy.should_retry(&RetryContext::new(3, &timeout, Duration::ZERO)));
+    /// let declined = FailureDetails::new("CardDeclined", "insufficient funds");
+    /// assert!(!policy.should_retry(&RetryContext::new(1, &declined, Duration::ZERO)));
+    /// ```
+    pub fn handle(
+        mut self,
+        predicate: impl Fn(&RetryContext<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.handle = Some(Arc::new(predicate));
+        self
+    }
+
+    /// Whether the policy's [`handle`](Self::handle) predicate (if any) accepts retrying this
+    /// failure; the attempt and time limits are checked apart from it.
+    pub fn should_retry(&self, retry: &RetryContext<'_>) -> bool {
+        self.handle.as_ref().is_none_or(|handle| handle(retry))
     }
 
     /// Multiplies the interval by this factor after each retry (must be at least 1.0).

@@ -58,6 +58,7 @@ pub(crate) async fn run_activity(
                 request.task_id,
                 name.clone(),
             )
+            .with_version(request.version.clone().unwrap_or_default())
             .with_cancellation(cancellation);
             let activity = Arc::clone(activity);
             let input = request.input;
@@ -190,15 +191,22 @@ mod tests {
     async fn results_failures_panics_and_unknown_names() {
         install_panic_hook();
         let registry = registry();
-        let ok = run_activity(&registry, request("echo", "\"x\"")).await;
+        let ok = run_activity(
+            &registry,
+            request("echo", "\"x\""),
+            CancellationToken::new(),
+        )
+        .await;
         assert_eq!(ok.result.as_deref(), Some("\"x\""));
         assert_eq!((ok.instance_id.as_str(), ok.task_id), ("i", 7));
 
-        let failed = run_activity(&registry, request("fail", "null")).await;
+        let failed =
+            run_activity(&registry, request("fail", "null"), CancellationToken::new()).await;
         let details = failed.failure_details.expect("a failure");
         assert_eq!(details.error_type, "Declined");
 
-        let panicked = run_activity(&registry, request("boom", "null")).await;
+        let panicked =
+            run_activity(&registry, request("boom", "null"), CancellationToken::new()).await;
         let details = panicked.failure_details.expect("a failure");
         assert_eq!(details.error_type, PANIC_ERROR_TYPE);
         assert!(details.error_message.contains("kaboom"));
@@ -211,7 +219,8 @@ mod tests {
             details.stack_trace
         );
 
-        let missing = run_activity(&registry, request("nope", "null")).await;
+        let missing =
+            run_activity(&registry, request("nope", "null"), CancellationToken::new()).await;
         let details = missing.failure_details.expect("a failure");
         assert_eq!(details.error_type, ACTIVITY_NOT_FOUND);
         assert!(details.error_message.contains("boom, echo, fail"));

@@ -30,6 +30,9 @@
 mod backoff;
 mod cancellation;
 mod execute;
+mod versioning;
+
+pub use self::versioning::{VERSION_MISMATCH_ERROR_TYPE, VersionFailure, VersionMatch, Versioning};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +77,7 @@ pub struct WorkerOptions {
     backoff_max: Duration,
     work_item_filters: bool,
     cancellation_poll: Duration,
+    versioning: Option<Versioning>,
 }
 
 impl Default for WorkerOptions {
@@ -90,6 +94,7 @@ impl Default for WorkerOptions {
             backoff_max: Duration::from_secs(15),
             work_item_filters: false,
             cancellation_poll: Duration::from_secs(5),
+            versioning: None,
         }
     }
 }
@@ -163,6 +168,14 @@ impl WorkerOptions {
     /// 5 s; activities shorter than this never cause a check.
     pub fn activity_cancellation_poll(mut self, interval: Duration) -> Self {
         self.cancellation_poll = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Gives the worker a version and says which orchestration versions it runs (by default
+    /// a worker runs every version). With [`work_item_filters`](Self::work_item_filters) and
+    /// [`VersionMatch::Strict`], the sidecar is asked for that version only.
+    pub fn versioning(mut self, versioning: Versioning) -> Self {
+        self.versioning = Some(versioning);
         self
     }
 
@@ -467,7 +480,12 @@ async fn connect(
                 .orchestrator_names()
                 .map(|name| proto::OrchestrationFilter {
                     name: name.to_owned(),
-                    versions: Vec::new(),
+                    versions: inner
+                        .options
+                        .versioning
+                        .as_ref()
+                        .map(Versioning::filter_versions)
+                        .unwrap_or_default(),
                 })
                 .collect(),
             activities: registry
@@ -747,6 +765,39 @@ async fn orchestration_item(
             }
         }
     }
+    let mismatch = inner.options.versioning.as_ref().and_then(|versioning| {
+        let problem = versioning.mismatch(&versioning::instance_version(&request))?;
+        Some((versioning.failure_strategy_value(), problem))
+    });
+    match mismatch {
+        Some((VersionFailure::Reject, problem)) => {
+            tracing::info!(instance_id = %request.instance_id, "handing the work item back: {problem}");
+            drop(_permit);
+            // Not at once: the sidecar may well hand it straight back to this worker.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = reached(inner.phase.clone(), Phase::Abandoning) => {}
+            }
+            return abandon(client, token).await;
+        }
+        Some((VersionFailure::Fail, problem)) => {
+            tracing::warn!(instance_id = %request.instance_id, "failing the orchestration: {problem}");
+            let failure = FailureDetails::new(VERSION_MISMATCH_ERROR_TYPE, problem).non_retriable();
+            let response = failed_response(request.instance_id, &token, &failure);
+            let send = |response: proto::OrchestratorResponse| {
+                let mut client = client.clone();
+                async move { client.complete_orchestrator_task(response).await }
+            };
+            if retry_completion("orchestration", || send(response.clone()))
+                .await
+                .is_err()
+            {
+                abandon(client, token).await;
+            }
+            return;
+        }
+        None => {}
+    }
     let mut response = tokio::select! {
         response = execute::run_orchestration(Arc::clone(&inner.registry), request) => response,
         _ = reached(inner.phase.clone(), Phase::Abandoning) => {
@@ -768,24 +819,7 @@ async fn orchestration_item(
             ),
         )
         .non_retriable();
-        let mut complete = proto::CompleteOrchestrationAction {
-            failure_details: Some((&failure).into()),
-            ..Default::default()
-        };
-        complete.set_orchestration_status(proto::OrchestrationStatus::Failed);
-        proto::OrchestratorResponse {
-            instance_id,
-            actions: vec![proto::OrchestratorAction {
-                id: -1,
-                orchestrator_action_type: Some(
-                    proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(
-                        complete,
-                    ),
-                ),
-            }],
-            completion_token: token.clone(),
-            ..Default::default()
-        }
+        failed_response(instance_id.clone(), &token, &failure)
     };
     let send = |response: proto::OrchestratorResponse| {
         let mut client = client.clone();
@@ -793,6 +827,30 @@ async fn orchestration_item(
     };
     if !complete_or_replace("orchestration", response, replacement, send).await {
         abandon(client, token).await;
+    }
+}
+
+/// An episode's response that fails the orchestration with `failure`.
+fn failed_response(
+    instance_id: String,
+    token: &str,
+    failure: &FailureDetails,
+) -> proto::OrchestratorResponse {
+    let mut complete = proto::CompleteOrchestrationAction {
+        failure_details: Some(failure.into()),
+        ..Default::default()
+    };
+    complete.set_orchestration_status(proto::OrchestrationStatus::Failed);
+    proto::OrchestratorResponse {
+        instance_id,
+        actions: vec![proto::OrchestratorAction {
+            id: -1,
+            orchestrator_action_type: Some(
+                proto::orchestrator_action::OrchestratorActionType::CompleteOrchestration(complete),
+            ),
+        }],
+        completion_token: token.to_owned(),
+        ..Default::default()
     }
 }
 
