@@ -25,7 +25,10 @@ warm-up, then N consecutive rounds of `--round-size` (2,000) 3-activity chains o
 nothing purged in between. After each round it prints one line: the round, the instances completed
 so far (warm-up included), that round's chains/s, the server's CPU per chain, its VmRSS and VmHWM
 and the size of the database file (+ WAL); at the end the last/first ratios of chains/s, server CPU
-per chain and RSS, and whether the target is met (last round >= 0.9x the first round's chains/s).
+per chain, server/Python CPU per chain (other load on the machine moves both alike, stored
+instances only the server's) and RSS, and whether the target is met (last round >= 0.9x the first
+round's chains/s). The machine's other load moves chains/s by more than 10% between rounds: run
+it on a quiet machine, or twice.
 """
 
 import argparse
@@ -276,8 +279,12 @@ def accumulate(args) -> None:
     rates = " -> ".join(f"{r['rate']:.0f}" for r in rounds)
     sizes = " -> ".join(f"{r['VmRSS'] / 1024:.0f}" for r in rounds)
     print(f"chains/s per round: {rates}; RSS after each round: {sizes} MiB")
+    # Other load on the machine slows the server and the Python processes alike; work that grows
+    # with the finished instances slows only the server, so its share of the CPU is the steadier sign.
+    share = (last["server_ms"] / last["python_ms"]) / (first["server_ms"] / first["python_ms"])
     print(f"last/first: chains/s {rate:.2f}x, server CPU per chain "
-          f"{last['server_ms'] / first['server_ms']:.2f}x, RSS {last['VmRSS'] / first['VmRSS']:.2f}x "
+          f"{last['server_ms'] / first['server_ms']:.2f}x, server/Python CPU per chain {share:.2f}x, "
+          f"RSS {last['VmRSS'] / first['VmRSS']:.2f}x "
           f"({mib(first['VmRSS'])} -> {mib(last['VmRSS'])}, peak {mib(last['VmHWM'])}); target "
           f"(last round >= {ACCUMULATE_TARGET}x the first): {'met' if rate >= ACCUMULATE_TARGET else 'NOT met'}")
 

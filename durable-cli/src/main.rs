@@ -1,5 +1,9 @@
 //! The `durable` command line: `durable sidecar` runs a standalone Durable Task sidecar that the
-//! official SDKs (Python, .NET, JS, Go) and durable's own worker and client can connect to.
+//! official SDKs (Python, .NET, JS, Go) and durable's own worker and client can connect to;
+//! `durable list`, `show`, `start`, `raise`, `terminate`, ... manage instances on any sidecar.
+
+mod client_commands;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +14,8 @@ use durable::sidecar::{SidecarBuilder, Synchronous};
 #[derive(Parser)]
 #[command(name = "durable", version, about = "Durable Task tools")]
 struct Cli {
+    #[command(flatten)]
+    client: client_commands::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +73,8 @@ enum Command {
         #[arg(long = "http-allow-host", value_name = "HOST")]
         http_allow_hosts: Vec<String>,
     },
+    #[command(flatten)]
+    Client(client_commands::ClientCommand),
 }
 
 #[tokio::main]
@@ -80,6 +88,13 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Client(command) => match client_commands::run(cli.client, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("durable: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Sidecar {
             port,
             host,
