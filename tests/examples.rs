@@ -4,7 +4,7 @@
 #[path = "../durable-sidecar/tests/sidecar_common/postgres.rs"]
 mod postgres;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,16 +43,16 @@ fn example_binary(name: &str) -> PathBuf {
 /// Runs an example with its own embedded database, feeding `stdin` after `stdin_delay`,
 /// and returns what it printed.
 fn run_example(name: &str, args: &[&str], stdin: Option<(Duration, &str)>) -> String {
-    run_example_with(name, args, stdin, &[])
+    run_example_with(name, args, stdin, &[]).0
 }
 
-/// [`run_example`] with extra environment variables.
+/// [`run_example`] with extra environment variables; returns stdout and stderr.
 fn run_example_with(
     name: &str,
     args: &[&str],
     stdin: Option<(Duration, &str)>,
     env: &[(&str, &str)],
-) -> String {
+) -> (String, String) {
     let dir = std::env::temp_dir().join(format!("durable-example-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut child = Command::new(example_binary(name))
@@ -75,6 +75,18 @@ fn run_example_with(
             let _ = input.write_all(text.as_bytes());
         })
     });
+    // Drained while it runs, so a chatty example never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout_reader = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr_reader = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let started = Instant::now();
     let deadline = Duration::from_secs(120);
     loop {
@@ -90,16 +102,15 @@ fn run_example_with(
     if let Some(feeder) = feeder {
         let _ = feeder.join();
     }
-    let output = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let status = child.wait().expect("exit status");
+    let stdout = stdout_reader.join().expect("stdout reader");
+    let stderr = stderr_reader.join().expect("stderr reader");
     assert!(
-        output.status.success(),
-        "example {name} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
+        status.success(),
+        "example {name} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-    stdout
+    (stdout, stderr)
 }
 
 fn assert_prints(stdout: &str, expected: &[&str]) {
@@ -113,10 +124,21 @@ fn assert_prints(stdout: &str, expected: &[&str]) {
 
 #[test]
 fn activity_sequence() {
-    let out = run_example("activity_sequence", &[], None);
+    let (out, logs) = run_example_with("activity_sequence", &[], None, &[("RUST_LOG", "info")]);
     assert_prints(
         &out,
         &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#],
+    );
+    // The default log output: one line per start and completion, however often it replayed.
+    assert_eq!(
+        logs.matches("orchestration `sequence` started").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("orchestration `sequence` completed").count(),
+        1,
+        "{logs}"
     );
 }
 
@@ -133,7 +155,8 @@ fn activity_sequence_on_postgres() {
             &[],
             None,
             &[("DURABLE_POSTGRES", &url)],
-        );
+        )
+        .0;
         assert_prints(
             &out,
             &[r#""Hello Tokyo!", "Hello Seattle!", "Hello London!""#],

@@ -220,7 +220,7 @@ pub(crate) async fn run(args: ClientArgs, command: ClientCommand) -> Result<(), 
                     _ => break,
                 }
             }
-            rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
             rows.truncate(limit);
             out.list(&rows);
         }

@@ -88,7 +88,10 @@ async fn the_cli_manages_instances_on_a_sidecar() {
     tokio::task::spawn_blocking(move || {
         let url = url2.as_str();
         assert_eq!(
-            ok(url, &["start", "greeting", "--input", "\"Tokyo\"", "--id", "g-1"]),
+            ok(
+                url,
+                &["start", "greeting", "--input", "\"Tokyo\"", "--id", "g-1"]
+            ),
             "started greeting as g-1\n"
         );
         let waited = ok(url, &["--json", "wait", "g-1", "--timeout", "30"]);
@@ -98,28 +101,43 @@ async fn the_cli_manages_instances_on_a_sidecar() {
 
         let shown = ok(url, &["show", "g-1"]);
         assert!(shown.contains("status     COMPLETED"), "{shown}");
-        assert!(shown.contains("TaskScheduled       #0 greet input \"Tokyo\""), "{shown}");
-        assert!(shown.contains("TaskCompleted       #0 greet → \"Hello Tokyo!\""), "{shown}");
+        assert!(
+            shown.contains("TaskScheduled       #0 greet input \"Tokyo\""),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("TaskCompleted       #0 greet → \"Hello Tokyo!\""),
+            "{shown}"
+        );
 
         ok(url, &["start", "approval", "--id", "a-1"]);
         ok(url, &["start", "approval", "--id", "a-2"]);
         std::thread::sleep(Duration::from_millis(500));
         ok(url, &["suspend", "a-1", "--reason", "review"]);
         let listed = ok(url, &["list", "--status", "suspended"]);
-        assert!(listed.contains("a-1") && listed.contains("SUSPENDED"), "{listed}");
+        assert!(
+            listed.contains("a-1") && listed.contains("SUSPENDED"),
+            "{listed}"
+        );
         assert!(!listed.contains("a-2"), "{listed}");
         ok(url, &["resume", "a-1"]);
         ok(url, &["raise", "a-1", "approved", "--data", "true"]);
         let waited = ok(url, &["--json", "wait", "a-1", "--timeout", "30"]);
         assert!(waited.contains("\"output\":true"), "{waited}");
 
-        ok(url, &["terminate", "a-2", "--output", "\"no longer needed\""]);
+        ok(
+            url,
+            &["terminate", "a-2", "--output", "\"no longer needed\""],
+        );
         let waited = ok(url, &["wait", "a-2", "--timeout", "30"]);
         assert!(waited.contains("TERMINATED"), "{waited}");
 
         let listed = ok(url, &["--json", "list", "--name", "appr", "--since", "10m"]);
         let rows: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
-        let mut ids: Vec<&str> = rows.iter().map(|r| r["instance_id"].as_str().unwrap()).collect();
+        let mut ids: Vec<&str> = rows
+            .iter()
+            .map(|r| r["instance_id"].as_str().unwrap())
+            .collect();
         ids.sort_unstable();
         assert_eq!(ids, ["a-1", "a-2"]);
 
@@ -148,6 +166,9 @@ fn an_unreachable_sidecar_is_named() {
     let out = durable(&url, &["list"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("cannot reach the sidecar at {url}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the sidecar at {url}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("durable sidecar"), "{stderr}");
 }

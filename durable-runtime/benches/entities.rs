@@ -205,6 +205,7 @@ async fn round_trips(client: &DurableClient, run: &str, n: u64) -> anyhow::Resul
 async fn start(dir: &std::path::Path) -> anyhow::Result<RuntimeHandle> {
     Ok(durable::Runtime::builder()
         .ignore_environment()
+        .default_logging(false)
         .database(dir.join("bench.db"))
         .start()
         .await?)

@@ -64,6 +64,7 @@ async fn measure(db: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let runtime = durable::Runtime::builder()
         .ignore_environment()
+        .default_logging(false)
         .database(db)
         .start()
         .await?;

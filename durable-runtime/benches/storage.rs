@@ -20,7 +20,11 @@ const IN_FLIGHT: usize = 100;
 
 async fn run(label: &str, builder: RuntimeBuilder, n: usize) -> anyhow::Result<()> {
     eprintln!("{label}: {n} chains...");
-    let runtime = builder.ignore_environment().start().await?;
+    let runtime = builder
+        .ignore_environment()
+        .default_logging(false)
+        .start()
+        .await?;
     // Warm up (connections, statement caches) before timing.
     run_chains(&runtime.client(), IN_FLIGHT, IN_FLIGHT).await?;
     let elapsed = run_chains(&runtime.client(), n, IN_FLIGHT).await?;

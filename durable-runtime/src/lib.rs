@@ -55,6 +55,7 @@ pub struct ReadmeDoctests;
 pub mod activity;
 pub mod client;
 mod convert;
+mod default_logging;
 pub mod entity;
 pub mod error;
 #[cfg(feature = "http")]

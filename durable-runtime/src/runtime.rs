@@ -125,6 +125,7 @@ pub struct RuntimeBuilder {
     registry: Option<Registry>,
     use_environment: bool,
     check_sidecar: bool,
+    default_logging: bool,
     #[cfg(feature = "embedded")]
     synchronous: crate::sidecar::Synchronous,
     #[cfg(feature = "http")]
@@ -142,6 +143,7 @@ impl Default for RuntimeBuilder {
             registry: None,
             use_environment: true,
             check_sidecar: true,
+            default_logging: true,
             #[cfg(feature = "embedded")]
             synchronous: crate::sidecar::Synchronous::Full,
             #[cfg(feature = "http")]
@@ -281,8 +283,18 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Ignores `DURABLE_SIDECAR`, `DURABLE_POSTGRES` and `DURABLE_DB` (for tests that must not depend on the
-    /// environment).
+    /// Whether [`start`](Self::start) installs a log subscriber when the program has none
+    /// (default `true`): compact lines on stderr, filtered by `RUST_LOG` (default `info`),
+    /// with a line per orchestration started, completed or failed and the orchestrators'
+    /// replay-safe logs (`durable::info!`). A program that sets up `tracing` itself keeps its
+    /// own; `false` installs nothing.
+    pub fn default_logging(mut self, install: bool) -> Self {
+        self.default_logging = install;
+        self
+    }
+
+    /// Ignores `DURABLE_SIDECAR`, `DURABLE_POSTGRES` and `DURABLE_DB` (for tests that must not
+    /// depend on the environment).
     pub fn ignore_environment(mut self) -> Self {
         self.use_environment = false;
         self
@@ -301,6 +313,9 @@ impl RuntimeBuilder {
     /// [`RuntimeError::Connection`] for a malformed one; [`RuntimeBuilder::skip_sidecar_check`]
     /// turns the check off); with the embedded sidecar it returns once the sidecar is listening.
     pub async fn start(mut self) -> Result<RuntimeHandle, RuntimeError> {
+        if self.default_logging {
+            crate::default_logging::install();
+        }
         let registry = match self.registry.take() {
             Some(registry) => registry,
             None => Registry::from_inventory()?,

@@ -798,6 +798,7 @@ async fn orchestration_item(
         }
         None => {}
     }
+    let lifecycle = Lifecycle::of(&request);
     let mut response = tokio::select! {
         response = execute::run_orchestration(Arc::clone(&inner.registry), request) => response,
         _ = reached(inner.phase.clone(), Phase::Abandoning) => {
@@ -805,6 +806,7 @@ async fn orchestration_item(
         }
     };
     response.completion_token = token.clone();
+    lifecycle.log(&response);
     let instance_id = response.instance_id.clone();
     let replacement = |status: &tonic::Status| {
         // Replaying would produce the same oversized response forever: fail the orchestration
@@ -827,6 +829,73 @@ async fn orchestration_item(
     };
     if !complete_or_replace("orchestration", response, replacement, send).await {
         abandon(client, token).await;
+    }
+}
+
+/// What an episode means for its orchestration's life, for the one info line each start and
+/// end gets (episodes replay, these lines do not repeat).
+struct Lifecycle {
+    instance_id: String,
+    name: String,
+    first_episode: bool,
+}
+
+impl Lifecycle {
+    fn of(request: &proto::OrchestratorRequest) -> Self {
+        let started = |e: &proto::HistoryEvent| match &e.event_type {
+            Some(proto::history_event::EventType::ExecutionStarted(s)) => Some(s.name.clone()),
+            _ => None,
+        };
+        let past = request.past_events.iter().find_map(started);
+        let first_episode = past.is_none();
+        let name = past
+            .or_else(|| request.new_events.iter().find_map(started))
+            .unwrap_or_default();
+        Self {
+            instance_id: request.instance_id.clone(),
+            name,
+            first_episode,
+        }
+    }
+
+    fn log(&self, response: &proto::OrchestratorResponse) {
+        use proto::orchestrator_action::OrchestratorActionType as Action;
+        let (id, name) = (&self.instance_id, &self.name);
+        if self.first_episode {
+            tracing::info!(instance_id = %id, "orchestration `{name}` started");
+        }
+        let completion = response
+            .actions
+            .iter()
+            .find_map(|a| match &a.orchestrator_action_type {
+                Some(Action::CompleteOrchestration(c)) => Some(c),
+                _ => None,
+            });
+        let Some(completion) = completion else {
+            return;
+        };
+        match completion.orchestration_status() {
+            proto::OrchestrationStatus::Completed => {
+                tracing::info!(instance_id = %id, "orchestration `{name}` completed");
+            }
+            proto::OrchestrationStatus::ContinuedAsNew => {
+                tracing::info!(instance_id = %id, "orchestration `{name}` continued as new");
+            }
+            proto::OrchestrationStatus::Failed => {
+                let failure = completion
+                    .failure_details
+                    .as_ref()
+                    .map(|f| format!("{}: {}", f.error_type, f.error_message))
+                    .unwrap_or_default();
+                tracing::info!(instance_id = %id, "orchestration `{name}` failed: {failure}");
+            }
+            other => {
+                let status = other
+                    .as_str_name()
+                    .trim_start_matches("ORCHESTRATION_STATUS_");
+                tracing::info!(instance_id = %id, "orchestration `{name}` ended {status}");
+            }
+        }
     }
 }
 
