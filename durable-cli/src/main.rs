@@ -64,8 +64,8 @@ enum Command {
         /// `DURABLE_TOKEN` when set; otherwise no token is required.
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
-        /// Also serve the HTTP management API (start, status, events, terminate, purge) on
-        /// this port, on the same host.
+        /// Also serve the HTTP management API (start, status, events, terminate, purge) and
+        /// Prometheus metrics (`/metrics`) on this port, on the same host.
         #[arg(long, value_name = "PORT")]
         http: Option<u16>,
         /// A host name the HTTP API answers for besides the loopback names (repeatable; `*`
@@ -192,7 +192,8 @@ async fn main() -> ExitCode {
                         println!("durable HTTP API listening on http://{addr}/api/");
                     }
                     let mut connect = durable::client::ConnectOptions::new(sidecar.endpoint());
-                    let mut options = durable::http::HttpOptions::new();
+                    let mut options =
+                        durable::http::HttpOptions::new().metrics(sidecar.metrics_source());
                     for host in http_allow_hosts {
                         options = options.allow_host(host);
                     }

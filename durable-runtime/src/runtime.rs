@@ -355,7 +355,13 @@ impl RuntimeBuilder {
         let http = match self.http {
             Some(addr) => {
                 let names = registry.orchestrator_names().map(str::to_owned).collect();
-                Some(HttpServer::start(addr, client.clone(), names).await?)
+                #[cfg_attr(not(feature = "embedded"), allow(unused_mut))]
+                let mut options = crate::http::HttpOptions::new().orchestrators(names);
+                #[cfg(feature = "embedded")]
+                if let Some(guard) = &embedded {
+                    options = options.metrics(guard.handle.metrics_source());
+                }
+                Some(HttpServer::start(addr, client.clone(), options).await?)
             }
             None => None,
         };
@@ -493,7 +499,7 @@ impl HttpServer {
     async fn start(
         addr: std::net::SocketAddr,
         client: DurableClient,
-        orchestrators: Vec<String>,
+        options: crate::http::HttpOptions,
     ) -> Result<Self, RuntimeError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -503,7 +509,7 @@ impl HttpServer {
             .map_err(|e| RuntimeError::Http(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The runtime knows what its worker registered: unknown names get 404 up front.
-        let app = crate::http::router_with_orchestrators(client, orchestrators);
+        let app = crate::http::router_with(client, options);
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

@@ -39,6 +39,7 @@
 
 mod connections;
 mod engine;
+mod metrics;
 mod seed;
 mod server;
 mod storage;
@@ -517,6 +518,20 @@ impl SidecarHandle {
     /// of the same family (`127.0.0.1` or `[::1]`): an unspecified address is not connectable.
     pub fn endpoint(&self) -> String {
         endpoint_of(self.local_addr)
+    }
+
+    /// The sidecar's metrics in the Prometheus text format: work items dispatched, completed
+    /// and abandoned by kind, episode and storage-commit latency histograms, live instances
+    /// by status, queued work by kind, connected workers. `durable sidecar --http PORT`
+    /// serves them at `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.engine.metrics_text()
+    }
+
+    /// A `'static` function that renders [`metrics`](Self::metrics), for an HTTP handler.
+    pub fn metrics_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let engine = Arc::clone(&self.engine);
+        move || engine.metrics_text()
     }
 
     /// Resolves once a storage commit has failed (a full or read-only disk, a lost database

@@ -100,11 +100,26 @@ pub enum HttpError {
 ///     .orchestrators(vec!["order".to_string()]);
 /// # let _ = options;
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct HttpOptions {
     hosts: Vec<String>,
     token: Option<String>,
     orchestrators: Option<Vec<String>>,
+    metrics: Option<MetricsSource>,
+}
+
+/// Renders the Prometheus text served at `/metrics`.
+type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("hosts", &self.hosts)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("orchestrators", &self.orchestrators)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 impl HttpOptions {
@@ -129,6 +144,13 @@ impl HttpOptions {
     /// Only these orchestrators may be started (`404` naming the known ones otherwise).
     pub fn orchestrators(mut self, names: Vec<String>) -> Self {
         self.orchestrators = Some(names);
+        self
+    }
+
+    /// Serves `render()` at `GET /metrics` as Prometheus (OpenMetrics) text (e.g. an embedded sidecar's
+    /// `SidecarHandle::metrics_source()`); without it `/metrics` is `404`.
+    pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
         self
     }
 }
@@ -195,11 +217,28 @@ pub fn router_with_orchestrators(client: crate::DurableClient, names: Vec<String
 /// ```
 pub fn router_with(client: crate::DurableClient, options: HttpOptions) -> Router {
     let access = access::Access::new(&options.hosts, options.token);
-    build(AppState {
+    let mut app = build(AppState {
         client: client.sidecar(),
         orchestrators: options.orchestrators.map(Into::into),
-    })
-    .layer(axum::middleware::from_fn_with_state(access, access::check))
+    });
+    if let Some(render) = options.metrics {
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let text = render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
+    }
+    app.layer(axum::middleware::from_fn_with_state(access, access::check))
 }
 
 fn build(state: AppState) -> Router {

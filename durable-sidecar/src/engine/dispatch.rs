@@ -215,6 +215,7 @@ impl Engine {
             up_to_seq,
             new_events,
             bytes: item_len(&request, &token),
+            since: std::time::Instant::now(),
         });
         inst.partial.clear();
         inst.partial_bytes = 0;
@@ -403,6 +404,7 @@ impl State {
         let Some(d) = self.release_token(token) else {
             return false;
         };
+        self.metrics.abandoned(d.kind());
         match d {
             Dispatched::Orchestration { instance_id, .. } => {
                 if let Some(inst) = self.instances.get_mut(&instance_id) {
@@ -527,6 +529,7 @@ pub(super) fn send(st: &mut State, stream: u64, item: WorkItem, kind: WorkKind) 
     if let Some(s) = st.streams.get_mut(&stream) {
         s.take_slot(kind);
         s.last_send.store(now_ms(), Ordering::Relaxed);
+        st.metrics.dispatched(kind);
         // A failed send means the stream is going away; its drop guard requeues the work.
         let _ = s.tx.send(Ok(item));
     }

@@ -140,6 +140,7 @@ impl Engine {
             return Err(d.not_a(WorkKind::Entity));
         };
         st.release_token(&token);
+        st.metrics.completed(WorkKind::Entity);
         let mut b = self.begin(&mut st);
         if let Some(failure) = &result.failure_details {
             tracing::warn!(

@@ -37,6 +37,7 @@ impl Engine {
             return Err(d.not_a(WorkKind::Activity));
         };
         st.release_token(&token);
+        st.metrics.completed(WorkKind::Activity);
         let outcome = match resp.failure_details {
             Some(failure) => Err(failure),
             None => Ok(resp.result),
@@ -166,6 +167,10 @@ impl Engine {
         let Some(flight) = inst.in_flight.take() else {
             return Vec::new();
         };
+        // A worker took its work item: whatever closed streams before, it is deliverable.
+        inst.failed_deliveries = 0;
+        st.metrics.completed(WorkKind::Orchestration);
+        st.metrics.episode(flight.since.elapsed());
         let mut actions = std::mem::take(&mut inst.partial);
         inst.partial_bytes = 0;
         actions.extend(resp.actions);

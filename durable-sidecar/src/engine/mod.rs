@@ -30,6 +30,7 @@ mod routing;
 mod state;
 mod timers;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -44,6 +45,7 @@ use state::State;
 use crate::proto::{HistoryEvent, OrchestrationStatus, history_event::EventType};
 use crate::storage::{CommitSignal, LoadedState, Storage, StorageError};
 use crate::time::{from_ms, now_ms};
+use crate::work_queue::WorkKind;
 
 /// The longest instance id or orchestration name the sidecar accepts, in bytes.
 pub(crate) const MAX_NAME_BYTES: usize = 1024;
@@ -118,7 +120,8 @@ impl Engine {
         signal: Arc<CommitSignal>,
         loaded: LoadedState,
     ) -> Result<Arc<Self>, StorageError> {
-        let st = State::restore(loaded)?;
+        let mut st = State::restore(loaded)?;
+        st.metrics = Arc::clone(&signal.metrics);
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Self {
             state: Mutex::new(st),
@@ -127,6 +130,28 @@ impl Engine {
             timer_wake: tokio::sync::Notify::new(),
             shutdown,
         }))
+    }
+
+    /// The sidecar's metrics in the Prometheus text format.
+    pub(crate) fn metrics_text(&self) -> String {
+        let snapshot = {
+            let st = self.lock();
+            let mut by_status: BTreeMap<&'static str, i64> = BTreeMap::new();
+            for inst in st.instances.values().filter(|i| !is_terminal(i.rec.status)) {
+                *by_status.entry(status_label(inst.rec.status)).or_default() += 1;
+            }
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            crate::metrics::Snapshot {
+                instances: by_status.into_iter().collect(),
+                queued: [
+                    (WorkKind::Orchestration, count(st.ready.len())),
+                    (WorkKind::Activity, count(st.activity_queue.len())),
+                    (WorkKind::Entity, count(st.entity_ready.len())),
+                ],
+                workers: count(st.streams.len()),
+            }
+        };
+        self.signal.metrics.render(snapshot)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -403,5 +428,20 @@ mod tests {
             "a wait that timed out on the client's side keeps no waiter"
         );
         engine.begin_shutdown();
+    }
+}
+
+/// A status as a metric label: `running`, `pending`, `suspended`, ...
+fn status_label(status: i32) -> &'static str {
+    match OrchestrationStatus::try_from(status) {
+        Ok(OrchestrationStatus::Running) => "running",
+        Ok(OrchestrationStatus::Pending) => "pending",
+        Ok(OrchestrationStatus::Suspended) => "suspended",
+        Ok(OrchestrationStatus::Completed) => "completed",
+        Ok(OrchestrationStatus::Failed) => "failed",
+        Ok(OrchestrationStatus::Terminated) => "terminated",
+        Ok(OrchestrationStatus::Canceled) => "canceled",
+        Ok(OrchestrationStatus::ContinuedAsNew) => "continued_as_new",
+        Err(_) => "unknown",
     }
 }

@@ -4,6 +4,7 @@
 //! evicting finished instances once durable and bringing them back for a rewind).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use prost::Message;
 use tokio::sync::oneshot;
@@ -11,6 +12,7 @@ use tonic::Status;
 
 use super::batch::Batch;
 use super::{is_terminal, new_id};
+use crate::metrics::Metrics;
 use crate::proto::{self, HistoryEvent, OrchestratorAction};
 use crate::storage::{
     EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, Sequenced, Storage, StorageError,
@@ -79,6 +81,8 @@ pub(super) struct InFlight {
     pub(super) new_events: Vec<HistoryEvent>,
     /// The encoded size of the work item.
     pub(super) bytes: usize,
+    /// When it was dispatched (for the episode latency metric).
+    pub(super) since: std::time::Instant,
 }
 
 /// A queued or running activity.
@@ -227,6 +231,8 @@ pub(super) struct State {
     /// Round-robin cursor: the stream id to try first.
     pub(super) rr: u64,
     pub(super) closing: bool,
+    /// Shared with the storage writer (see `CommitSignal::metrics`).
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -259,6 +265,7 @@ impl State {
             token_prefix: new_id()[..8].to_string(),
             rr: 0,
             closing: false,
+            metrics: Arc::default(),
         };
         let mut history = loaded.history;
         let mut inbox = loaded.inbox;

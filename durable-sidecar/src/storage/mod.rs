@@ -333,6 +333,8 @@ pub(crate) struct CommitSignal {
     failure: OnceLock<String>,
     /// Woken when `failure` is set.
     failed: Notify,
+    /// What the sidecar counts (commit latency is measured by the writer).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl CommitSignal {

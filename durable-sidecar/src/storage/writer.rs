@@ -109,7 +109,12 @@ fn writer_loop(
         // that never reached the database.
         let result = match &failed {
             Some(e) => Err(Arc::clone(e)),
-            None => committer.commit(&pending).map_err(Arc::new),
+            None => {
+                let started = std::time::Instant::now();
+                let result = committer.commit(&pending).map_err(Arc::new);
+                signal.metrics.commit(started.elapsed());
+                result
+            }
         };
         match &result {
             Ok(()) => {
