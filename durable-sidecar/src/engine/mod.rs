@@ -228,6 +228,21 @@ impl Engine {
     }
 }
 
+/// A status as a metric label: `running`, `pending`, `suspended`, ...
+fn status_label(status: i32) -> &'static str {
+    match OrchestrationStatus::try_from(status) {
+        Ok(OrchestrationStatus::Running) => "running",
+        Ok(OrchestrationStatus::Pending) => "pending",
+        Ok(OrchestrationStatus::Suspended) => "suspended",
+        Ok(OrchestrationStatus::Completed) => "completed",
+        Ok(OrchestrationStatus::Failed) => "failed",
+        Ok(OrchestrationStatus::Terminated) => "terminated",
+        Ok(OrchestrationStatus::Canceled) => "canceled",
+        Ok(OrchestrationStatus::ContinuedAsNew) => "continued_as_new",
+        Err(_) => "unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -428,20 +443,5 @@ mod tests {
             "a wait that timed out on the client's side keeps no waiter"
         );
         engine.begin_shutdown();
-    }
-}
-
-/// A status as a metric label: `running`, `pending`, `suspended`, ...
-fn status_label(status: i32) -> &'static str {
-    match OrchestrationStatus::try_from(status) {
-        Ok(OrchestrationStatus::Running) => "running",
-        Ok(OrchestrationStatus::Pending) => "pending",
-        Ok(OrchestrationStatus::Suspended) => "suspended",
-        Ok(OrchestrationStatus::Completed) => "completed",
-        Ok(OrchestrationStatus::Failed) => "failed",
-        Ok(OrchestrationStatus::Terminated) => "terminated",
-        Ok(OrchestrationStatus::Canceled) => "canceled",
-        Ok(OrchestrationStatus::ContinuedAsNew) => "continued_as_new",
-        Err(_) => "unknown",
     }
 }
