@@ -1,0 +1,179 @@
+//! The Rust path end to end: a program on the embedded sidecar, as `durable::run()` starts it,
+//! on SQLite on disk (the default, `synchronous=FULL`) and in memory.
+//!
+//! `cargo bench -p durable-runtime --bench end_to_end` prints, per storage: 3-activity chains
+//! for N = 1,000 and 10,000 (100 in flight) with the process's CPU time per chain; the latency
+//! of 100 single chains one after another (median, p95, p99); and fan-out/fan-in of 1,000,
+//! 10,000 and 100,000 activities (wall time, and the process's peak RSS during it). A progress line
+//! goes to stderr before each scenario. `E2E_CHAINS=1000` and `E2E_FANOUT=1000,10000` choose
+//! other sizes.
+
+#[path = "support/chains.rs"]
+mod chains;
+
+use std::time::{Duration, Instant};
+
+use chains::{run_chains, sequence};
+use durable::prelude::*;
+use durable::{DurableClient, RuntimeBuilder};
+
+const IN_FLIGHT: usize = 100;
+
+#[durable::activity]
+async fn double(_ctx: ActivityContext, n: u64) -> u64 {
+    2 * n
+}
+
+/// Calls `double` `n` times in parallel and sums the results.
+#[durable::orchestrator]
+async fn fan_out(ctx: OrchestrationContext, n: u64) -> durable::Result<u64> {
+    let tasks: Vec<_> = (0..n).map(|i| ctx.call_activity(double, i)).collect();
+    Ok(durable::when_all(tasks).await?.into_iter().sum())
+}
+
+/// This process's user + system CPU time (Linux `/proc/self/stat`, clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The process's peak resident set (VmHWM) in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn sizes(var: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(var)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+async fn chains(label: &str, client: &DurableClient, n: usize) -> anyhow::Result<()> {
+    eprintln!("{label}: chain3 x {n}...");
+    let cpu = cpu_time();
+    let took = run_chains(client, n, IN_FLIGHT).await?;
+    let cpu = cpu_time().saturating_sub(cpu);
+    println!(
+        "{label:<16} chain3 N={n:<7} {:>7.0} chains/s   {:>5.2} ms CPU per chain",
+        n as f64 / took.as_secs_f64(),
+        cpu.as_secs_f64() * 1000.0 / n as f64
+    );
+    Ok(())
+}
+
+async fn latency(label: &str, client: &DurableClient) -> anyhow::Result<()> {
+    eprintln!("{label}: 100 single chains...");
+    let mut took = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let started = Instant::now();
+        let id = client.schedule_new_orchestration(sequence, ()).await?;
+        client
+            .wait_for_orchestration_completion(&id, Duration::from_secs(60))
+            .await?;
+        took.push(started.elapsed());
+    }
+    took.sort_unstable();
+    let ms = |q: usize| took[(took.len() * q / 100).min(took.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "{label:<16} single chain     median {:>6.2} ms   p95 {:>6.2} ms   p99 {:>6.2} ms",
+        ms(50),
+        ms(95),
+        ms(99)
+    );
+    Ok(())
+}
+
+async fn fan_outs(label: &str, client: &DurableClient, n: usize) -> anyhow::Result<()> {
+    eprintln!("{label}: fan-out of {n} activities...");
+    // Resets the peak RSS (VmHWM) to the current RSS, so the figure is this scenario's.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let started = Instant::now();
+    let id = client.schedule_new_orchestration(fan_out, n as u64).await?;
+    let state = client
+        .wait_for_orchestration_completion(&id, Duration::from_secs(1800))
+        .await?;
+    let took = started.elapsed();
+    let sum: u64 = state.output()?;
+    anyhow::ensure!(sum == (n as u64) * (n as u64 - 1), "wrong sum {sum}");
+    println!(
+        "{label:<16} fan-out {n:<8} {:>8.3} s   {:>7.1} µs per activity   peak RSS {:>6.0} MiB",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / n as f64,
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+async fn run(label: &str, builder: RuntimeBuilder) -> anyhow::Result<()> {
+    let runtime = builder
+        .ignore_environment()
+        .default_logging(false)
+        .start()
+        .await?;
+    let client = runtime.client();
+    run_chains(&client, IN_FLIGHT, IN_FLIGHT).await?; // warm-up
+    for n in sizes("E2E_CHAINS", &[1_000, 10_000]) {
+        chains(label, &client, n).await?;
+    }
+    latency(label, &client).await?;
+    for n in sizes("E2E_FANOUT", &[1_000, 10_000, 100_000]) {
+        fan_outs(label, &client, n).await?;
+    }
+    runtime.shutdown().await;
+    Ok(())
+}
+
+/// Each storage runs in a process of its own (this binary again, with `--storage NAME`), so
+/// memory one keeps does not count against the other.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args
+        .iter()
+        .position(|a| a == "--storage")
+        .map(|i| args.get(i + 1))
+    {
+        Some(Some(storage)) if storage == "sqlite" => {
+            let dir =
+                std::env::temp_dir().join(format!("durable-e2e-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            run(
+                "SQLite on disk",
+                durable::Runtime::builder().database(dir.join("e2e.db")),
+            )
+            .await?;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Some(Some(storage)) if storage == "memory" => {
+            run("in memory", durable::Runtime::builder().in_memory()).await?;
+        }
+        Some(other) => anyhow::bail!("--storage takes sqlite or memory, not {other:?}"),
+        None => {
+            for storage in ["sqlite", "memory"] {
+                let status = std::process::Command::new(&args[0])
+                    .args(["--storage", storage])
+                    .status()?;
+                anyhow::ensure!(status.success(), "the {storage} run failed: {status}");
+            }
+        }
+    }
+    Ok(())
+}
