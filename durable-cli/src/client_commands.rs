@@ -177,8 +177,7 @@ pub(crate) async fn run(args: ClientArgs, command: ClientCommand) -> Result<(), 
     }
     let unreachable = |e: ClientError| {
         format!(
-            "cannot reach the sidecar at {endpoint}: {}\n(start one with `durable sidecar`, or point --sidecar / DURABLE_SIDECAR at a running one)",
-            causes(&e)
+            "cannot reach the sidecar at {endpoint}: {e}\n(start one with `durable sidecar`, or point --sidecar / DURABLE_SIDECAR at a running one)"
         )
     };
     let client = DurableClient::connect_with(&options)
@@ -331,20 +330,6 @@ pub(crate) async fn run(args: ClientArgs, command: ClientCommand) -> Result<(), 
         }
     }
     Ok(())
-}
-
-/// An error and its causes, `: `-separated, each said once.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Waits for completion in slices, printing progress on stderr while it waits.

@@ -72,7 +72,7 @@ pub enum ClientError {
     #[error("sidecar unavailable: {0}")]
     Unavailable(String),
     /// The connection could not be set up (DNS, TCP, TLS).
-    #[error("transport error: {0}")]
+    #[error("{}", with_causes(.0))]
     Transport(#[from] tonic::transport::Error),
     /// An input did not serialize, or a payload did not deserialize into the requested type.
     #[error("serialization error: {0}")]
@@ -117,6 +117,21 @@ impl From<Status> for ClientError {
             _ => ClientError::Rpc(status),
         }
     }
+}
+
+/// An error with its causes (`transport error: tcp connect error: Connection refused`): the
+/// transport's own message alone says nothing.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether a call failed because the connection to the sidecar went away (it restarts):
