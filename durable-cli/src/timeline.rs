@@ -60,7 +60,7 @@ pub(crate) fn lines(events: &[HistoryEvent]) -> Vec<String> {
                 payload(e.result.as_deref()),
                 e.failure_details
                     .as_ref()
-                    .map(|f| format!(" {}: {}", f.error_type, f.error_message))
+                    .map(|f| format!(" {}", failure(Some(f))))
                     .unwrap_or_default()
             ),
             EventType::ExecutionTerminated(e) => {
@@ -92,11 +92,7 @@ pub(crate) fn lines(events: &[HistoryEvent]) -> Vec<String> {
             }
             EventType::TaskFailed(e) => {
                 let (name, duration) = took(e.task_scheduled_id, &scheduled);
-                let failure = e
-                    .failure_details
-                    .as_ref()
-                    .map(|f| format!("{}: {}", f.error_type, f.error_message))
-                    .unwrap_or_default();
+                let failure = failure(e.failure_details.as_ref());
                 format!(
                     "TaskFailed          #{} {name} ✗ {failure}{duration}",
                     e.task_scheduled_id
@@ -122,11 +118,7 @@ pub(crate) fn lines(events: &[HistoryEvent]) -> Vec<String> {
             }
             EventType::SubOrchestrationInstanceFailed(e) => {
                 let (name, duration) = took(e.task_scheduled_id, &scheduled);
-                let failure = e
-                    .failure_details
-                    .as_ref()
-                    .map(|f| format!("{}: {}", f.error_type, f.error_message))
-                    .unwrap_or_default();
+                let failure = failure(e.failure_details.as_ref());
                 format!(
                     "SubOrchFailed       #{} {name} ✗ {failure}{duration}",
                     e.task_scheduled_id
@@ -180,6 +172,13 @@ pub(crate) fn payload(raw: Option<&str>) -> String {
         }
         Some(text) => text.to_owned(),
     }
+}
+
+/// `type: message` of a failure; empty when there is none.
+fn failure(details: Option<&durable::proto::TaskFailureDetails>) -> String {
+    details
+        .map(|f| format!("{}: {}", f.error_type, f.error_message))
+        .unwrap_or_default()
 }
 
 fn status_name(status: i32) -> &'static str {

@@ -61,7 +61,7 @@ pub(crate) struct Metrics {
 
 /// What the engine reports at scrape time.
 pub(crate) struct Snapshot {
-    /// Live instances (the ones in memory) per status name.
+    /// Live instances (the ones in memory) per status (`ORCHESTRATION_STATUS_RUNNING`, ...).
     pub(crate) instances: Vec<(&'static str, i64)>,
     /// Work waiting for a worker, per kind.
     pub(crate) queued: [(WorkKind, i64); 3],
@@ -171,7 +171,9 @@ impl Metrics {
         for (status, count) in snapshot.instances {
             self.instances
                 .get_or_create(&StatusLabel {
-                    status: status.to_owned(),
+                    status: status
+                        .trim_start_matches("ORCHESTRATION_STATUS_")
+                        .to_ascii_lowercase(),
                 })
                 .set(count);
         }

@@ -642,7 +642,8 @@ impl OrchestrationContext {
             Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
         };
         let ActivityOptions { call, retry } = options;
-        let call = Some(Box::new(call));
+        // Most calls give no version or tags: they carry nothing extra.
+        let call = (call.version.is_some() || !call.tags.is_empty()).then(|| Box::new(call));
         match retry {
             None => Task::from_slot(self.schedule_activity(name, input, call)),
             Some(policy) => {
@@ -672,15 +673,7 @@ impl OrchestrationContext {
         input: I,
         policy: RetryPolicy,
     ) -> Task<O> {
-        let input = match to_json(&input) {
-            Ok(json) => Some(json),
-            Err(e) => return Task::from_slot(failed_slot(name, serialization_error(name, e))),
-        };
-        let ctx = self.clone();
-        let owned = name.to_owned();
-        self.retrying(name, policy, move |_| {
-            ctx.schedule_activity(&owned, input.clone(), None)
-        })
+        self.call_activity_by_name_with(name, input, ActivityOptions::new().retry(policy))
     }
 
     /// Starts a sub-orchestration and waits for its output.

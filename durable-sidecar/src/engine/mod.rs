@@ -138,7 +138,7 @@ impl Engine {
             let st = self.lock();
             let mut by_status: BTreeMap<&'static str, i64> = BTreeMap::new();
             for inst in st.instances.values().filter(|i| !is_terminal(i.rec.status)) {
-                *by_status.entry(status_label(inst.rec.status)).or_default() += 1;
+                *by_status.entry(status_name(inst.rec.status)).or_default() += 1;
             }
             let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             crate::metrics::Snapshot {
@@ -225,21 +225,6 @@ impl Engine {
 
     pub(crate) fn close_storage(&self) {
         self.storage.close();
-    }
-}
-
-/// A status as a metric label: `running`, `pending`, `suspended`, ...
-fn status_label(status: i32) -> &'static str {
-    match OrchestrationStatus::try_from(status) {
-        Ok(OrchestrationStatus::Running) => "running",
-        Ok(OrchestrationStatus::Pending) => "pending",
-        Ok(OrchestrationStatus::Suspended) => "suspended",
-        Ok(OrchestrationStatus::Completed) => "completed",
-        Ok(OrchestrationStatus::Failed) => "failed",
-        Ok(OrchestrationStatus::Terminated) => "terminated",
-        Ok(OrchestrationStatus::Canceled) => "canceled",
-        Ok(OrchestrationStatus::ContinuedAsNew) => "continued_as_new",
-        Err(_) => "unknown",
     }
 }
 
