@@ -100,7 +100,7 @@ impl TempPostgres {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown {} to {user}", dir.display());
         }
-        let pg = Self {
+        let mut pg = Self {
             dir,
             bin,
             run_as,
@@ -122,26 +122,43 @@ impl TempPostgres {
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 {settings}",
-            pg.port,
-            path(&pg.dir)
-        );
-        pg.run(
-            "pg_ctl",
-            &[
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                path(&data),
-                "-l",
-                path(&pg.dir.join("server.log")),
-                "-o",
-                &options,
-            ],
-        );
+        // The free port can be taken by another test between choosing it and binding it:
+        // then the server is started again on another one.
+        for attempt in 1.. {
+            let options = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 {settings}",
+                pg.port,
+                path(&pg.dir)
+            );
+            let log = pg.dir.join("server.log");
+            let started = pg.try_run(
+                "pg_ctl",
+                &[
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-D",
+                    path(&data),
+                    "-l",
+                    path(&log),
+                    "-o",
+                    &options,
+                ],
+            );
+            match started {
+                Ok(()) => break,
+                Err(problem) => {
+                    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(
+                        attempt < 5 && log_text.contains("Address already in use"),
+                        "{problem}"
+                    );
+                    let _ = std::fs::remove_file(&log);
+                    pg.port = free_port();
+                }
+            }
+        }
         Some(pg)
     }
 
@@ -158,19 +175,28 @@ impl TempPostgres {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
+        if let Err(problem) = self.try_run(program, args) {
+            panic!("{problem}");
+        }
+    }
+
+    /// Runs a PostgreSQL program; the error says what it printed and what the server logged.
+    fn try_run(&self, program: &str, args: &[&str]) -> Result<(), String> {
         let out = self
             .command(program)
             .args(args)
             .current_dir(&self.dir)
             .output()
-            .unwrap_or_else(|e| panic!("run {program}: {e}"));
-        assert!(
-            out.status.success(),
+            .map_err(|e| format!("run {program}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{program} {args:?} failed: {}\n{}\nserver log: {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-        );
+        ))
     }
 
     /// Restarts the server (every connection drops), keeping its data and port.
