@@ -63,9 +63,12 @@ pub mod http;
 mod input;
 mod logging;
 pub mod orchestration;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod panic;
 pub mod registry;
 mod runtime;
+mod telemetry;
 pub mod testing;
 mod versioning;
 pub mod worker;

@@ -916,6 +916,8 @@ impl DurableClient {
         let instance_id = options
             .instance_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let (span, trace) =
+            crate::telemetry::create_orchestration(name, options.version.as_deref(), &instance_id);
         let request = proto::CreateInstanceRequest {
             instance_id,
             name: name.to_owned(),
@@ -924,10 +926,12 @@ impl DurableClient {
             scheduled_start_timestamp: options.start_at.map(to_timestamp),
             tags: options.tags,
             request_time: Some(to_timestamp(Utc::now())),
+            parent_trace_context: trace,
             ..Default::default()
         };
-        let response = self.inner.clone().start_instance(request).await?;
-        Ok(response.into_inner().instance_id)
+        let result = self.inner.clone().start_instance(request).await;
+        crate::telemetry::end(&span, result.as_ref().err().map(|s| s.message()));
+        Ok(result?.into_inner().instance_id)
     }
 
     /// The current state of an instance with its payloads; `None` if it does not exist.
@@ -1036,7 +1040,10 @@ impl DurableClient {
             name: event_name.to_owned(),
             input: Some(encode("event data", data)?),
         };
-        self.inner.clone().raise_event(request).await?;
+        let span = crate::telemetry::raise_event(event_name, instance_id);
+        let result = self.inner.clone().raise_event(request).await;
+        crate::telemetry::end(&span, result.as_ref().err().map(|s| s.message()));
+        result?;
         Ok(())
     }
 

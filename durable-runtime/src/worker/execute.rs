@@ -5,12 +5,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use opentelemetry::trace::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::ActivityContext;
 use crate::error::FailureDetails;
 use crate::proto;
 use crate::registry::Registry;
+use crate::telemetry;
 
 /// The error type recorded when an activity is not registered with this worker (the name the
 /// other SDKs use).
@@ -32,6 +34,7 @@ pub(crate) async fn run_activity(
     request: proto::ActivityRequest,
     cancellation: CancellationToken,
 ) -> proto::ActivityResponse {
+    let span = telemetry::activity(&request);
     let instance = request.orchestration_instance.unwrap_or_default();
     let name = request.name;
     let what = format!("activity `{name}`");
@@ -65,7 +68,10 @@ pub(crate) async fn run_activity(
             // Building the future runs user code too (the registered closure).
             match std::panic::catch_unwind(AssertUnwindSafe(|| activity(ctx, input))) {
                 Err(payload) => Err(panic_details(&what, payload.as_ref())),
-                Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(future) => match AssertUnwindSafe(future.with_context(span.clone()))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(Ok(output)) => Ok(output),
                     Ok(Err(error)) => Err(error.details()),
                     Err(payload) => Err(panic_details(&what, payload.as_ref())),
@@ -73,6 +79,7 @@ pub(crate) async fn run_activity(
             }
         }
     };
+    telemetry::end(&span, outcome.as_ref().err().map(|d| d.message.as_str()));
     let (result, failure_details) = match outcome {
         Ok(output) => (output, None),
         Err(details) => {
@@ -103,7 +110,10 @@ pub(crate) async fn run_orchestration(
     let instance_id = request.instance_id.clone();
     let joined = tokio::task::spawn_blocking(move || {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            crate::orchestration::execute(&registry, &request)
+            let trace = telemetry::EpisodeTrace::start(&request);
+            let mut response = crate::orchestration::execute(&registry, &request);
+            trace.finish(&request, &mut response);
+            response
         }))
         .map_err(|payload| panic_details("the orchestration executor", payload.as_ref()))
     })

@@ -192,6 +192,7 @@ impl Engine {
             execution_id: Some(inst.rec.execution_id.clone()),
             past_events: inst.history.clone(),
             new_events: new_events.clone(),
+            orchestration_trace_context: inst.rec.orchestration_trace_context.clone(),
             ..Default::default()
         };
         // A work item over the message limit would fail on the worker's side and make it

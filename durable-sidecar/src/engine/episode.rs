@@ -178,6 +178,9 @@ impl Engine {
         consume_delivered(inst, b, &flight);
         inst.rec.force_dispatch = false;
         inst.rec.custom_status = resp.custom_status;
+        if resp.orchestration_trace_context.is_some() {
+            inst.rec.orchestration_trace_context = resp.orchestration_trace_context;
+        }
         inst.rec.updated_ms = now;
         if inst.rec.status == OrchestrationStatus::Pending as i32 {
             inst.rec.status = OrchestrationStatus::Running as i32;
@@ -628,7 +631,14 @@ impl Episode<'_> {
 
     /// New generation: fresh history, carry-over and waiting events first.
     fn continue_as_new(&mut self, a: proto::CompleteOrchestrationAction) {
+        // The new generation continues the trace the instance was started in, in a span of
+        // its own.
+        let parent_trace_context = self.inst.history.iter().find_map(|e| match &e.event_type {
+            Some(EventType::ExecutionStarted(s)) => s.parent_trace_context.clone(),
+            _ => None,
+        });
         let rec = &mut self.inst.rec;
+        rec.orchestration_trace_context = None;
         let new_exec = new_id();
         if a.new_version.is_some() {
             rec.version = a.new_version.clone();
@@ -652,7 +662,7 @@ impl Episode<'_> {
                 }),
                 parent_instance: rec.parent.clone(),
                 scheduled_start_timestamp: None,
-                parent_trace_context: None,
+                parent_trace_context,
                 orchestration_span_id: None,
                 tags: rec.tags.clone(),
             }),

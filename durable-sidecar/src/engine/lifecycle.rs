@@ -74,6 +74,7 @@ impl Engine {
             tags: ni.tags,
             children: Vec::new(),
             force_dispatch: false,
+            orchestration_trace_context: None,
         };
         let mut queued = false;
         if let Some(old) = st.instances.get_mut(&ni.instance_id) {

@@ -176,6 +176,10 @@ pub(crate) struct InstanceRecord {
     /// Dispatch even with an empty inbox (after a rewind the worker must replay the new history).
     #[prost(bool, tag = "17")]
     pub(crate) force_dispatch: bool,
+    /// The orchestration span a worker asked to keep across dispatches (span id and start
+    /// time), sent back with every work item of this execution, as the official backends do.
+    #[prost(message, optional, tag = "18")]
+    pub(crate) orchestration_trace_context: Option<crate::proto::OrchestrationTraceContext>,
 }
 
 /// The persisted metadata of one entity (everything but its queued operations).
