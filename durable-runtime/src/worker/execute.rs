@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use opentelemetry::trace::FutureExt as _;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::activity::ActivityContext;
 use crate::error::FailureDetails;
@@ -70,6 +71,12 @@ pub(crate) async fn run_activity(
                 Err(payload) => Err(panic_details(&what, payload.as_ref())),
                 Ok(future) => match AssertUnwindSafe(future.with_context(span.clone()))
                     .catch_unwind()
+                    .instrument(tracing::info_span!(
+                        "activity",
+                        name = %name,
+                        instance_id = %instance.instance_id,
+                        task_id = request.task_id,
+                    ))
                     .await
                 {
                     Ok(Ok(output)) => Ok(output),
