@@ -23,3 +23,16 @@
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 
 tonic::include_proto!("_");
+
+/// A server-streaming response as a boxed stream (what [`SidecarService`] streams return).
+pub type ResponseStream<T> = std::pin::Pin<
+    Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send + 'static>,
+>;
+
+/// `TaskHubSidecarService` as a trait object: the sidecar's own service implements it, and so
+/// does the SDK's gRPC client, so an in-process caller and a remote one go through the same
+/// interface (values in-process, protobuf over HTTP/2 otherwise).
+pub type SidecarService = dyn task_hub_sidecar_service_server::TaskHubSidecarService<
+        GetWorkItemsStream = ResponseStream<WorkItem>,
+        StreamInstanceHistoryStream = ResponseStream<HistoryChunk>,
+    >;

@@ -5,8 +5,10 @@
 //! for N = 1,000 and 10,000 (100 in flight) with the process's CPU time per chain; the latency
 //! of 100 single chains one after another (median, p95, p99); and fan-out/fan-in of 1,000,
 //! 10,000 and 100,000 activities (wall time, and the process's peak RSS during it). A progress line
-//! goes to stderr before each scenario. `E2E_CHAINS=1000` and `E2E_FANOUT=1000,10000` choose
-//! other sizes.
+//! goes to stderr before each scenario. Each storage runs with the worker and client calling
+//! the embedded sidecar in-process (the default) and over loopback gRPC. `E2E_CHAINS=1000`,
+//! `E2E_FANOUT=1000,10000` and `E2E_CONFIGS=sqlite:in-process,memory:grpc` choose other sizes
+//! and configurations.
 
 #[path = "support/chains.rs"]
 mod chains;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chains::{run_chains, sequence};
 use durable::prelude::*;
-use durable::{DurableClient, RuntimeBuilder};
+use durable::{DurableClient, EmbeddedTransport, RuntimeBuilder};
 
 const IN_FLIGHT: usize = 100;
 
@@ -72,7 +74,7 @@ async fn chains(label: &str, client: &DurableClient, n: usize) -> anyhow::Result
     let took = run_chains(client, n, IN_FLIGHT).await?;
     let cpu = cpu_time().saturating_sub(cpu);
     println!(
-        "{label:<16} chain3 N={n:<7} {:>7.0} chains/s   {:>5.2} ms CPU per chain",
+        "{label:<18} chain3 N={n:<7} {:>7.0} chains/s   {:>5.2} ms CPU per chain",
         n as f64 / took.as_secs_f64(),
         cpu.as_secs_f64() * 1000.0 / n as f64
     );
@@ -93,7 +95,7 @@ async fn latency(label: &str, client: &DurableClient) -> anyhow::Result<()> {
     took.sort_unstable();
     let ms = |q: usize| took[(took.len() * q / 100).min(took.len() - 1)].as_secs_f64() * 1000.0;
     println!(
-        "{label:<16} single chain     median {:>6.2} ms   p95 {:>6.2} ms   p99 {:>6.2} ms",
+        "{label:<18} single chain     median {:>6.2} ms   p95 {:>6.2} ms   p99 {:>6.2} ms",
         ms(50),
         ms(95),
         ms(99)
@@ -114,7 +116,7 @@ async fn fan_outs(label: &str, client: &DurableClient, n: usize) -> anyhow::Resu
     let sum: u64 = state.output()?;
     anyhow::ensure!(sum == (n as u64) * (n as u64 - 1), "wrong sum {sum}");
     println!(
-        "{label:<16} fan-out {n:<8} {:>8.3} s   {:>7.1} µs per activity   peak RSS {:>6.0} MiB",
+        "{label:<18} fan-out {n:<8} {:>8.3} s   {:>7.1} µs per activity   peak RSS {:>6.0} MiB",
         took.as_secs_f64(),
         took.as_secs_f64() * 1e6 / n as f64,
         peak_rss_mib()
@@ -141,39 +143,59 @@ async fn run(label: &str, builder: RuntimeBuilder) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each storage runs in a process of its own (this binary again, with `--storage NAME`), so
-/// memory one keeps does not count against the other.
+/// The storages and transports a full run measures, each `storage:transport`.
+const CONFIGS: &str = "sqlite:in-process,sqlite:grpc,memory:in-process,memory:grpc";
+
+/// Each configuration runs in a process of its own (this binary again, with `--config
+/// storage:transport`), so memory one keeps does not count against the other.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    match args
+    let Some(config) = args
         .iter()
-        .position(|a| a == "--storage")
+        .position(|a| a == "--config")
         .map(|i| args.get(i + 1))
-    {
-        Some(Some(storage)) if storage == "sqlite" => {
+    else {
+        let configs = std::env::var("E2E_CONFIGS").unwrap_or_else(|_| CONFIGS.to_owned());
+        for config in configs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let status = std::process::Command::new(&args[0])
+                .args(["--config", config])
+                .status()?;
+            anyhow::ensure!(status.success(), "the {config} run failed: {status}");
+        }
+        return Ok(());
+    };
+    let config = config.map(String::as_str).unwrap_or_default();
+    let (storage, transport) = config.split_once(':').unwrap_or((config, "in-process"));
+    let transport = match transport {
+        "in-process" => EmbeddedTransport::InProcess,
+        "grpc" => EmbeddedTransport::Grpc,
+        other => anyhow::bail!("transport {other:?}: use in-process or grpc"),
+    };
+    let label = format!(
+        "{}, {}",
+        if storage == "sqlite" {
+            "SQLite"
+        } else {
+            "memory"
+        },
+        if transport == EmbeddedTransport::Grpc {
+            "gRPC"
+        } else {
+            "in-proc"
+        }
+    );
+    let builder = durable::Runtime::builder().embedded_transport(transport);
+    match storage {
+        "sqlite" => {
             let dir =
                 std::env::temp_dir().join(format!("durable-e2e-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
-            run(
-                "SQLite on disk",
-                durable::Runtime::builder().database(dir.join("e2e.db")),
-            )
-            .await?;
+            run(&label, builder.database(dir.join("e2e.db"))).await?;
             let _ = std::fs::remove_dir_all(&dir);
         }
-        Some(Some(storage)) if storage == "memory" => {
-            run("in memory", durable::Runtime::builder().in_memory()).await?;
-        }
-        Some(other) => anyhow::bail!("--storage takes sqlite or memory, not {other:?}"),
-        None => {
-            for storage in ["sqlite", "memory"] {
-                let status = std::process::Command::new(&args[0])
-                    .args(["--storage", storage])
-                    .status()?;
-                anyhow::ensure!(status.success(), "the {storage} run failed: {status}");
-            }
-        }
+        "memory" => run(&label, builder.in_memory()).await?,
+        other => anyhow::bail!("storage {other:?}: use sqlite or memory"),
     }
     Ok(())
 }

@@ -94,8 +94,8 @@ pub use orchestration::{
 };
 pub use registry::{Registry, RegistryError};
 pub use runtime::{
-    DATABASE_ENV, DEFAULT_DATABASE_PATH, EmbeddedStorage, POSTGRES_ENV, Runtime, RuntimeBuilder,
-    RuntimeError, RuntimeHandle, SIDECAR_ENV, run,
+    DATABASE_ENV, DEFAULT_DATABASE_PATH, EmbeddedStorage, EmbeddedTransport, POSTGRES_ENV, Runtime,
+    RuntimeBuilder, RuntimeError, RuntimeHandle, SIDECAR_ENV, run,
 };
 pub use versioning::compare_versions;
 

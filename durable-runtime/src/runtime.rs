@@ -128,9 +128,50 @@ pub struct RuntimeBuilder {
     default_logging: bool,
     #[cfg(feature = "embedded")]
     synchronous: crate::sidecar::Synchronous,
+    transport: Option<EmbeddedTransport>,
     #[cfg(feature = "http")]
     http: Option<std::net::SocketAddr>,
 }
+
+/// How the runtime's worker and client reach the embedded sidecar. Either way the sidecar also
+/// serves gRPC on its port, for other processes and other languages' SDKs.
+///
+/// ```
+/// use durable::EmbeddedTransport;
+///
+/// let builder = durable::Runtime::builder().embedded_transport(EmbeddedTransport::Grpc);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmbeddedTransport {
+    /// Call the sidecar's service directly: work items, completions and client calls pass as
+    /// values, with no HTTP/2, socket or protobuf encoding (the default).
+    #[default]
+    InProcess,
+    /// Go through gRPC on the loopback port, as an external worker would.
+    Grpc,
+}
+
+impl EmbeddedTransport {
+    /// The transport `DURABLE_EMBEDDED_TRANSPORT` names (`in-process` or `grpc`).
+    fn from_env() -> Result<Option<Self>, RuntimeError> {
+        let Ok(value) = std::env::var(TRANSPORT_ENV) else {
+            return Ok(None);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "in-process" | "inprocess" => Ok(Some(Self::InProcess)),
+            "grpc" => Ok(Some(Self::Grpc)),
+            _ => Err(RuntimeError::Embedded(format!(
+                "{TRANSPORT_ENV}={value:?} is not a transport: use `in-process` or `grpc`"
+            ))),
+        }
+    }
+}
+
+/// Chooses the embedded transport; read even under `ignore_environment` (it changes how the
+/// worker reaches the sidecar, never what happens), so a test suite can run on both.
+const TRANSPORT_ENV: &str = "DURABLE_EMBEDDED_TRANSPORT";
 
 impl Default for RuntimeBuilder {
     fn default() -> Self {
@@ -143,6 +184,7 @@ impl Default for RuntimeBuilder {
             registry: None,
             use_environment: true,
             check_sidecar: true,
+            transport: None,
             default_logging: true,
             #[cfg(feature = "embedded")]
             synchronous: crate::sidecar::Synchronous::Full,
@@ -293,6 +335,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How the worker and the client reach the embedded sidecar (default: in-process, or
+    /// `DURABLE_EMBEDDED_TRANSPORT=grpc|in-process`); ignored with an external sidecar.
+    pub fn embedded_transport(mut self, transport: EmbeddedTransport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
     /// Ignores `DURABLE_SIDECAR`, `DURABLE_POSTGRES` and `DURABLE_DB` (for tests that must not
     /// depend on the environment).
     pub fn ignore_environment(mut self) -> Self {
@@ -346,7 +395,18 @@ impl RuntimeBuilder {
                 (endpoint, Some(guard), None)
             }
         };
-        let connection = self.connection.endpoint_replaced(endpoint.clone());
+        let transport = match self.transport {
+            Some(transport) => transport,
+            None => EmbeddedTransport::from_env()?.unwrap_or_default(),
+        };
+        #[cfg_attr(not(feature = "embedded"), allow(unused_mut))]
+        let mut connection = self.connection.endpoint_replaced(endpoint.clone());
+        #[cfg(feature = "embedded")]
+        if let (Some(guard), EmbeddedTransport::InProcess) = (&embedded, transport) {
+            connection = connection.in_process(guard.handle.service());
+        }
+        #[cfg(not(feature = "embedded"))]
+        let _ = transport;
         let client = DurableClient::connect_lazy(&connection)?;
         if let Some(configured_by) = configured_by.filter(|_| self.check_sidecar) {
             check_sidecar(&client, &endpoint, configured_by).await?;

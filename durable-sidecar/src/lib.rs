@@ -386,6 +386,7 @@ impl SidecarBuilder {
 
         let service = TaskHubSidecarServiceServer::new(server::SidecarService {
             engine: Arc::clone(&engine),
+            in_process: false,
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -526,6 +527,25 @@ impl SidecarHandle {
     /// serves them at `/metrics`.
     pub fn metrics(&self) -> String {
         self.engine.metrics_text()
+    }
+
+    /// The service itself, for callers in this process: requests and responses pass as
+    /// values (no HTTP/2, no socket, no protobuf encoding), with the same validation, results
+    /// and errors as over gRPC. The embedded runtime's worker and client use it.
+    ///
+    /// ```no_run
+    /// use durable_proto::task_hub_sidecar_service_server::TaskHubSidecarService as _;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sidecar = durable_sidecar::SidecarBuilder::new().in_memory().start().await?;
+    /// let service = sidecar.service();
+    /// service.hello(tonic::Request::new(())).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn service(&self) -> Arc<proto::SidecarService> {
+        Arc::new(server::SidecarService {
+            engine: Arc::clone(&self.engine),
+            in_process: true,
+        })
     }
 
     /// A `'static` function that renders [`metrics`](Self::metrics), for an HTTP handler.

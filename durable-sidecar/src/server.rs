@@ -43,6 +43,27 @@ fn page_key(token: Option<&str>, field: &str) -> Result<Option<(i64, String)>, S
 
 pub(crate) struct SidecarService {
     pub(crate) engine: Arc<Engine>,
+    /// Called in-process (values, no decoding): the message size limit gRPC's decoder
+    /// enforces is checked here instead, so both paths accept and refuse the same messages.
+    pub(crate) in_process: bool,
+}
+
+impl SidecarService {
+    /// Refuses, as gRPC's decoder does (OUT_OF_RANGE), a message over the size limit that
+    /// came in-process.
+    fn within_limit<T: prost::Message>(&self, req: &Request<T>) -> Result<(), Status> {
+        if !self.in_process {
+            return Ok(());
+        }
+        let len = req.get_ref().encoded_len();
+        if len > crate::MAX_MESSAGE_BYTES {
+            return Err(Status::out_of_range(format!(
+                "Error, decoded message length too large: found {len} bytes, the limit is: {} bytes",
+                crate::MAX_MESSAGE_BYTES
+            )));
+        }
+        Ok(())
+    }
 }
 
 async fn committed(wait: CommitWait) -> Result<(), Status> {
@@ -117,8 +138,6 @@ impl Drop for WorkItemStream {
     }
 }
 
-type HistoryStream = Pin<Box<dyn Stream<Item = Result<proto::HistoryChunk, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl TaskHubSidecarService for SidecarService {
     async fn hello(&self, _req: Request<()>) -> Result<Response<()>, Status> {
@@ -129,6 +148,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::CreateInstanceRequest>,
     ) -> Result<Response<proto::CreateInstanceResponse>, Status> {
+        self.within_limit(&req)?;
         let r = req.into_inner();
         if r.name.is_empty() {
             return Err(Status::invalid_argument(
@@ -190,6 +210,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::RewindInstanceRequest>,
     ) -> Result<Response<proto::RewindInstanceResponse>, Status> {
+        self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
         committed(self.engine.rewind(&r.instance_id, r.reason)?).await?;
@@ -200,6 +221,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::RestartInstanceRequest>,
     ) -> Result<Response<proto::RestartInstanceResponse>, Status> {
+        self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
         let (id, wait) = self
@@ -256,6 +278,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::RaiseEventRequest>,
     ) -> Result<Response<proto::RaiseEventResponse>, Status> {
+        self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
         committed(self.engine.raise_event(&r.instance_id, r.name, r.input)?).await?;
@@ -266,6 +289,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::TerminateRequest>,
     ) -> Result<Response<proto::TerminateResponse>, Status> {
+        self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
         committed(
@@ -398,7 +422,7 @@ impl TaskHubSidecarService for SidecarService {
         }))
     }
 
-    type GetWorkItemsStream = WorkItemStream;
+    type GetWorkItemsStream = proto::ResponseStream<WorkItem>;
 
     async fn get_work_items(
         &self,
@@ -437,18 +461,19 @@ impl TaskHubSidecarService for SidecarService {
                 }
             }
         });
-        Ok(Response::new(WorkItemStream {
+        Ok(Response::new(Box::pin(WorkItemStream {
             rx,
             engine: Arc::clone(&self.engine),
             id,
             _held: held,
-        }))
+        })))
     }
 
     async fn complete_activity_task(
         &self,
         req: Request<proto::ActivityResponse>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
+        self.within_limit(&req)?;
         if let Some(wait) = self.engine.complete_activity(req.into_inner())? {
             committed(wait).await?;
         }
@@ -459,6 +484,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::OrchestratorResponse>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
+        self.within_limit(&req)?;
         if let Some(wait) = self.engine.complete_orchestration(req.into_inner())? {
             committed(wait).await?;
         }
@@ -469,13 +495,14 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::EntityBatchResult>,
     ) -> Result<Response<proto::CompleteTaskResponse>, Status> {
+        self.within_limit(&req)?;
         if let Some(wait) = self.engine.complete_entity(req.into_inner())? {
             committed(wait).await?;
         }
         Ok(Response::new(proto::CompleteTaskResponse {}))
     }
 
-    type StreamInstanceHistoryStream = HistoryStream;
+    type StreamInstanceHistoryStream = proto::ResponseStream<proto::HistoryChunk>;
 
     async fn stream_instance_history(
         &self,
@@ -524,6 +551,7 @@ impl TaskHubSidecarService for SidecarService {
         &self,
         req: Request<proto::SignalEntityRequest>,
     ) -> Result<Response<proto::SignalEntityResponse>, Status> {
+        self.within_limit(&req)?;
         let r = req.into_inner();
         let request_id = if r.request_id.is_empty() {
             uuid::Uuid::new_v4().simple().to_string()

@@ -18,6 +18,7 @@
 //! ```
 
 mod entities;
+mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,12 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
@@ -39,13 +40,10 @@ use crate::error::FailureDetails;
 use crate::input::IntoInput;
 use crate::orchestration::Orchestrator;
 use crate::proto;
-use crate::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 
 pub use entities::{CleanEntityStorageResult, EntityMetadata, EntityQuery, EntityState};
 
-/// The gRPC client type used by [`DurableClient`] and the worker.
-pub(crate) type SidecarClient =
-    TaskHubSidecarServiceClient<InterceptedService<Channel, MetadataInterceptor>>;
+pub(crate) use transport::SidecarClient;
 
 /// Errors of [`DurableClient`] calls, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +177,8 @@ pub struct ConnectOptions {
     ca_certificate: Option<Vec<u8>>,
     tls_domain: Option<String>,
     connect_timeout: Duration,
+    /// The embedded sidecar's service, called in-process instead of over `endpoint`.
+    in_process: Option<Arc<proto::SidecarService>>,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -193,6 +193,7 @@ impl fmt::Debug for ConnectOptions {
             .field("ca_certificate", &self.ca_certificate.is_some())
             .field("tls_domain", &self.tls_domain)
             .field("connect_timeout", &self.connect_timeout)
+            .field("in_process", &self.in_process.is_some())
             .finish()
     }
 }
@@ -206,7 +207,15 @@ impl ConnectOptions {
             ca_certificate: None,
             tls_domain: None,
             connect_timeout: Duration::from_secs(10),
+            in_process: None,
         }
+    }
+
+    /// Calls `service` in this process (the embedded sidecar) instead of connecting to the
+    /// endpoint, which stays the sidecar's address for other processes.
+    pub(crate) fn in_process(mut self, service: Arc<proto::SidecarService>) -> Self {
+        self.in_process = Some(service);
+        self
     }
 
     /// The endpoint as given.
@@ -334,23 +343,23 @@ impl ConnectOptions {
 
     /// Connects now (fails if the sidecar is not reachable).
     pub(crate) async fn connect_client(&self) -> Result<SidecarClient, ClientError> {
+        if let Some(service) = &self.in_process {
+            return Ok(SidecarClient::in_process(Arc::clone(service)));
+        }
         let interceptor = self.interceptor()?;
         let channel = self.channel_endpoint()?.connect().await?;
-        Ok(sidecar_client(channel, interceptor))
+        Ok(SidecarClient::grpc(channel, interceptor))
     }
 
     /// Connects on first use.
     pub(crate) fn connect_client_lazy(&self) -> Result<SidecarClient, ClientError> {
+        if let Some(service) = &self.in_process {
+            return Ok(SidecarClient::in_process(Arc::clone(service)));
+        }
         let interceptor = self.interceptor()?;
         let channel = self.channel_endpoint()?.connect_lazy();
-        Ok(sidecar_client(channel, interceptor))
+        Ok(SidecarClient::grpc(channel, interceptor))
     }
-}
-
-fn sidecar_client(channel: Channel, interceptor: MetadataInterceptor) -> SidecarClient {
-    TaskHubSidecarServiceClient::with_interceptor(channel, interceptor)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
 }
 
 /// The runtime status of an orchestration instance.
@@ -840,7 +849,7 @@ impl DurableClient {
     /// ```
     pub fn from_channel(channel: Channel) -> Self {
         Self {
-            inner: sidecar_client(channel, MetadataInterceptor::default()),
+            inner: SidecarClient::grpc(channel, MetadataInterceptor::default()),
         }
     }
 
@@ -850,7 +859,7 @@ impl DurableClient {
         options: &ConnectOptions,
     ) -> Result<Self, ClientError> {
         Ok(Self {
-            inner: sidecar_client(channel, options.interceptor()?),
+            inner: SidecarClient::grpc(channel, options.interceptor()?),
         })
     }
 
@@ -1318,7 +1327,7 @@ pub(crate) async fn stream_history(
         .await?
         .into_inner();
     let mut events = Vec::new();
-    while let Some(chunk) = stream.message().await? {
+    while let Some(chunk) = stream.next().await.transpose()? {
         events.extend(chunk.events);
     }
     Ok(events)

@@ -34,6 +34,7 @@ mod versioning;
 
 pub use self::versioning::{VERSION_MISMATCH_ERROR_TYPE, VersionFailure, VersionMatch, Versioning};
 
+use futures::StreamExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -452,8 +453,8 @@ async fn serve(
             _ = &mut watchdog => {
                 return Ended::Disconnected(format!("no message from the sidecar for {silent:?}"));
             }
-            // `Streaming::message` is cancel-safe.
-            message = stream.message() => match message {
+            // `StreamExt::next` is cancel-safe.
+            message = stream.next() => match message.transpose() {
                 Ok(Some(item)) => {
                     watchdog.as_mut().reset(Instant::now() + silent);
                     dispatch(inner, &client, item, tasks);
