@@ -64,8 +64,10 @@ enum Command {
         /// `DURABLE_TOKEN` when set; otherwise no token is required.
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
-        /// Also serve the HTTP management API (start, status, events, terminate, purge) and
-        /// Prometheus metrics (`/metrics`) on this port, on the same host.
+        /// Also serve, on this port and the same host: the web dashboard (`/`: instances,
+        /// their history as a timeline, and actions), the HTTP management API (`/api/`:
+        /// start, status, history, events, terminate, purge, ...) and Prometheus metrics
+        /// (`/metrics`).
         #[arg(long, value_name = "PORT")]
         http: Option<u16>,
         /// A host name the HTTP API answers for besides the loopback names (repeatable; `*`
@@ -190,6 +192,7 @@ async fn main() -> ExitCode {
                     };
                     if let Ok(addr) = listener.local_addr() {
                         println!("durable HTTP API listening on http://{addr}/api/");
+                        println!("durable dashboard on http://{addr}/");
                     }
                     let mut connect = durable::client::ConnectOptions::new(sidecar.endpoint());
                     let mut options =

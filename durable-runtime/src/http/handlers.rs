@@ -12,11 +12,13 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::history::event_json;
 use super::model::{
     InstanceList, InstanceStatus, STATUS_NAMES, StartResponse, base_uri, instance_uri, is_terminal,
     parse_status, status_name,
 };
 use crate::proto;
+use crate::proto::OrchestrationStatus;
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -286,6 +288,117 @@ pub(crate) async fn resume(
     Ok(accepted())
 }
 
+/// `POST /api/instances/{id}/rewind[?reason=]`: a `Failed` instance runs its failed tasks
+/// again.
+pub(crate) async fn rewind(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<ReasonQuery>, QueryRejection>,
+) -> ApiResult {
+    let id = path(id)?;
+    let params = query(params)?;
+    let current = fetch_state(&state, &id, false)
+        .await?
+        .ok_or_else(|| ApiError::unknown_instance(&id))?;
+    if current.orchestration_status != OrchestrationStatus::Failed as i32 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "orchestration instance '{id}' is {}; only Failed instances can be rewound",
+                status_name(current.orchestration_status)
+            ),
+        ));
+    }
+    state
+        .client
+        .clone()
+        .rewind_instance(proto::RewindInstanceRequest {
+            instance_id: id,
+            reason: params.reason,
+        })
+        .await
+        .map_err(|s| ApiError::grpc("RewindInstance", &s))?;
+    Ok(accepted())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RestartQuery {
+    #[serde(rename = "newInstanceId")]
+    new_instance_id: Option<bool>,
+}
+
+/// `POST /api/instances/{id}/restart[?newInstanceId=true]`: runs a finished instance again
+/// with its original input (under a new id with `newInstanceId=true`, which also works while
+/// the original still runs).
+pub(crate) async fn restart(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<RestartQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let id = path(id)?;
+    let new_instance_id = query(params)?.new_instance_id.unwrap_or(false);
+    let current = fetch_state(&state, &id, false)
+        .await?
+        .ok_or_else(|| ApiError::unknown_instance(&id))?;
+    if !new_instance_id && !is_terminal(current.orchestration_status) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "orchestration instance '{id}' is {}; only finished instances can be restarted \
+                 under the same id (use newInstanceId=true)",
+                status_name(current.orchestration_status)
+            ),
+        ));
+    }
+    let restarted = state
+        .client
+        .clone()
+        .restart_instance(proto::RestartInstanceRequest {
+            instance_id: id.clone(),
+            restart_with_new_instance_id: new_instance_id,
+        })
+        .await
+        .map_err(|s| ApiError::grpc("RestartInstance", &s))?
+        .into_inner();
+    let id = if restarted.instance_id.is_empty() {
+        id
+    } else {
+        restarted.instance_id
+    };
+    let body = StartResponse::new(&base_uri(&headers), &id);
+    let location = body.status_query_get_uri.clone();
+    Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(body)).into_response())
+}
+
+/// `GET /api/instances/{id}/history`: the events of the current execution, oldest first.
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path(id)?;
+    // Sidecars differ for unknown ids (an error or an empty stream); answer 404 either way.
+    fetch_state(&state, &id, false)
+        .await?
+        .ok_or_else(|| ApiError::unknown_instance(&id))?;
+    let events = crate::client::stream_history(
+        &state.client,
+        proto::StreamInstanceHistoryRequest {
+            instance_id: id.clone(),
+            execution_id: None,
+            for_work_item_processing: false,
+        },
+    )
+    .await
+    .map_err(|s| ApiError::grpc("StreamInstanceHistory", &s))?;
+    let events: Vec<Value> = events.iter().map(event_json).collect();
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "instanceId": id, "events": events })),
+    )
+        .into_response())
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct PurgeQuery {
     recursive: Option<bool>,
@@ -341,6 +454,11 @@ pub(crate) async fn purge(
 pub(crate) struct ListQuery {
     status: Option<String>,
     prefix: Option<String>,
+    name: Option<String>,
+    #[serde(rename = "createdFrom")]
+    created_from: Option<String>,
+    #[serde(rename = "createdTo")]
+    created_to: Option<String>,
     #[serde(rename = "pageSize")]
     page_size: Option<i32>,
     #[serde(rename = "continuationToken")]
@@ -349,7 +467,30 @@ pub(crate) struct ListQuery {
     show_input: Option<bool>,
 }
 
-/// `GET /api/instances?status=Running,Pending&prefix=&pageSize=&continuationToken=&showInput=`
+/// How many sidecar pages one filtered-by-name list request reads at most before it answers
+/// (possibly with fewer instances than asked, and a continuation token).
+const NAME_FILTER_PAGES: usize = 10;
+
+/// An RFC 3339 query parameter as a wire timestamp.
+fn timestamp_param(
+    name: &str,
+    value: Option<String>,
+) -> Result<Option<prost_types::Timestamp>, ApiError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let time = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid {name} '{value}': {e}; expected an RFC 3339 time like 2026-01-02T03:04:05Z"
+        ))
+    })?;
+    Ok(Some(prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }))
+}
+
+/// `GET /api/instances?status=Running,Pending&prefix=&name=&createdFrom=&createdTo=&pageSize=&continuationToken=&showInput=`
 pub(crate) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListQuery>, QueryRejection>,
@@ -377,32 +518,54 @@ pub(crate) async fn list(
             "invalid pageSize {page_size}; expected 0 (the sidecar's default page) or a positive number"
         )));
     }
-    let response = state
-        .client
-        .clone()
-        .query_instances(proto::QueryInstancesRequest {
-            query: Some(proto::InstanceQuery {
-                runtime_status,
-                max_instance_count: page_size,
-                continuation_token: params.continuation_token.filter(|t| !t.is_empty()),
-                instance_id_prefix: params.prefix.filter(|p| !p.is_empty()),
-                fetch_inputs_and_outputs: params.show_input.unwrap_or(false),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map_err(|s| ApiError::grpc("QueryInstances", &s))?
-        .into_inner();
-    let body = InstanceList {
-        instances: response
-            .orchestration_state
-            .iter()
-            .map(InstanceStatus::from_state)
-            .collect(),
+    let created_from = timestamp_param("createdFrom", params.created_from)?;
+    let created_to = timestamp_param("createdTo", params.created_to)?;
+    let name = params.name.filter(|n| !n.is_empty());
+    let mut token = params.continuation_token.filter(|t| !t.is_empty());
+    let page = usize::try_from(page_size).unwrap_or(0);
+    let mut instances = Vec::new();
+    // The protocol cannot filter by name: read pages and keep the matches, asking each time
+    // only for the rows still missing so a page never holds more than `pageSize`.
+    for _ in 0..NAME_FILTER_PAGES {
+        let missing = page.saturating_sub(instances.len());
+        let response = state
+            .client
+            .clone()
+            .query_instances(proto::QueryInstancesRequest {
+                query: Some(proto::InstanceQuery {
+                    runtime_status: runtime_status.clone(),
+                    created_time_from: created_from,
+                    created_time_to: created_to,
+                    max_instance_count: i32::try_from(missing).unwrap_or(i32::MAX),
+                    continuation_token: token.clone(),
+                    instance_id_prefix: params.prefix.clone().filter(|p| !p.is_empty()),
+                    fetch_inputs_and_outputs: params.show_input.unwrap_or(false),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|s| ApiError::grpc("QueryInstances", &s))?
+            .into_inner();
+        instances.extend(
+            response
+                .orchestration_state
+                .iter()
+                .filter(|s| name.as_ref().is_none_or(|n| s.name.starts_with(n.as_str())))
+                .map(InstanceStatus::from_state),
+        );
         // Empty and "0" both mean "last page" on the wire (Python SDK convention).
-        continuation_token: response
+        let next = response
             .continuation_token
-            .filter(|t| !t.is_empty() && t != "0"),
+            .filter(|t| !t.is_empty() && t != "0");
+        let stuck = next.is_some() && next == token;
+        token = next;
+        if name.is_none() || token.is_none() || page == 0 || instances.len() >= page || stuck {
+            break;
+        }
+    }
+    let body = InstanceList {
+        instances,
+        continuation_token: token,
     };
     Ok((StatusCode::OK, Json(body)).into_response())
 }

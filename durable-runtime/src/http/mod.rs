@@ -18,22 +18,36 @@
 //! | `POST`   | `/api/instances/{id}/terminate`                   | `202`                     |
 //! | `POST`   | `/api/instances/{id}/suspend[?reason=]`           | `202`                     |
 //! | `POST`   | `/api/instances/{id}/resume[?reason=]`            | `202`                     |
+//! | `POST`   | `/api/instances/{id}/rewind[?reason=]`            | `202` (`409` not `Failed`) |
+//! | `POST`   | `/api/instances/{id}/restart[?newInstanceId=]`    | `202` + `Location`        |
+//! | `GET`    | `/api/instances/{id}/history`                     | `200` `{"events": [...]}` |
 //! | `DELETE` | `/api/instances/{id}`                             | `200` (purged)            |
-//! | `GET`    | `/api/instances[?status=&prefix=&pageSize=&continuationToken=]` | `200`       |
+//! | `GET`    | `/api/instances[?status=&prefix=&name=&createdFrom=&createdTo=&pageSize=&continuationToken=]` | `200` |
 //! | `POST`   | `/api/entities/{name}/{key}?op=OPERATION` (body: JSON input) | `202` (signalled) |
 //! | `GET`    | `/api/entities/{name}/{key}`                      | `200` state, `404` none   |
 //! | `GET`    | `/api/entities[?name=&prefix=&includeState=&includeTransient=&pageSize=&continuationToken=]` | `200` |
+//! | `GET`    | `/` → `/dashboard/`: the web dashboard (see below)  | `200` HTML, JS, CSS       |
 //!
 //! Errors are JSON objects `{"error": "..."}` with a 4xx/5xx status; gRPC failures of the
 //! sidecar are mapped as `NOT_FOUND`→404, `ALREADY_EXISTS`→409, `FAILED_PRECONDITION`→409,
 //! `INVALID_ARGUMENT`→400, `UNAVAILABLE`→503, `DEADLINE_EXCEEDED`→504, `UNIMPLEMENTED`→501 and
 //! anything else →502. See `docs/http-api.md` for the full reference and a curl session.
 //!
+//! **Dashboard.** `GET /dashboard/` serves a web page built into the binary (plain HTML,
+//! JavaScript and CSS; no build step): the instance list with status, id-prefix, name and
+//! age filters and paging, each instance's state and history as a timeline of its
+//! activities, timers, sub-orchestrations and events, and buttons to raise an event,
+//! suspend, resume, terminate, rewind, restart and purge; it refreshes itself every two
+//! seconds. [`HttpOptions::dashboard`]`(false)` leaves it out.
+//!
 //! **Who may call it.** Requests must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`)
 //! in `Host` (and `X-Forwarded-Host`), or one added with [`HttpOptions::allow_host`]; others
 //! get `421 Misdirected Request`, so a web page cannot drive a local API through DNS
-//! rebinding. With [`HttpOptions::bearer_token`], every request must carry
-//! `Authorization: Bearer <token>` (`401` otherwise).
+//! rebinding. Requests other than `GET`/`HEAD`/`OPTIONS` that carry a browser's `Origin`
+//! header must come from an allowed host too (`403` otherwise), so a page of another site
+//! cannot make a browser terminate or purge instances. With [`HttpOptions::bearer_token`],
+//! every request must carry `Authorization: Bearer <token>` (`401` otherwise), except the
+//! dashboard's files: the page asks for the token and keeps it in the tab's `sessionStorage`.
 //!
 //! **Unknown orchestrators.** A sidecar does not know which orchestrators its workers registered,
 //! so [`router`] accepts any name: starting an unregistered orchestrator succeeds, and the
@@ -52,9 +66,11 @@
 //! ```
 
 mod access;
+mod dashboard;
 mod entities;
 mod error;
 mod handlers;
+mod history;
 mod model;
 
 use std::future::Future;
@@ -106,6 +122,7 @@ pub struct HttpOptions {
     token: Option<String>,
     orchestrators: Option<Vec<String>>,
     metrics: Option<MetricsSource>,
+    no_dashboard: bool,
 }
 
 /// Renders the Prometheus text served at `/metrics`.
@@ -118,12 +135,13 @@ impl std::fmt::Debug for HttpOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("orchestrators", &self.orchestrators)
             .field("metrics", &self.metrics.is_some())
+            .field("dashboard", &!self.no_dashboard)
             .finish()
     }
 }
 
 impl HttpOptions {
-    /// Loopback hosts only, no token, any orchestrator name.
+    /// Loopback hosts only, no token, any orchestrator name, with the dashboard.
     pub fn new() -> Self {
         Self::default()
     }
@@ -151,6 +169,13 @@ impl HttpOptions {
     /// `SidecarHandle::metrics_source()`); without it `/metrics` is `404`.
     pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// Whether `GET /` and `/dashboard/` serve the web dashboard (default `true`); without it
+    /// they are `404`, e.g. when the router is merged into an app that has its own `/`.
+    pub fn dashboard(mut self, enabled: bool) -> Self {
+        self.no_dashboard = !enabled;
         self
     }
 }
@@ -201,7 +226,8 @@ pub fn router_with_orchestrators(client: crate::DurableClient, names: Vec<String
     router_with(client, HttpOptions::new().orchestrators(names))
 }
 
-/// The router with `options`: allowed hosts, a bearer token, known orchestrators.
+/// The router with `options`: allowed hosts, a bearer token, known orchestrators, metrics,
+/// the dashboard.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -216,11 +242,14 @@ pub fn router_with_orchestrators(client: crate::DurableClient, names: Vec<String
 /// # }
 /// ```
 pub fn router_with(client: crate::DurableClient, options: HttpOptions) -> Router {
-    let access = access::Access::new(&options.hosts, options.token);
+    let access = access::Access::new(&options.hosts, options.token, !options.no_dashboard);
     let mut app = build(AppState {
         client: client.sidecar(),
         orchestrators: options.orchestrators.map(Into::into),
     });
+    if !options.no_dashboard {
+        app = app.merge(dashboard::routes());
+    }
     if let Some(render) = options.metrics {
         app = app.route(
             "/metrics",
@@ -256,6 +285,9 @@ fn build(state: AppState) -> Router {
         .route("/api/instances/{id}/terminate", post(handlers::terminate))
         .route("/api/instances/{id}/suspend", post(handlers::suspend))
         .route("/api/instances/{id}/resume", post(handlers::resume))
+        .route("/api/instances/{id}/rewind", post(handlers::rewind))
+        .route("/api/instances/{id}/restart", post(handlers::restart))
+        .route("/api/instances/{id}/history", get(handlers::history))
         .route("/api/entities", get(entities::list))
         .route(
             "/api/entities/{name}/{key}",
