@@ -1,9 +1,8 @@
 //! A headless Chromium driven over the Chrome DevTools Protocol, for the dashboard test: load
 //! pages, read the DOM, click with real mouse events, type, take screenshots.
 //!
-//! The protocol runs over a WebSocket; the few framing rules a client needs (masked text
-//! frames out, unmasked frames in, pings answered) are written out here, so the test needs no
-//! browser-automation crate.
+//! The protocol is JSON commands and replies over a WebSocket (`tokio-tungstenite`); the few
+//! commands the test needs are written out here, so it needs no browser-automation crate.
 //!
 //! No Chromium: the test is skipped (saying why), unless `DURABLE_REQUIRE_CHROMIUM` is set
 //! (`.ci/run` sets it), which makes it fail.
@@ -15,10 +14,18 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The page's DevTools connection (plain `ws://` on loopback).
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a page may take to reach a state the test waits for.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -67,7 +74,7 @@ pub fn artifacts_dir() -> PathBuf {
 /// One headless Chromium with one page; killed on drop.
 pub struct Browser {
     child: Child,
-    socket: WebSocket,
+    socket: Socket,
     next_id: u64,
     profile: PathBuf,
 }
@@ -146,7 +153,9 @@ impl Browser {
             .and_then(|t| t["webSocketDebuggerUrl"].as_str())
             .ok_or_else(|| anyhow!("Chromium has no page target: {targets}"))?
             .to_owned();
-        let socket = WebSocket::connect(&page_url).await?;
+        let (socket, _) = tokio_tungstenite::connect_async(page_url.as_str())
+            .await
+            .with_context(|| format!("connecting to the DevTools page at {page_url}"))?;
         let mut browser = Self {
             child,
             socket,
@@ -167,13 +176,21 @@ impl Browser {
         self.next_id += 1;
         let id = self.next_id;
         let message = json!({ "id": id, "method": method, "params": params });
-        self.socket.send(&message.to_string()).await?;
+        self.socket.send(Message::text(message.to_string())).await?;
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let text = tokio::time::timeout(left, self.socket.receive())
+            let next = tokio::time::timeout(left, self.socket.next())
                 .await
-                .with_context(|| format!("no answer to {method} within {WAIT:?}"))??;
+                .with_context(|| format!("no answer to {method} within {WAIT:?}"))?;
+            let text = match next.transpose()? {
+                Some(Message::Text(text)) => text,
+                Some(Message::Close(_)) | None => {
+                    bail!("the DevTools server closed the WebSocket")
+                }
+                // tungstenite answers pings itself; DevTools sends nothing else we need.
+                Some(_) => continue,
+            };
             let reply: Value = serde_json::from_str(&text)?;
             if reply["id"] != id {
                 continue;
@@ -295,8 +312,8 @@ impl Browser {
         let data = shot["data"]
             .as_str()
             .ok_or_else(|| anyhow!("no screenshot data"))?;
-        std::fs::write(path, base64_decode(data)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let png = BASE64.decode(data).context("decoding the screenshot")?;
+        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
@@ -304,152 +321,10 @@ impl Browser {
     pub async fn close(mut self) {
         let _ = self
             .socket
-            .send(r#"{"id":0,"method":"Browser.close"}"#)
+            .send(Message::text(r#"{"id":0,"method":"Browser.close"}"#))
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         let _ = self.child.kill().await;
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-/// The client side of a WebSocket (RFC 6455), text messages only.
-struct WebSocket {
-    stream: BufReader<TcpStream>,
-}
-
-impl WebSocket {
-    async fn connect(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| anyhow!("not a ws:// URL: {url}"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut stream = BufReader::new(TcpStream::connect(authority).await?);
-        let request = format!(
-            "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: ZHVyYWJsZS1kYXNoYm9hcmQ=\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.get_mut().write_all(request.as_bytes()).await?;
-        let mut status = String::new();
-        stream.read_line(&mut status).await?;
-        if !status.contains(" 101 ") {
-            bail!(
-                "the DevTools server refused the WebSocket: {}",
-                status.trim()
-            );
-        }
-        loop {
-            let mut header = String::new();
-            if stream.read_line(&mut header).await? == 0 || header == "\r\n" {
-                break;
-            }
-        }
-        Ok(Self { stream })
-    }
-
-    async fn send(&mut self, text: &str) -> anyhow::Result<()> {
-        self.send_frame(0x1, text.as_bytes()).await
-    }
-
-    /// One final frame with `opcode`; client frames are masked.
-    async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> anyhow::Result<()> {
-        let mut frame = vec![0x80 | opcode];
-        let len = payload.len();
-        if len < 126 {
-            frame.push(0x80 | u8::try_from(len)?);
-        } else if let Ok(len) = u16::try_from(len) {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&len.to_be_bytes());
-        } else {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&u64::try_from(len)?.to_be_bytes());
-        }
-        let mask: [u8; 4] = rand::random();
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.get_mut().write_all(&frame).await?;
-        Ok(())
-    }
-
-    /// The next text message (fragments joined; pings answered).
-    async fn receive(&mut self) -> anyhow::Result<String> {
-        let mut message = Vec::new();
-        loop {
-            let mut head = [0u8; 2];
-            self.stream.read_exact(&mut head).await?;
-            let fin = head[0] & 0x80 != 0;
-            let opcode = head[0] & 0x0f;
-            let len = match head[1] & 0x7f {
-                126 => u64::from(self.stream.read_u16().await?),
-                127 => self.stream.read_u64().await?,
-                n => u64::from(n),
-            };
-            let mask = if head[1] & 0x80 != 0 {
-                let mut mask = [0u8; 4];
-                self.stream.read_exact(&mut mask).await?;
-                Some(mask)
-            } else {
-                None
-            };
-            let mut payload = vec![0u8; usize::try_from(len)?];
-            self.stream.read_exact(&mut payload).await?;
-            if let Some(mask) = mask {
-                for (i, b) in payload.iter_mut().enumerate() {
-                    *b ^= mask[i % 4];
-                }
-            }
-            match opcode {
-                0x0 | 0x1 => {
-                    message.extend_from_slice(&payload);
-                    if fin {
-                        return Ok(String::from_utf8(message)?);
-                    }
-                }
-                0x8 => bail!("the DevTools server closed the WebSocket"),
-                0x9 => self.send_frame(0xA, &payload).await?,
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Standard base64 (with padding), as screenshots arrive.
-fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
-    let value = |c: u8| -> anyhow::Result<u32> {
-        Ok(match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => bail!("invalid base64 byte {c}"),
-        })
-    };
-    let bytes: Vec<u8> = text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let [_, a, b, c] = n.to_be_bytes();
-        out.push(a);
-        if chunk.len() > 2 {
-            out.push(b);
-        }
-        if chunk.len() > 3 {
-            out.push(c);
-        }
-    }
-    Ok(out)
-}
-
-#[test]
-fn base64_decodes_padding() {
-    assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-    assert_eq!(base64_decode("aGkh").unwrap(), b"hi!");
-    assert_eq!(base64_decode("aA==").unwrap(), b"h");
 }
