@@ -108,14 +108,36 @@ pub(crate) async fn run_activity(
     }
 }
 
-/// Runs one orchestration episode on a blocking thread (the executor never awaits; long
+/// The threads orchestration episodes run on: one per core. Episodes are CPU work (the
+/// executor never waits), so more threads would not run them sooner; few threads also keep
+/// the allocator to few arenas, which is most of what a large fan-out's memory comes down to.
+/// `None` when the threads cannot be started (episodes then run on tokio's blocking pool).
+fn episode_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|i| format!("durable-episode-{i}"))
+            .build()
+            .map_err(|e| {
+                tracing::warn!(
+                    "starting the episode threads failed ({e}); using tokio's blocking pool"
+                )
+            })
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Runs one orchestration episode on an episode thread (the executor never awaits; long
 /// histories are CPU work that must not stall the tokio workers).
 pub(crate) async fn run_orchestration(
     registry: Arc<Registry>,
     request: proto::OrchestratorRequest,
 ) -> proto::OrchestratorResponse {
     let instance_id = request.instance_id.clone();
-    let joined = tokio::task::spawn_blocking(move || {
+    let episode = move || {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             let trace = telemetry::EpisodeTrace::start(&request);
             let mut response = crate::orchestration::execute(&registry, &request);
@@ -123,8 +145,21 @@ pub(crate) async fn run_orchestration(
             response
         }))
         .map_err(|payload| panic_details("the orchestration executor", payload.as_ref()))
-    })
-    .await;
+    };
+    let joined = match episode_pool() {
+        Some(pool) => {
+            let (done, result) = tokio::sync::oneshot::channel();
+            pool.spawn(move || {
+                let _ = done.send(episode());
+            });
+            result
+                .await
+                .map_err(|_| "the episode thread stopped".to_owned())
+        }
+        None => tokio::task::spawn_blocking(episode)
+            .await
+            .map_err(|e| e.to_string()),
+    };
     let failure = match joined {
         Ok(Ok(mut response)) => {
             if response.instance_id.is_empty() {
@@ -133,9 +168,9 @@ pub(crate) async fn run_orchestration(
             return response;
         }
         Ok(Err(details)) => details,
-        Err(join_error) => FailureDetails::new(
+        Err(stopped) => FailureDetails::new(
             "durable::WorkerError",
-            format!("the orchestration episode did not finish: {join_error}"),
+            format!("the orchestration episode did not finish: {stopped}"),
         ),
     };
     tracing::error!(%instance_id, "orchestration episode failed inside the SDK: {failure}");
