@@ -156,14 +156,20 @@ pub(crate) async fn start(
         .await
         .map_err(|s| ApiError::grpc("StartInstance", &s))?
         .into_inner();
-    let id = if created.instance_id.is_empty() {
-        id
+    Ok(started(&headers, id, created.instance_id))
+}
+
+/// `202 Accepted` with the management URIs of the instance a start or restart created: the id
+/// the sidecar answered, or the one asked for when it answered none.
+fn started(headers: &HeaderMap, requested: String, answered: String) -> Response {
+    let id = if answered.is_empty() {
+        requested
     } else {
-        created.instance_id
+        answered
     };
-    let body = StartResponse::new(&base_uri(&headers), &id);
+    let body = StartResponse::new(&base_uri(headers), &id);
     let location = body.status_query_get_uri.clone();
-    Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(body)).into_response())
+    (StatusCode::ACCEPTED, [(LOCATION, location)], Json(body)).into_response()
 }
 
 /// `GET /api/instances/{id}`: `202` + `Location` while running, `200` once terminal.
@@ -361,14 +367,7 @@ pub(crate) async fn restart(
         .await
         .map_err(|s| ApiError::grpc("RestartInstance", &s))?
         .into_inner();
-    let id = if restarted.instance_id.is_empty() {
-        id
-    } else {
-        restarted.instance_id
-    };
-    let body = StartResponse::new(&base_uri(&headers), &id);
-    let location = body.status_query_get_uri.clone();
-    Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(body)).into_response())
+    Ok(started(&headers, id, restarted.instance_id))
 }
 
 /// `GET /api/instances/{id}/history`: the events of the current execution, oldest first.

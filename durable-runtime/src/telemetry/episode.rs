@@ -11,7 +11,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue, global};
 
 use super::context::{span_context, trace_context};
-use super::{FIRE_AT, STATUS, TASK_ID, TRACER, TYPE, span_name, task_attributes};
+use super::{FIRE_AT, STATUS, TASK_ID, TRACER, span_name, task_attributes};
 use crate::proto::history_event::EventType;
 use crate::proto::orchestrator_action::OrchestratorActionType;
 use crate::proto::{self, HistoryEvent, OrchestrationStatus};
@@ -170,8 +170,7 @@ impl EpisodeTrace {
     ) -> Option<ReceivedSpan> {
         let end = time_of(event);
         if let Some(EventType::EventRaised(raised)) = &event.event_type {
-            let mut attributes = task_attributes("event", &raised.name, None, &self.instance_id);
-            attributes[0] = KeyValue::new(TYPE, "event");
+            let attributes = task_attributes("event", &raised.name, None, &self.instance_id);
             return Some(ReceivedSpan {
                 name: span_name("orchestration_event", &raised.name, None).into_owned(),
                 kind: SpanKind::Consumer,
