@@ -369,6 +369,10 @@ impl RuntimeBuilder {
             Some(registry) => registry,
             None => Registry::from_inventory()?,
         };
+        let transport = match self.transport {
+            Some(transport) => transport,
+            None => EmbeddedTransport::from_env()?.unwrap_or_default(),
+        };
         let external = match self.sidecar.clone() {
             Some(endpoint) => Some((endpoint, "RuntimeBuilder::sidecar")),
             None => self.env(SIDECAR_ENV).map(|e| (e, SIDECAR_ENV)),
@@ -394,10 +398,6 @@ impl RuntimeBuilder {
                 let (endpoint, guard) = start_embedded(&config).await?;
                 (endpoint, Some(guard), None)
             }
-        };
-        let transport = match self.transport {
-            Some(transport) => transport,
-            None => EmbeddedTransport::from_env()?.unwrap_or_default(),
         };
         #[cfg_attr(not(feature = "embedded"), allow(unused_mut))]
         let mut connection = self.connection.endpoint_replaced(endpoint.clone());

@@ -213,6 +213,7 @@ impl ConnectOptions {
 
     /// Calls `service` in this process (the embedded sidecar) instead of connecting to the
     /// endpoint, which stays the sidecar's address for other processes.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn in_process(mut self, service: Arc<proto::SidecarService>) -> Self {
         self.in_process = Some(service);
         self
