@@ -13,11 +13,15 @@
 #[path = "support/chains.rs"]
 mod chains;
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::time::{Duration, Instant};
 
 use chains::{run_chains, sequence};
 use durable::prelude::*;
 use durable::{DurableClient, EmbeddedTransport, RuntimeBuilder};
+use process::{cpu_time, peak_rss_mib, reset_peak_rss};
 
 const IN_FLIGHT: usize = 100;
 
@@ -31,33 +35,6 @@ async fn double(_ctx: ActivityContext, n: u64) -> u64 {
 async fn fan_out(ctx: OrchestrationContext, n: u64) -> durable::Result<u64> {
     let tasks: Vec<_> = (0..n).map(|i| ctx.call_activity(double, i)).collect();
     Ok(durable::when_all(tasks).await?.into_iter().sum())
-}
-
-/// This process's user + system CPU time (Linux `/proc/self/stat`, clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`: utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// The process's peak resident set (VmHWM) in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn sizes(var: &str, default: &[usize]) -> Vec<usize> {
@@ -105,8 +82,7 @@ async fn latency(label: &str, client: &DurableClient) -> anyhow::Result<()> {
 
 async fn fan_outs(label: &str, client: &DurableClient, n: usize) -> anyhow::Result<()> {
     eprintln!("{label}: fan-out of {n} activities...");
-    // Resets the peak RSS (VmHWM) to the current RSS, so the figure is this scenario's.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    reset_peak_rss();
     let started = Instant::now();
     let id = client.schedule_new_orchestration(fan_out, n as u64).await?;
     let state = client

@@ -309,7 +309,8 @@ impl RuntimeBuilder {
     /// orchestrators this runtime registered can be started there (others get `404` naming the
     /// known ones). It answers requests for loopback host names only (`421` otherwise); to
     /// serve other names or require a token, serve [`crate::http::router_with`] yourself.
-    /// Needs the feature `http` (on by default).
+    /// The same port serves the web dashboard at `/` and, with the embedded sidecar,
+    /// Prometheus metrics at `/metrics`. Needs the feature `http` (on by default).
     #[cfg(feature = "http")]
     pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
         self.http = Some(addr);
@@ -369,13 +370,15 @@ impl RuntimeBuilder {
             Some(registry) => registry,
             None => Registry::from_inventory()?,
         };
-        let transport = match self.transport {
-            Some(transport) => transport,
-            None => EmbeddedTransport::from_env()?.unwrap_or_default(),
-        };
         let external = match self.sidecar.clone() {
             Some(endpoint) => Some((endpoint, "RuntimeBuilder::sidecar")),
             None => self.env(SIDECAR_ENV).map(|e| (e, SIDECAR_ENV)),
+        };
+        // Resolved before the embedded sidecar starts, so a malformed value fails at once.
+        let transport = match (self.transport, &external) {
+            (Some(transport), _) => transport,
+            (None, None) => EmbeddedTransport::from_env()?.unwrap_or_default(),
+            (None, Some(_)) => EmbeddedTransport::default(),
         };
         let (endpoint, embedded, configured_by) = match external {
             Some((endpoint, by)) => (endpoint, None, Some(by)),

@@ -4,8 +4,13 @@
 //! The durable side compiles this file as a module; the duroxide side (a crate of its own,
 //! see `../Cargo.toml`) includes it with `#[path]`.
 
+#[path = "../../../durable-runtime/benches/support/process.rs"]
+mod process;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
+
+use process::{cpu_time, peak_rss_mib, reset_peak_rss};
 
 /// Chains kept in flight at once.
 pub(crate) const IN_FLIGHT: usize = 100;
@@ -122,8 +127,7 @@ pub(crate) async fn run(label: &str, peer: impl Peer) -> anyhow::Result<()> {
             continue;
         }
         eprintln!("{label}: fan-out of {n} activities...");
-        // Resets the peak RSS (VmHWM) to the current RSS, so the figure is this scenario's.
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        reset_peak_rss();
         let started = Instant::now();
         if tokio::time::timeout(sizes.budget, peer.fan_out(n as u64))
             .await
@@ -159,33 +163,6 @@ async fn chains(peer: &impl Peer, n: usize) -> anyhow::Result<Duration> {
         lane.await??;
     }
     Ok(started.elapsed())
-}
-
-/// This process's user + system CPU time (Linux `/proc/self/stat`, clock ticks of 10 ms).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`: utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// The process's peak resident set (VmHWM) in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Reports a figure: `figure <TAB> scenario <TAB> value <TAB> unit <TAB> detail`.
