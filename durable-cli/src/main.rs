@@ -74,6 +74,12 @@ enum Command {
         /// for any, behind a proxy that checks it). Others get 421.
         #[arg(long = "http-allow-host", value_name = "HOST")]
         http_allow_hosts: Vec<String>,
+        /// With `--postgres`: the URL other replicas reach this one at, to forward calls for
+        /// the instances it serves. Default: `DURABLE_ADVERTISE` when set, else this sidecar's
+        /// own endpoint (loopback when listening on every interface; set it for replicas on
+        /// several machines).
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
     },
     #[command(flatten)]
     Client(client_commands::ClientCommand),
@@ -110,6 +116,7 @@ async fn main() -> ExitCode {
             token_file,
             http,
             http_allow_hosts,
+            advertise,
         } => {
             let token = match read_token(token_file.as_deref()) {
                 Ok(token) => token,
@@ -141,6 +148,13 @@ async fn main() -> ExitCode {
             }
             if let Some(token) = &token {
                 builder = builder.bearer_token(token.clone());
+            }
+            if let Some(url) = advertise.or_else(|| {
+                std::env::var("DURABLE_ADVERTISE")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty())
+            }) {
+                builder = builder.advertise(url);
             }
             let storage = if in_memory {
                 builder = builder.in_memory();

@@ -40,6 +40,8 @@
 mod connections;
 mod engine;
 mod metrics;
+mod partitions;
+mod replicas;
 mod seed;
 mod server;
 mod storage;
@@ -182,6 +184,7 @@ pub struct SidecarBuilder {
     keepalive: Duration,
     idle_timeout: Duration,
     token: Option<String>,
+    advertise: Option<String>,
 }
 
 impl Default for SidecarBuilder {
@@ -195,6 +198,7 @@ impl Default for SidecarBuilder {
             keepalive: DEFAULT_KEEPALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             token: None,
+            advertise: None,
         }
     }
 }
@@ -225,8 +229,10 @@ impl SidecarBuilder {
     }
 
     /// Keep instances in a PostgreSQL database (`postgres://user:password@host:port/db`, or
-    /// any libpq-style connection string). Tables are created or migrated on start. One sidecar
-    /// writes a database at a time; a second one on the same database fails to start.
+    /// any libpq-style connection string). Tables are created or migrated on start. Several
+    /// sidecars on one database are replicas of one task hub: each serves a share of the
+    /// instances, any of them answers every call, and when one stops or dies the others take
+    /// its share over within seconds (see [`advertise`](Self::advertise)).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), durable_sidecar::SidecarError> {
@@ -308,6 +314,23 @@ impl SidecarBuilder {
         self
     }
 
+    /// The URL other replicas of a PostgreSQL task hub reach this one at, to forward the calls
+    /// for instances it serves (default: [`SidecarHandle::endpoint`], the loopback address
+    /// when listening on every interface, so set it for replicas on several machines).
+    ///
+    /// ```
+    /// let builder = durable_sidecar::SidecarBuilder::new()
+    ///     .host("0.0.0.0")
+    ///     .port(4001)
+    ///     .postgres("postgres://durable@db.internal/durable")
+    ///     .advertise("http://10.0.0.7:4001");
+    /// # drop(builder);
+    /// ```
+    pub fn advertise(mut self, url: impl Into<String>) -> Self {
+        self.advertise = Some(url.into());
+        self
+    }
+
     /// Keep instances in memory only (the default); everything is lost on shutdown.
     pub fn in_memory(mut self) -> Self {
         self.storage = StorageChoice::Memory;
@@ -331,44 +354,6 @@ impl SidecarBuilder {
                 message: e.to_string(),
             },
         };
-        let mut sqlite = None;
-        let storage: Arc<dyn Storage> = match &self.storage {
-            StorageChoice::Memory => {
-                Arc::new(storage::memory::MemoryStorage::new(Arc::clone(&signal)))
-            }
-            StorageChoice::Sqlite(path) => {
-                let opened = Arc::new(
-                    storage::sqlite::SqliteStorage::open(
-                        path.clone(),
-                        Arc::clone(&signal),
-                        self.synchronous,
-                    )
-                    .map_err(storage_error)?,
-                );
-                sqlite = Some(Arc::clone(&opened));
-                opened
-            }
-            StorageChoice::Postgres(url) => {
-                let (url, signal, synchronous) =
-                    (url.clone(), Arc::clone(&signal), self.synchronous);
-                let opened = tokio::task::spawn_blocking(move || {
-                    storage::postgres::PostgresStorage::open(&url, signal, synchronous)
-                })
-                .await
-                .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?;
-                Arc::new(opened.map_err(storage_error)?)
-            }
-        };
-        let loaded = {
-            let storage = Arc::clone(&storage);
-            tokio::task::spawn_blocking(move || storage.load())
-                .await
-                .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?
-                .map_err(storage_error)?
-        };
-        let engine = engine::Engine::new(Arc::clone(&storage), Arc::clone(&signal), loaded)
-            .map_err(storage_error)?;
-
         let addr = format!("{}:{}", self.host, self.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -379,17 +364,74 @@ impl SidecarBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| SidecarError::Bind { addr, source })?;
-        engine.spawn_tasks();
-        if let Some(sqlite) = sqlite {
-            sqlite.advertise(&endpoint_of(local_addr));
-        }
+        let core = match &self.storage {
+            StorageChoice::Postgres(url) => {
+                let (url, synchronous) = (url.clone(), self.synchronous);
+                let db = tokio::task::spawn_blocking(move || {
+                    storage::postgres::PostgresDatabase::connect(&url, synchronous)
+                })
+                .await
+                .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?
+                .map_err(storage_error)?;
+                let address = self
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| endpoint_of(local_addr));
+                let set = replicas::ReplicaSet::start(db, address, self.token.clone())
+                    .await
+                    .map_err(storage_error)?;
+                Core::Replicas(set)
+            }
+            _ => Core::Single(self.open_single(&signal, local_addr, storage_error).await?),
+        };
 
-        let service = TaskHubSidecarServiceServer::new(server::SidecarService {
-            engine: Arc::clone(&engine),
-            in_process: false,
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = match &core {
+            Core::Single(engine) => self.serve(
+                server::SidecarService {
+                    engine: Arc::clone(engine),
+                    in_process: false,
+                },
+                listener,
+                signal,
+                stop_rx,
+            ),
+            Core::Replicas(set) => self.serve(
+                replicas::ReplicaFront {
+                    set: Arc::clone(set),
+                    in_process: false,
+                },
+                listener,
+                signal,
+                stop_rx,
+            ),
+        };
+        tracing::info!(%local_addr, "durable sidecar listening");
+        Ok(SidecarHandle {
+            local_addr,
+            core,
+            stop: Some(stop_tx),
+            server: Some(server),
         })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    }
+}
+
+impl SidecarBuilder {
+    /// Serves `service` on `listener` until `stop` fires: bearer token, failure refusal,
+    /// connection limits and keepalive as configured.
+    fn serve<S>(
+        &self,
+        service: S,
+        listener: tokio::net::TcpListener,
+        signal: Arc<CommitSignal>,
+        stop_rx: oneshot::Receiver<()>,
+    ) -> JoinHandle<()>
+    where
+        S: proto::task_hub_sidecar_service_server::TaskHubSidecarService,
+    {
+        let service = TaskHubSidecarServiceServer::new(service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         // After a failed commit every RPC is refused: memory no longer matches the database.
         let token = self.token.clone();
         let service = InterceptedService::new(service, move |req: tonic::Request<()>| {
@@ -399,7 +441,7 @@ impl SidecarBuilder {
             if let Some(token) = &token {
                 check_token(&req, token)?;
             }
-            match signal.failure_status() {
+            match failure_status(&signal) {
                 Some(status) => Err(status),
                 None => Ok(req),
             }
@@ -413,8 +455,7 @@ impl SidecarBuilder {
             self.idle_timeout,
         ));
         let keepalive = self.keepalive;
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
+        tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(keepalive))
                 .http2_keepalive_timeout(Some(keepalive * 2))
@@ -429,15 +470,80 @@ impl SidecarBuilder {
             if let Err(e) = result {
                 tracing::error!(error = %e, "sidecar server stopped with an error");
             }
-        });
-        tracing::info!(%local_addr, "durable sidecar listening");
-        Ok(SidecarHandle {
-            local_addr,
-            engine,
-            stop: Some(stop_tx),
-            server: Some(server),
         })
     }
+
+    /// Opens in-memory or SQLite storage, recovers and starts the one engine.
+    async fn open_single(
+        &self,
+        signal: &Arc<CommitSignal>,
+        local_addr: SocketAddr,
+        storage_error: impl Fn(storage::StorageError) -> SidecarError,
+    ) -> Result<Arc<engine::Engine>, SidecarError> {
+        let mut sqlite = None;
+        let storage: Arc<dyn Storage> = match &self.storage {
+            StorageChoice::Sqlite(path) => {
+                let opened = Arc::new(
+                    storage::sqlite::SqliteStorage::open(
+                        path.clone(),
+                        Arc::clone(signal),
+                        self.synchronous,
+                    )
+                    .map_err(&storage_error)?,
+                );
+                sqlite = Some(Arc::clone(&opened));
+                opened
+            }
+            _ => Arc::new(storage::memory::MemoryStorage::new(Arc::clone(signal))),
+        };
+        let loaded = {
+            let storage = Arc::clone(&storage);
+            tokio::task::spawn_blocking(move || storage.load())
+                .await
+                .map_err(|e| storage_error(storage::StorageError::Schema(e.to_string())))?
+                .map_err(&storage_error)?
+        };
+        let engine = engine::Engine::new(storage, Arc::clone(signal), loaded, None)
+            .map_err(&storage_error)?;
+        engine.spawn_tasks();
+        if let Some(sqlite) = sqlite {
+            sqlite.advertise(&endpoint_of(local_addr));
+        }
+        Ok(engine)
+    }
+}
+
+/// What serves the calls: one engine (memory, SQLite), or a replica of a PostgreSQL task hub.
+enum Core {
+    Single(Arc<engine::Engine>),
+    Replicas(Arc<replicas::ReplicaSet>),
+}
+
+impl Core {
+    fn service(&self, in_process: bool) -> Arc<proto::SidecarService> {
+        match self {
+            Self::Single(engine) => Arc::new(server::SidecarService {
+                engine: Arc::clone(engine),
+                in_process,
+            }),
+            Self::Replicas(set) => Arc::new(replicas::ReplicaFront {
+                set: Arc::clone(set),
+                in_process,
+            }),
+        }
+    }
+
+    fn metrics_text(&self) -> String {
+        match self {
+            Self::Single(engine) => engine.metrics_text(),
+            Self::Replicas(set) => set.metrics_text(),
+        }
+    }
+}
+
+/// UNAVAILABLE for every call once the (single engine's) storage failed.
+fn failure_status(signal: &CommitSignal) -> Option<tonic::Status> {
+    signal.failure_status()
 }
 
 /// Refuses a call without `authorization: Bearer <token>`; compares in constant time.
@@ -495,7 +601,7 @@ fn endpoint_of(mut addr: SocketAddr) -> String {
 /// accepting connections too, but without waiting for storage to be flushed.
 pub struct SidecarHandle {
     local_addr: SocketAddr,
-    engine: Arc<engine::Engine>,
+    core: Core,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -526,7 +632,7 @@ impl SidecarHandle {
     /// by status, queued work by kind, connected workers. `durable sidecar --http PORT`
     /// serves them at `/metrics`.
     pub fn metrics(&self) -> String {
-        self.engine.metrics_text()
+        self.core.metrics_text()
     }
 
     /// The service itself, for callers in this process: requests and responses pass as
@@ -542,16 +648,16 @@ impl SidecarHandle {
     /// # Ok(()) }
     /// ```
     pub fn service(&self) -> Arc<proto::SidecarService> {
-        Arc::new(server::SidecarService {
-            engine: Arc::clone(&self.engine),
-            in_process: true,
-        })
+        self.core.service(true)
     }
 
     /// A `'static` function that renders [`metrics`](Self::metrics), for an HTTP handler.
     pub fn metrics_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
-        let engine = Arc::clone(&self.engine);
-        move || engine.metrics_text()
+        let core = match &self.core {
+            Core::Single(engine) => Core::Single(Arc::clone(engine)),
+            Core::Replicas(set) => Core::Replicas(Arc::clone(set)),
+        };
+        move || core.metrics_text()
     }
 
     /// Resolves once a storage commit has failed (a full or read-only disk, a lost database
@@ -569,28 +675,44 @@ impl SidecarHandle {
     /// # Ok(()) }
     /// ```
     pub async fn storage_failure(&self) -> String {
-        self.engine.storage_signal().wait_for_failure().await
+        match &self.core {
+            Core::Single(engine) => engine.storage_signal().wait_for_failure().await,
+            // A replica rides out failures: a partition whose commit failed is handed back and
+            // taken again (reloaded from the database) once PostgreSQL is back.
+            Core::Replicas(_) => std::future::pending().await,
+        }
     }
 
     /// Graceful stop: no new work is dispatched, work-item streams and long polls are closed,
     /// in-flight RPCs finish, then storage is flushed and closed.
     pub async fn shutdown(mut self) {
-        self.engine.begin_shutdown();
+        if let Core::Single(engine) = &self.core {
+            engine.begin_shutdown();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Core::Replicas(set) = &self.core {
+            // Hands its partitions back (flushed) so other replicas take them at once.
+            set.shutdown().await;
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        let engine = Arc::clone(&self.engine);
-        let _ = tokio::task::spawn_blocking(move || engine.close_storage()).await;
+        if let Core::Single(engine) = &self.core {
+            let engine = Arc::clone(engine);
+            let _ = tokio::task::spawn_blocking(move || engine.close_storage()).await;
+        }
     }
 }
 
 impl Drop for SidecarHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            self.engine.begin_shutdown();
+            match &self.core {
+                Core::Single(engine) => engine.begin_shutdown(),
+                Core::Replicas(set) => set.abort(),
+            }
             let _ = stop.send(());
         }
     }

@@ -66,7 +66,7 @@ impl SidecarService {
     }
 }
 
-async fn committed(wait: CommitWait) -> Result<(), Status> {
+pub(crate) async fn committed(wait: CommitWait) -> Result<(), Status> {
     match wait.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Status::unavailable(format!(
@@ -87,7 +87,7 @@ fn require_id(id: &str) -> Result<(), Status> {
 
 /// The client's deadline from the `grpc-timeout` header, a little early so we answer
 /// DEADLINE_EXCEEDED before the transport cancels the call.
-fn deadline<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
+pub(crate) fn deadline<T>(req: &Request<T>) -> Option<tokio::time::Instant> {
     let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
     let (num, unit) = v.split_at(v.len().checked_sub(1)?);
     let n: u64 = num.parse().ok()?;
@@ -400,13 +400,17 @@ impl TaskHubSidecarService for SidecarService {
             Some(purge_instances_request::Request::InstanceId(id)) => vec![id],
             Some(purge_instances_request::Request::InstanceBatch(b)) => b.instance_ids,
             Some(purge_instances_request::Request::PurgeInstanceFilter(f)) => {
-                self.engine
+                let mut ids = self
+                    .engine
                     .purge_candidates(
                         given_ms(f.created_time_from.as_ref()),
                         given_ms(f.created_time_to.as_ref()),
                         &f.runtime_status,
                     )
-                    .await?
+                    .await?;
+                // A partition's engine purges its own instances (the others purge theirs).
+                ids.retain(|id| self.engine.serves(id));
+                ids
             }
             None => {
                 return Err(Status::invalid_argument(
@@ -437,6 +441,7 @@ impl TaskHubSidecarService for SidecarService {
             Filters::from_request(&r),
             &r,
             Arc::clone(&last_send),
+            Arc::default(),
         ))?;
         // Health pings keep idle workers from reconnecting: the Python and .NET SDKs give up on
         // a stream after 120 s of silence, this crate's worker after 150 s.

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -93,9 +93,9 @@ pub(crate) struct WorkStream {
     pub(crate) max_orch: usize,
     pub(crate) max_act: usize,
     pub(crate) max_entity: usize,
-    pub(crate) orch_in_flight: usize,
-    pub(crate) act_in_flight: usize,
-    pub(crate) entity_in_flight: usize,
+    /// Items in flight by kind. Shared when one worker stream is served by several engines
+    /// (the partitions of a replica), so the worker's limits hold across all of them.
+    pub(crate) in_flight: Arc<InFlightCounts>,
     /// When the last item was sent (ms since epoch), for health pings on idle streams.
     pub(crate) last_send: Arc<AtomicI64>,
     /// The worker advertised `WORKER_CAPABILITY_HISTORY_STREAMING`: it can fetch a large
@@ -106,11 +106,12 @@ pub(crate) struct WorkStream {
 impl WorkStream {
     /// Whether the stream can take one more item of `kind`.
     pub(crate) fn has_room(&self, kind: WorkKind) -> bool {
-        match kind {
-            WorkKind::Orchestration => self.orch_in_flight < self.max_orch,
-            WorkKind::Activity => self.act_in_flight < self.max_act,
-            WorkKind::Entity => self.entity_in_flight < self.max_entity,
-        }
+        let max = match kind {
+            WorkKind::Orchestration => self.max_orch,
+            WorkKind::Activity => self.max_act,
+            WorkKind::Entity => self.max_entity,
+        };
+        self.in_flight.of(kind).load(Ordering::Relaxed) < max
     }
 
     /// Whether the worker takes work of `kind` named `name` (entities: the lower-case name).
@@ -122,23 +123,17 @@ impl WorkStream {
         }
     }
 
-    fn counter(&mut self, kind: WorkKind) -> &mut usize {
-        match kind {
-            WorkKind::Orchestration => &mut self.orch_in_flight,
-            WorkKind::Activity => &mut self.act_in_flight,
-            WorkKind::Entity => &mut self.entity_in_flight,
-        }
-    }
-
     /// Counts one more item of `kind` in flight.
     pub(crate) fn take_slot(&mut self, kind: WorkKind) {
-        *self.counter(kind) += 1;
+        self.in_flight.of(kind).fetch_add(1, Ordering::Relaxed);
     }
 
     /// An item of `kind` left: frees its slot.
     pub(crate) fn free_slot(&mut self, kind: WorkKind) {
-        let counter = self.counter(kind);
-        *counter = counter.saturating_sub(1);
+        let _ = self
+            .in_flight
+            .of(kind)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// A stream with nothing in flight. Limits come from the worker's hints ([`cap`]).
@@ -147,6 +142,7 @@ impl WorkStream {
         filters: Filters,
         req: &GetWorkItemsRequest,
         last_send: Arc<AtomicI64>,
+        in_flight: Arc<InFlightCounts>,
     ) -> Self {
         Self {
             tx,
@@ -154,13 +150,29 @@ impl WorkStream {
             max_orch: cap(req.max_concurrent_orchestration_work_items),
             max_act: cap(req.max_concurrent_activity_work_items),
             max_entity: cap(req.max_concurrent_entity_work_items),
-            orch_in_flight: 0,
-            act_in_flight: 0,
-            entity_in_flight: 0,
+            in_flight,
             last_send,
             history_streaming: req
                 .capabilities
                 .contains(&(durable_proto::WorkerCapability::HistoryStreaming as i32)),
+        }
+    }
+}
+
+/// How many items of each kind a worker stream has in flight.
+#[derive(Debug, Default)]
+pub(crate) struct InFlightCounts {
+    orchestrations: AtomicUsize,
+    activities: AtomicUsize,
+    entities: AtomicUsize,
+}
+
+impl InFlightCounts {
+    fn of(&self, kind: WorkKind) -> &AtomicUsize {
+        match kind {
+            WorkKind::Orchestration => &self.orchestrations,
+            WorkKind::Activity => &self.activities,
+            WorkKind::Entity => &self.entities,
         }
     }
 }

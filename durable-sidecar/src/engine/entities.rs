@@ -9,6 +9,7 @@ use tonic::Status;
 use super::batch::{Batch, CommitWait};
 use super::dispatch::{any_room, pick_stream, send};
 use super::lifecycle::NewInstance;
+use super::routing::Outbound;
 use super::state::{Dispatched, EntityInFlight, EntityInstance, State, TimerEntry};
 use super::{Engine, event, is_terminal};
 use crate::proto::{
@@ -189,10 +190,23 @@ impl Engine {
             answer_caller(st, b, op, outcome);
         }
         for action in result.actions {
-            self.apply_operation_action(st, b, id, action);
+            self.apply_operation_action(st, b, action);
         }
         st.mark_entity_ready(b, id);
         st.drop_entity_if_empty(b, id);
+    }
+
+    /// Starts an orchestration an entity asked for, unless its id is in use or reserved.
+    pub(super) fn start_for_entity(&self, st: &mut State, b: &mut Batch, ni: NewInstance) {
+        if ni.instance_id.starts_with('@') || st.exists(self.storage.as_ref(), &ni.instance_id) {
+            tracing::warn!(
+                instance_id = %ni.instance_id,
+                "not starting orchestration `{}` for an entity: the instance id is in use or reserved",
+                ni.name
+            );
+            return;
+        }
+        self.create_instance(st, b, ni, Some(false));
     }
 
     /// A signal or a new orchestration sent by an entity operation.
@@ -200,7 +214,6 @@ impl Engine {
         &self,
         st: &mut State,
         b: &mut Batch,
-        from: &str,
         action: proto::OperationAction,
     ) {
         match action.operation_action_type {
@@ -224,15 +237,6 @@ impl Engine {
                 } else {
                     start.instance_id
                 };
-                if instance_id.starts_with('@') || st.exists(self.storage.as_ref(), &instance_id) {
-                    tracing::warn!(
-                        entity = from,
-                        %instance_id,
-                        "not starting orchestration `{}` for an entity: the instance id is in use or reserved",
-                        start.name
-                    );
-                    return;
-                }
                 let ni = NewInstance {
                     instance_id,
                     name: start.name,
@@ -244,7 +248,7 @@ impl Engine {
                     parent: None,
                     parent_trace_context: start.parent_trace_context,
                 };
-                self.create_instance(st, b, ni, Some(false));
+                self.run_outbound(st, b, vec![Outbound::StartForEntity(Box::new(ni))]);
             }
             None => {}
         }
@@ -265,16 +269,6 @@ fn answer_caller(
     let Some(caller) = call.parent_instance_id.as_deref() else {
         return;
     };
-    let waiting = st.instances.get(caller).is_some_and(|i| {
-        !is_terminal(i.rec.status)
-            && call
-                .parent_execution_id
-                .as_ref()
-                .is_none_or(|e| e.is_empty() || *e == i.rec.execution_id)
-    });
-    if !waiting {
-        return;
-    }
     let request_id = call.request_id.clone();
     let ty = match outcome.result_type {
         Some(ResultType::Success(s)) => {
@@ -299,7 +293,14 @@ fn answer_caller(
             }),
         }),
     };
-    st.push_inbox(b, caller, event(-1, ty));
+    st.deliver(
+        b,
+        Outbound::CallResult {
+            target: caller.to_owned(),
+            execution_id: call.parent_execution_id.clone(),
+            event: Box::new(event(-1, ty)),
+        },
+    );
 }
 
 impl State {
@@ -394,10 +395,12 @@ impl State {
         let mut index = 0;
         while index < self.lock_requests.len() {
             let request = &self.lock_requests[index];
-            let holder_live = self
-                .instances
-                .get(&request.holder)
-                .is_some_and(|i| !is_terminal(i.rec.status));
+            // A holder in another partition counts as live: when it ends, its release arrives.
+            let holder_live = !self.is_local(&request.holder)
+                || self
+                    .instances
+                    .get(&request.holder)
+                    .is_some_and(|i| !is_terminal(i.rec.status));
             let free = request.lock_set.iter().all(|id| {
                 self.entities
                     .get(id)
@@ -435,7 +438,7 @@ impl State {
                 critical_section_id: request.critical_section_id,
             }),
         );
-        self.push_inbox(b, &request.holder, granted);
+        self.deliver(b, Outbound::Event(request.holder, Box::new(granted)));
     }
 
     /// Releases an entity's lock if critical section `section` holds it.

@@ -86,7 +86,7 @@ impl Engine {
                 st.revoke(&token);
             }
             st.drop_pending_work(b, &ni.instance_id);
-            st.release_locks_of(b, &ni.instance_id);
+            st.deliver(b, Outbound::ReleaseLocks(ni.instance_id.clone()));
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         } else if in_storage.unwrap_or_else(|| st.exists(self.storage.as_ref(), &ni.instance_id)) {
             // Replacing a finished instance that only storage holds: its history goes too.
@@ -234,7 +234,7 @@ impl Engine {
         }
         let ni = NewInstance {
             instance_id: if new_instance_id {
-                new_id()
+                st.new_local_id()
             } else {
                 id.to_string()
             },

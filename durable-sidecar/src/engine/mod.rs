@@ -25,6 +25,7 @@ mod dispatch;
 mod entities;
 mod episode;
 mod lifecycle;
+mod messages;
 mod queries;
 mod routing;
 mod state;
@@ -42,6 +43,7 @@ pub(crate) use lifecycle::NewInstance;
 pub(crate) use queries::EntityFilter;
 use state::State;
 
+use crate::partitions::Partition;
 use crate::proto::{HistoryEvent, OrchestrationStatus, history_event::EventType};
 use crate::storage::{CommitSignal, LoadedState, Storage, StorageError};
 use crate::time::{from_ms, now_ms};
@@ -114,14 +116,23 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// An engine over what `storage` loaded; call [`Engine::spawn_tasks`] once serving.
+    /// An engine over what `storage` loaded, serving every instance or (with `partition`)
+    /// one partition's; call [`Engine::spawn_tasks`] once serving.
     pub(crate) fn new(
         storage: Arc<dyn Storage>,
         signal: Arc<CommitSignal>,
         loaded: LoadedState,
+        partition: Option<Partition>,
     ) -> Result<Arc<Self>, StorageError> {
         let mut st = State::restore(loaded)?;
         st.metrics = Arc::clone(&signal.metrics);
+        if let Some(p) = partition {
+            // Activity and timer keys are unique across the partitions sharing the tables:
+            // each partition counts from its own base (above the keys of an unpartitioned
+            // database, which start at 1).
+            st.next_key = st.next_key.max((u64::from(p.index) + 1) << 48 | 1);
+        }
+        st.partition = partition;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Self {
             state: Mutex::new(st),
@@ -134,7 +145,12 @@ impl Engine {
 
     /// The sidecar's metrics in the Prometheus text format.
     pub(crate) fn metrics_text(&self) -> String {
-        let snapshot = {
+        self.signal.metrics.render(self.metrics_snapshot())
+    }
+
+    /// What the engine holds now, for the metrics.
+    pub(crate) fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        {
             let st = self.lock();
             let mut by_status: BTreeMap<&'static str, i64> = BTreeMap::new();
             for inst in st.instances.values().filter(|i| !is_terminal(i.rec.status)) {
@@ -150,8 +166,7 @@ impl Engine {
                 ],
                 workers: count(st.streams.len()),
             }
-        };
-        self.signal.metrics.render(snapshot)
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -199,10 +214,40 @@ impl Engine {
         let _ = self.shutdown.send(true);
     }
 
+    /// Stops a partition's engine (its replica hands it back): the slots its work in flight
+    /// holds on worker streams (shared with the replica's other partitions) are freed, then it
+    /// shuts down. The work runs again wherever the partition is served next.
+    pub(crate) fn stop_serving(&self) {
+        let mut st = self.lock();
+        let tokens: Vec<String> = st.tokens.keys().cloned().collect();
+        for token in tokens {
+            st.release_token(&token);
+        }
+        drop(st);
+        self.begin_shutdown();
+    }
+
+    /// Whether this engine serves instance or entity `id` (always, unless partitioned).
+    pub(crate) fn serves(&self, id: &str) -> bool {
+        self.lock().is_local(id)
+    }
+
     /// A commit failed: memory is ahead of the database, so nothing more is dispatched or
-    /// answered. Work-item streams end with the storage error; waiters wake and see it.
+    /// answered. Work-item streams end with the storage error; waiters wake and see it. A
+    /// partition's engine leaves the streams (its replica's other partitions still use them)
+    /// and is handed back by its replica.
     fn enter_failed(&self, st: &mut State, status: Status) {
         if st.closing {
+            return;
+        }
+        if st.partition.is_some() {
+            let tokens: Vec<String> = st.tokens.keys().cloned().collect();
+            for token in tokens {
+                st.release_token(&token);
+            }
+            st.closing = true;
+            st.streams.clear();
+            st.waiters.clear();
             return;
         }
         st.closing = true;
@@ -221,6 +266,11 @@ impl Engine {
             return Err(Status::unavailable("the sidecar is shutting down"));
         }
         Ok(())
+    }
+
+    /// The prefix of every completion token this engine hands out (`{prefix}-{n}`).
+    pub(crate) fn token_prefix(&self) -> String {
+        self.lock().token_prefix().to_owned()
     }
 
     pub(crate) fn close_storage(&self) {
@@ -303,6 +353,7 @@ mod tests {
             Arc::clone(&storage) as Arc<dyn Storage>,
             signal,
             LoadedState::default(),
+            None,
         )
         .unwrap();
         engine.spawn_tasks();
@@ -346,6 +397,7 @@ mod tests {
                 Filters::default(),
                 &proto::GetWorkItemsRequest::default(),
                 Arc::new(AtomicI64::new(0)),
+                Arc::default(),
             ))
             .unwrap();
         let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();

@@ -41,6 +41,18 @@ pub(super) enum Outbound {
     Unlock { target: String, section: String },
     /// The instance ended a generation: its locks are released.
     ReleaseLocks(String),
+    /// The result of an entity call, for the calling orchestration if it still runs
+    /// `execution_id` (any execution when `None`).
+    CallResult {
+        target: String,
+        execution_id: Option<String>,
+        event: Box<HistoryEvent>,
+    },
+    /// Start an orchestration an entity asked for (unless the id is in use).
+    StartForEntity(Box<NewInstance>),
+    /// A sub-orchestration was created: the parent records it (for recursive terminate and
+    /// purge).
+    AddChild { parent: String, child: String },
 }
 
 impl Engine {
@@ -48,16 +60,11 @@ impl Engine {
     pub(super) fn run_outbound(&self, st: &mut State, b: &mut Batch, out: Vec<Outbound>) {
         let mut out = VecDeque::from(out);
         while let Some(o) = out.pop_front() {
+            let Some(o) = st.route_away(b, o) else {
+                continue;
+            };
             match o {
-                Outbound::Event(target, ev) => {
-                    let live = st
-                        .instances
-                        .get(&target)
-                        .is_some_and(|i| !is_terminal(i.rec.status));
-                    if live {
-                        st.push_inbox(b, &target, *ev);
-                    }
-                }
+                Outbound::Event(target, ev) => st.deliver_event(b, &target, None, *ev),
                 Outbound::Terminate {
                     target,
                     output,
@@ -79,6 +86,20 @@ impl Engine {
                 Outbound::LockRequest(request) => st.request_lock(b, *request),
                 Outbound::Unlock { target, section } => st.unlock_entity(b, &target, &section),
                 Outbound::ReleaseLocks(holder) => st.release_locks_of(b, &holder),
+                Outbound::CallResult {
+                    target,
+                    execution_id,
+                    event,
+                } => st.deliver_event(b, &target, execution_id.as_deref(), *event),
+                Outbound::StartForEntity(ni) => self.start_for_entity(st, b, *ni),
+                Outbound::AddChild { parent, child } => {
+                    if let Some(p) = st.instances.get_mut(&parent) {
+                        if !p.rec.children.contains(&child) {
+                            p.rec.children.push(child);
+                            b.put_instance(&p.rec);
+                        }
+                    }
+                }
             }
         }
     }
@@ -119,12 +140,10 @@ impl Engine {
         };
         let child = ni.instance_id.clone();
         self.create_instance(st, b, ni, Some(in_storage));
-        if let Some(p) = st.instances.get_mut(&parent_id) {
-            if !p.rec.children.contains(&child) {
-                p.rec.children.push(child);
-                b.put_instance(&p.rec);
-            }
-        }
+        out.push_back(Outbound::AddChild {
+            parent: parent_id,
+            child,
+        });
     }
 
     /// Whether a sub-orchestration of `parent_id` may take instance id `id` (`Ok(true)`: it

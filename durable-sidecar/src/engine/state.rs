@@ -11,8 +11,11 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::batch::Batch;
+use super::messages;
+use super::routing::Outbound;
 use super::{is_terminal, new_id};
 use crate::metrics::Metrics;
+use crate::partitions::Partition;
 use crate::proto::{self, HistoryEvent, OrchestratorAction};
 use crate::storage::{
     EntityRecord, InstanceRecord, LoadedState, LockRequestRecord, Sequenced, Storage, StorageError,
@@ -233,6 +236,11 @@ pub(super) struct State {
     pub(super) closing: bool,
     /// Shared with the storage writer (see `CommitSignal::metrics`).
     pub(super) metrics: Arc<Metrics>,
+    /// The partition this engine serves (`None`: it serves every instance).
+    pub(super) partition: Option<Partition>,
+    /// Messages from other partitions applied by a batch whose deletion of them may not be
+    /// durable yet: message id → batch seq (see `Engine::apply_messages`).
+    pub(super) applied_messages: HashMap<i64, u64>,
 }
 
 impl State {
@@ -266,6 +274,8 @@ impl State {
             rr: 0,
             closing: false,
             metrics: Arc::default(),
+            partition: None,
+            applied_messages: HashMap::new(),
         };
         let mut history = loaded.history;
         let mut inbox = loaded.inbox;
@@ -425,11 +435,84 @@ impl State {
         key
     }
 
+    /// What every completion token of this engine starts with.
+    pub(super) fn token_prefix(&self) -> &str {
+        &self.token_prefix
+    }
+
     /// A fresh completion token, unique to this sidecar process.
     pub(super) fn new_token(&mut self) -> String {
         let n = self.next_token;
         self.next_token += 1;
         format!("{}-{n}", self.token_prefix)
+    }
+
+    /// A fresh instance id this engine serves (a partition's engine draws until one hashes to
+    /// its partition, about as many draws as there are partitions).
+    pub(super) fn new_local_id(&self) -> String {
+        loop {
+            let id = new_id();
+            if self.is_local(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Whether this engine serves the instance or entity `id`.
+    pub(super) fn is_local(&self, id: &str) -> bool {
+        self.partition.is_none_or(|p| p.holds(id))
+    }
+
+    /// Writes a delivery whose target another partition serves into batch `b` as a message
+    /// for that partition (`None`), or gives it back to be applied here.
+    pub(super) fn route_away(&mut self, b: &mut Batch, o: Outbound) -> Option<Outbound> {
+        let Some(p) = self.partition else {
+            return Some(o);
+        };
+        let Some(target) = messages::target_partition(&o, p.count).filter(|t| *t != p.index) else {
+            return Some(o);
+        };
+        if let Some(payload) = messages::encode(o) {
+            b.ops.push(WriteOp::PutMessage {
+                part: target,
+                payload,
+            });
+        }
+        None
+    }
+
+    /// Delivers an event for an orchestration (or releases a holder's entity locks) here or,
+    /// when another partition serves the target, through a message.
+    pub(super) fn deliver(&mut self, b: &mut Batch, o: Outbound) {
+        match self.route_away(b, o) {
+            Some(Outbound::Event(target, ev)) => self.deliver_event(b, &target, None, *ev),
+            Some(Outbound::CallResult {
+                target,
+                execution_id,
+                event,
+            }) => self.deliver_event(b, &target, execution_id.as_deref(), *event),
+            Some(Outbound::ReleaseLocks(holder)) => self.release_locks_of(b, &holder),
+            // Callers pass only the kinds above; the engine's `run_outbound` applies the rest.
+            Some(_) | None => {}
+        }
+    }
+
+    /// Puts an event in a live instance's inbox (of execution `execution_id`, when given);
+    /// dropped when the instance is gone, finished or in another execution.
+    pub(super) fn deliver_event(
+        &mut self,
+        b: &mut Batch,
+        target: &str,
+        execution_id: Option<&str>,
+        ev: HistoryEvent,
+    ) {
+        let live = self.instances.get(target).is_some_and(|i| {
+            !is_terminal(i.rec.status)
+                && execution_id.is_none_or(|e| e.is_empty() || e == i.rec.execution_id)
+        });
+        if live {
+            self.push_inbox(b, target, ev);
+        }
     }
 
     /// Appends an event to an instance's inbox and queues the instance for dispatch.

@@ -290,11 +290,19 @@ pub(crate) enum WriteOp {
     },
     PutLockRequest(Box<LockRequestRecord>),
     DeleteLockRequest(String),
-    /// Deletes everything: every instance, activity, timer, entity and lock request.
+    /// Deletes everything: every instance, activity, timer, entity and lock request (of the
+    /// writer's partition, when storage is partitioned).
     DeleteAll,
+    /// A delivery for an instance or entity of another partition (see `engine::messages`).
+    PutMessage {
+        part: u32,
+        payload: Vec<u8>,
+    },
+    /// Messages this partition applied.
+    DeleteMessages(Vec<i64>),
 }
 
-/// The tables [`WriteOp::DeleteAll`] empties, in both SQL backends.
+/// The tables [`WriteOp::DeleteAll`] empties in SQLite.
 pub(crate) const ALL_TABLES: [&str; 8] = [
     "instances",
     "history",
@@ -342,6 +350,14 @@ pub(crate) struct CommitSignal {
 }
 
 impl CommitSignal {
+    /// A signal whose writer counts into `metrics` (shared by the partitions of a replica).
+    pub(crate) fn with_metrics(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
     /// Records the first storage failure (later ones are ignored) and wakes the engine.
     pub(crate) fn fail(&self, error: &StorageError) {
         let _ = self.failure.set(error.to_string());
@@ -398,4 +414,9 @@ pub(crate) trait Storage: Send + Sync + 'static {
     );
     /// Flushes every submitted batch and stops the writer.
     fn close(&self);
+    /// The oldest messages from other partitions for partition `part`, as (id, payload).
+    /// Only partitioned storage (PostgreSQL) has any.
+    fn read_messages(&self, _part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        Ok(Vec::new())
+    }
 }

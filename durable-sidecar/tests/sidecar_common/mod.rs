@@ -257,6 +257,11 @@ impl Backend {
     /// A fresh PostgreSQL database, or `None` when PostgreSQL is not installed (the test then
     /// reports that it did not run).
     pub fn postgres() -> Option<Self> {
+        // `RUST_LOG=durable_sidecar=debug` shows what the replicas do.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let pg = postgres::TempPostgres::start()?;
         let url = pg.database("suite");
         Some(Self::Postgres(pg, url))

@@ -1,17 +1,22 @@
-//! PostgreSQL storage: the same tables and guarantees as SQLite on a database server. One
-//! writer connection commits batches in order with group commit (`synchronous_commit = on`,
-//! PostgreSQL's default, makes each transaction durable in its WAL before the commit returns;
-//! [`Synchronous::Normal`] sets it `off` for the writer's session), its statements pipelined (one round trip per commit, not per statement); one
-//! reader connection serves on-demand reads. Both run on their own threads (the writer with
-//! `tokio-postgres` on a private single-threaded runtime, the reader with the synchronous
+//! PostgreSQL storage: the same tables and guarantees as SQLite on a database server, split
+//! into partitions that replicas serve (see `crate::replicas`). Each partition a replica serves
+//! has one writer connection that commits its batches in order with group commit
+//! (`synchronous_commit = on`, PostgreSQL's default, makes each transaction durable in its WAL
+//! before the commit returns; [`Synchronous::Normal`] sets it `off` for the writer's session),
+//! its statements pipelined (one round trip per commit, not per statement); one reader
+//! connection per replica serves on-demand reads. Both run on their own threads (the writer
+//! with `tokio-postgres` on a private single-threaded runtime, the reader with the synchronous
 //! `postgres` client), so the engine can call storage from any context.
 //!
-//! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute) and
-//! commits the pending batches again; the reader reconnects and reads again.
+//! A partition's writer holds the session advisory lock of that partition for its lifetime
+//! (released by PostgreSQL when the connection ends, also after `kill -9`): that lock is what
+//! makes one replica at a time write a partition. Every commit goes through the connection
+//! holding it, so a replica that lost it cannot write the partition any more.
 //!
-//! One sidecar writes a database at a time: the writer holds a session advisory lock for its
-//! lifetime (released by PostgreSQL when the connection ends, also after `kill -9`), and a
-//! second sidecar on the same database fails to start with a message saying so.
+//! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute),
+//! takes its partition's lock again and commits the pending batches again; the reader
+//! reconnects and reads again. When another replica took the partition meanwhile, the commit
+//! fails and the replica drops the partition (its state is reloaded by the new owner).
 
 mod read;
 mod schema;
@@ -28,25 +33,30 @@ use super::{
     StorageError, WriteOp,
 };
 use crate::Synchronous;
+use crate::partitions::Partition;
 use crate::proto::HistoryEvent;
 
-/// The advisory lock key of the sidecar writer ("durable1" in ASCII).
-const WRITER_LOCK: i64 = 0x6475_7261_626c_6531;
+pub(crate) use write::MESSAGES_CHANNEL;
 
-/// PostgreSQL-backed [`Storage`].
-pub(crate) struct PostgresStorage {
-    reader: Reader,
-    writer: Writer,
+/// The advisory lock key of the single writer of schema version 1 ("durable1" in ASCII).
+/// Replicas hold it shared, so a sidecar of that version (which takes it exclusively) and
+/// replicas never write one database at once.
+pub(crate) const LEGACY_WRITER_LOCK: i64 = 0x6475_7261_626c_6531;
+
+/// The first key of the advisory locks of partitions ("dura"); the second is the partition.
+const PARTITION_LOCK: i32 = 0x6475_7261;
+
+/// A task hub's PostgreSQL database as one replica uses it: the connection settings and the
+/// reader shared by the partitions it serves.
+pub(crate) struct PostgresDatabase {
+    writer_config: tokio_postgres::Config,
+    reader: Arc<Reader>,
 }
 
-impl PostgresStorage {
-    /// Connects, takes the writer lock, creates or migrates the schema and starts the writer
-    /// and reader threads. Blocks: call it off the async threads.
-    pub(crate) fn open(
-        url: &str,
-        signal: Arc<CommitSignal>,
-        synchronous: Synchronous,
-    ) -> Result<Self, StorageError> {
+impl PostgresDatabase {
+    /// Connects, creates or migrates the schema and starts the reader. Blocks: call it off
+    /// the async threads.
+    pub(crate) fn connect(url: &str, synchronous: Synchronous) -> Result<Self, StorageError> {
         let mut writer_config: tokio_postgres::Config = url.parse()?;
         if synchronous == Synchronous::Normal {
             let options = writer_config.get_options().unwrap_or_default();
@@ -59,18 +69,54 @@ impl PostgresStorage {
             writer_config.connect_timeout(CONNECT_TIMEOUT);
             reader_config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let conn = WriterConnection::open(&writer_config)?;
-        let reader = Reader::spawn(reader_config)?;
+        let mut client = reader_config.connect(NoTls)?;
+        schema::create_or_migrate(&mut client)?;
+        let reader = Arc::new(Reader::spawn(reader_config, client)?);
+        Ok(Self {
+            writer_config,
+            reader,
+        })
+    }
+
+    /// Connection settings for the replica's own connections (heartbeats, notifications).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.writer_config
+    }
+
+    /// Opens the storage of one partition, taking its lock; `Ok(None)` when another replica
+    /// holds it. Blocks.
+    pub(crate) fn open_partition(
+        &self,
+        partition: Partition,
+        signal: Arc<CommitSignal>,
+    ) -> Result<Option<PostgresStorage>, StorageError> {
+        let conn = match WriterConnection::open(&self.writer_config, partition, Duration::ZERO) {
+            Ok(conn) => conn,
+            Err(StorageError::Locked(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let writer = Writer::spawn(
-            "durable-postgres-writer",
+            &format!("durable-postgres-writer-{}", partition.index),
             PostgresCommitter {
-                config: writer_config,
+                config: self.writer_config.clone(),
+                partition,
                 conn: Some(conn),
             },
             signal,
         )?;
-        Ok(Self { reader, writer })
+        Ok(Some(PostgresStorage {
+            reader: Arc::clone(&self.reader),
+            writer,
+            partition,
+        }))
     }
+}
+
+/// PostgreSQL-backed [`Storage`] of one partition.
+pub(crate) struct PostgresStorage {
+    reader: Arc<Reader>,
+    writer: Writer,
+    partition: Partition,
 }
 
 /// The writer's connection (the async client, driven by its own single-threaded runtime so
@@ -82,9 +128,13 @@ struct WriterConnection {
 }
 
 impl WriterConnection {
-    /// Connects, takes the writer lock, creates or migrates the schema, prepares statements.
-    /// Blocks: runs on the writer thread (or off the async threads at start).
-    fn open(config: &tokio_postgres::Config) -> Result<Self, StorageError> {
+    /// Connects, takes the partition's lock (waiting up to `lock_wait`), prepares
+    /// statements. Blocks: runs on the writer thread (or off the async threads).
+    fn open(
+        config: &tokio_postgres::Config,
+        partition: Partition,
+        lock_wait: Duration,
+    ) -> Result<Self, StorageError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -92,19 +142,19 @@ impl WriterConnection {
                 StorageError::Schema(format!("cannot start the PostgreSQL writer: {e}"))
             })?;
         let (client, statements) = runtime.block_on(async {
-            let (mut client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "the PostgreSQL writer connection ended");
                 }
             });
-            if !take_writer_lock(&client).await? {
-                return Err(StorageError::Locked(
-                    "another durable sidecar is writing to this PostgreSQL database; point your workers and clients at that sidecar, or give this one another database".into(),
-                ));
+            if !take_partition_lock(&client, partition, lock_wait).await? {
+                return Err(StorageError::Locked(format!(
+                    "another replica serves partition {} of this PostgreSQL database",
+                    partition.index
+                )));
             }
-            schema::create_or_migrate(&mut client).await?;
-            let statements = write::Statements::prepare(&client).await?;
+            let statements = write::Statements::prepare(&client, partition).await?;
             Ok::<_, StorageError>((client, statements))
         })?;
         Ok(Self {
@@ -122,6 +172,8 @@ impl WriterConnection {
                 self.statements.calls(op, &mut calls);
             }
         }
+        let ops: Vec<&WriteOp> = batches.iter().flat_map(|(_, ops, _)| ops).collect();
+        self.statements.notifications(&ops, &mut calls);
         let client = &mut self.client;
         self.runtime.block_on(async {
             let txn = client.transaction().await?;
@@ -154,13 +206,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer keeps reconnecting before it gives up (and the sidecar stops serving).
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
-/// Takes the database's writer lock, waiting a little: the server notices a killed sidecar's
-/// connection (and frees its lock) within moments, and a supervisor may restart at once.
-async fn take_writer_lock(client: &tokio_postgres::Client) -> Result<bool, StorageError> {
-    let deadline = Instant::now() + LOCK_WAIT;
+/// Takes a partition's lock, waiting up to `wait`: after a lost connection the server may
+/// take a moment to notice and free the old session's lock.
+async fn take_partition_lock(
+    client: &tokio_postgres::Client,
+    partition: Partition,
+    wait: Duration,
+) -> Result<bool, StorageError> {
+    let deadline = Instant::now() + wait;
+    let part = i32::try_from(partition.index).unwrap_or(i32::MAX);
     loop {
         let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&PARTITION_LOCK, &part],
+            )
             .await?
             .get(0);
         if locked || Instant::now() >= deadline {
@@ -170,11 +230,12 @@ async fn take_writer_lock(client: &tokio_postgres::Client) -> Result<bool, Stora
     }
 }
 
-/// How long a starting sidecar waits for another one's writer lock.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// How long a writer that lost its connection waits for its partition's lock.
+const RELOCK_WAIT: Duration = Duration::from_secs(3);
 
 struct PostgresCommitter {
     config: tokio_postgres::Config,
+    partition: Partition,
     /// `None` while reconnecting.
     conn: Option<WriterConnection>,
 }
@@ -190,12 +251,14 @@ impl Committer for PostgresCommitter {
         loop {
             let result = match self.conn.as_mut() {
                 Some(conn) => conn.commit(batches),
-                None => WriterConnection::open(&self.config).and_then(|mut conn| {
-                    tracing::info!("reconnected to PostgreSQL; retrying the commit");
-                    let done = conn.commit(batches);
-                    self.conn = Some(conn);
-                    done
-                }),
+                None => WriterConnection::open(&self.config, self.partition, RELOCK_WAIT).and_then(
+                    |mut conn| {
+                        tracing::info!("reconnected to PostgreSQL; retrying the commit");
+                        let done = conn.commit(batches);
+                        self.conn = Some(conn);
+                        done
+                    },
+                ),
             };
             match result {
                 Ok(()) => return Ok(()),
@@ -219,8 +282,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn spawn(config: Config) -> Result<Self, StorageError> {
-        let mut client = config.connect(NoTls)?;
+    fn spawn(config: Config, mut client: Client) -> Result<Self, StorageError> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("durable-postgres-reader".into())
@@ -271,7 +333,12 @@ impl Reader {
 
 impl Storage for PostgresStorage {
     fn load(&self) -> Result<LoadedState, StorageError> {
-        self.reader.call(read::load_active)
+        let part = self.partition.index;
+        self.reader.call(move |c| read::load_active(c, part))
+    }
+
+    fn read_messages(&self, part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        self.reader.call(move |c| read::messages(c, part))
     }
 
     fn submit(&self, seq: u64, batch: Vec<WriteOp>, done: Done) {

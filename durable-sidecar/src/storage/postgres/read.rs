@@ -11,6 +11,7 @@ use super::super::{
     CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, LockRequestRecord, Sequenced,
     StorageError,
 };
+use crate::partitions::ENTITY_PARTITION;
 use crate::proto::HistoryEvent;
 
 /// The statuses of active instances (RUNNING, CONTINUED_AS_NEW, PENDING, SUSPENDED).
@@ -20,48 +21,93 @@ fn seq(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// Everything but finished instances.
-pub(super) fn load_active(c: &mut Client) -> Result<LoadedState, StorageError> {
+/// Everything of partition `part` but finished instances (entities and lock requests are all
+/// in the entity partition).
+pub(super) fn load_active(c: &mut Client, part: u32) -> Result<LoadedState, StorageError> {
+    let p = i32::try_from(part).unwrap_or(i32::MAX);
     let mut history: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     for row in c.query(
         &format!(
             "SELECT h.instance_id, h.event FROM instances i JOIN history h ON h.instance_id = i.id
-             WHERE i.status IN {ACTIVE_SQL} ORDER BY h.instance_id, h.idx"
+             WHERE i.part = $1 AND i.status IN {ACTIVE_SQL} ORDER BY h.instance_id, h.idx"
         ),
-        &[],
+        &[&p],
     )? {
         history.entry(row.get(0)).or_default().push(row.get(1));
     }
-    let mut lock_requests: Vec<LockRequestRecord> = records(c, "SELECT record FROM lock_requests")?;
+    let entities = part == ENTITY_PARTITION;
+    let mut lock_requests: Vec<LockRequestRecord> = if entities {
+        records(c, "SELECT record FROM lock_requests", &[])?
+    } else {
+        Vec::new()
+    };
     lock_requests.sort_by_key(|r| r.order);
     Ok(LoadedState {
         instances: records(
             c,
-            &format!("SELECT record FROM instances WHERE status IN {ACTIVE_SQL}"),
+            &format!("SELECT record FROM instances WHERE part = $1 AND status IN {ACTIVE_SQL}"),
+            &[&p],
         )?,
         history,
         inbox: sequenced(
             c,
             &format!(
                 "SELECT b.instance_id, b.seq, b.event FROM instances i JOIN inbox b ON b.instance_id = i.id
-                 WHERE i.status IN {ACTIVE_SQL} ORDER BY b.instance_id, b.seq"
+                 WHERE i.part = $1 AND i.status IN {ACTIVE_SQL} ORDER BY b.instance_id, b.seq"
             ),
+            &[&p],
         )?,
-        activities: records(c, "SELECT record FROM activities ORDER BY key")?,
-        timers: records(c, "SELECT record FROM timers ORDER BY key")?,
-        entities: records(c, "SELECT record FROM entities")?,
-        entity_ops: sequenced(
+        activities: records(
             c,
-            "SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq",
+            "SELECT record FROM activities WHERE part = $1 ORDER BY key",
+            &[&p],
         )?,
+        timers: records(
+            c,
+            "SELECT record FROM timers WHERE part = $1 ORDER BY key",
+            &[&p],
+        )?,
+        entities: if entities {
+            records(c, "SELECT record FROM entities", &[])?
+        } else {
+            Vec::new()
+        },
+        entity_ops: if entities {
+            sequenced(
+                c,
+                "SELECT entity_id, seq, event FROM entity_ops ORDER BY entity_id, seq",
+                &[],
+            )?
+        } else {
+            Sequenced::new()
+        },
         lock_requests,
     })
 }
 
+/// At most this many messages are read at once.
+const MESSAGE_PAGE: i64 = 1000;
+
+/// The oldest messages for partition `part`, as (id, payload).
+pub(super) fn messages(c: &mut Client, part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+    let p = i32::try_from(part).unwrap_or(i32::MAX);
+    Ok(c.query(
+        "SELECT id, payload FROM messages WHERE part = $1 ORDER BY id LIMIT $2",
+        &[&p, &MESSAGE_PAGE],
+    )?
+    .into_iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect())
+}
+
 /// The protobuf records of a one-column query.
-fn records<T: Message + Default>(c: &mut Client, sql: &str) -> Result<Vec<T>, StorageError> {
+fn records<T: Message + Default>(
+    c: &mut Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<T>, StorageError> {
     let mut out = Vec::new();
-    for row in c.query(sql, &[])? {
+    for row in c.query(sql, params)? {
         let bytes: Vec<u8> = row.get(0);
         out.push(T::decode(bytes.as_slice())?);
     }
@@ -69,9 +115,13 @@ fn records<T: Message + Default>(c: &mut Client, sql: &str) -> Result<Vec<T>, St
 }
 
 /// (owner id, seq, event) rows grouped by owner, in query order.
-fn sequenced(c: &mut Client, sql: &str) -> Result<Sequenced, StorageError> {
+fn sequenced(
+    c: &mut Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Sequenced, StorageError> {
     let mut out = Sequenced::new();
-    for row in c.query(sql, &[])? {
+    for row in c.query(sql, params)? {
         out.entry(row.get(0))
             .or_default()
             .push((seq(row.get(1)), row.get(2)));

@@ -7,7 +7,8 @@ use prost::Message;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
 
-use super::super::{ALL_TABLES, StorageError, WriteOp};
+use super::super::{StorageError, WriteOp};
+use crate::partitions::{ENTITY_PARTITION, Partition, partition_of};
 
 /// One statement with its parameters.
 pub(super) struct Call {
@@ -49,6 +50,10 @@ fn key(k: u64) -> i64 {
     i64::try_from(k).unwrap_or(i64::MAX)
 }
 
+/// The channel on which a commit that sent messages wakes their partitions (payload: the
+/// partition number).
+pub(crate) const MESSAGES_CHANNEL: &str = "durable_messages";
+
 /// The writer's prepared statements.
 pub(super) struct Statements {
     put_instance: Statement,
@@ -68,16 +73,22 @@ pub(super) struct Statements {
     delete_entity_ops: Statement,
     put_lock_request: Statement,
     delete_lock_request: Statement,
+    put_message: Statement,
+    delete_messages: Statement,
+    notify: Statement,
+    /// Empties this partition (with the entity tables in the entity partition).
     delete_all: Vec<Statement>,
+    partition: Partition,
 }
 
 impl Statements {
-    pub(super) async fn prepare(c: &Client) -> Result<Self, StorageError> {
+    pub(super) async fn prepare(c: &Client, partition: Partition) -> Result<Self, StorageError> {
         Ok(Self {
-            put_instance: c.prepare("INSERT INTO instances (id, record, status, created_ms, completed_ms)
-                 VALUES ($1, $2, $3, $4, $5)
+            put_instance: c.prepare("INSERT INTO instances (id, record, status, created_ms, completed_ms, part)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, status = EXCLUDED.status,
-                     created_ms = EXCLUDED.created_ms, completed_ms = EXCLUDED.completed_ms").await?,
+                     created_ms = EXCLUDED.created_ms, completed_ms = EXCLUDED.completed_ms,
+                     part = EXCLUDED.part").await?,
             delete_instance: vec![
                 c.prepare("DELETE FROM instances WHERE id = $1").await?,
                 c.prepare("DELETE FROM history WHERE instance_id = $1").await?,
@@ -93,11 +104,13 @@ impl Statements {
                  ON CONFLICT (instance_id, seq) DO UPDATE SET event = EXCLUDED.event").await?,
             delete_inbox_up_to: c.prepare("DELETE FROM inbox WHERE instance_id = $1 AND seq <= $2").await?,
             clear_inbox: c.prepare("DELETE FROM inbox WHERE instance_id = $1").await?,
-            put_activity: c.prepare("INSERT INTO activities (key, instance_id, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record").await?,
+            put_activity: c.prepare("INSERT INTO activities (key, instance_id, record, part) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record,
+                     part = EXCLUDED.part").await?,
             delete_activity: c.prepare("DELETE FROM activities WHERE key = $1").await?,
-            put_timer: c.prepare("INSERT INTO timers (key, instance_id, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record").await?,
+            put_timer: c.prepare("INSERT INTO timers (key, instance_id, record, part) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record,
+                     part = EXCLUDED.part").await?,
             delete_timer: c.prepare("DELETE FROM timers WHERE key = $1").await?,
             put_entity: c.prepare("INSERT INTO entities (id, record) VALUES ($1, $2)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record").await?,
@@ -111,14 +124,56 @@ impl Statements {
             put_lock_request: c.prepare("INSERT INTO lock_requests (id, record) VALUES ($1, $2)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record").await?,
             delete_lock_request: c.prepare("DELETE FROM lock_requests WHERE id = $1").await?,
+            put_message: c.prepare("INSERT INTO messages (part, payload) VALUES ($1, $2)").await?,
+            delete_messages: c.prepare("DELETE FROM messages WHERE id = ANY($1)").await?,
+            notify: c.prepare("SELECT pg_notify($1, $2)").await?,
             delete_all: {
+                let mut sql = vec![
+                    "DELETE FROM history WHERE instance_id IN (SELECT id FROM instances WHERE part = $1)",
+                    "DELETE FROM inbox WHERE instance_id IN (SELECT id FROM instances WHERE part = $1)",
+                    "DELETE FROM activities WHERE part = $1",
+                    "DELETE FROM timers WHERE part = $1",
+                    "DELETE FROM instances WHERE part = $1",
+                    "DELETE FROM messages WHERE part = $1",
+                ];
+                if partition.index == ENTITY_PARTITION {
+                    sql.extend(["DELETE FROM entities", "DELETE FROM entity_ops", "DELETE FROM lock_requests"]);
+                }
                 let mut all = Vec::new();
-                for table in ALL_TABLES {
-                    all.push(c.prepare(&format!("DELETE FROM {table}")).await?);
+                for statement in sql {
+                    all.push(c.prepare(statement).await?);
                 }
                 all
             },
+            partition,
         })
+    }
+
+    /// The `part` column of a row of instance (or entity) `id`.
+    fn part_of(&self, id: &str) -> i32 {
+        i32::try_from(partition_of(id, self.partition.count)).unwrap_or(0)
+    }
+
+    /// The notifications that wake the partitions a commit sent messages to (one each).
+    pub(super) fn notifications(&self, ops: &[&WriteOp], out: &mut Vec<Call>) {
+        let mut parts: Vec<u32> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::PutMessage { part, .. } => Some(*part),
+                _ => None,
+            })
+            .collect();
+        parts.sort_unstable();
+        parts.dedup();
+        for part in parts {
+            out.push(Call::new(
+                &self.notify,
+                vec![
+                    Box::new(MESSAGES_CHANNEL.to_owned()),
+                    Box::new(part.to_string()),
+                ],
+            ));
+        }
     }
 
     /// The calls of one write, appended to `out`.
@@ -132,6 +187,7 @@ impl Statements {
                     Box::new(i64::from(rec.status)),
                     Box::new(rec.created_ms),
                     Box::new(rec.completed_ms),
+                    Box::new(self.part_of(&rec.instance_id)),
                 ],
             )),
             WriteOp::DeleteInstance(id) => {
@@ -180,12 +236,14 @@ impl Statements {
                     .and_then(|r| r.orchestration_instance.as_ref())
                     .map(|i| i.instance_id.clone())
                     .unwrap_or_default();
+                let part = self.part_of(&instance_id);
                 out.push(Call::new(
                     &self.put_activity,
                     vec![
                         Box::new(key(rec.key)),
                         Box::new(instance_id),
                         Box::new(rec.encode_to_vec()),
+                        Box::new(part),
                     ],
                 ));
             }
@@ -198,16 +256,34 @@ impl Statements {
                     Box::new(key(rec.key)),
                     Box::new(rec.instance_id.clone()),
                     Box::new(rec.encode_to_vec()),
+                    Box::new(self.part_of(&rec.instance_id)),
                 ],
             )),
             WriteOp::DeleteTimer(k) => {
                 out.push(Call::new(&self.delete_timer, vec![Box::new(key(*k))]));
             }
             WriteOp::DeleteAll => {
+                let part = i32::try_from(self.partition.index).unwrap_or(0);
                 for stmt in &self.delete_all {
-                    out.push(Call::new(stmt, Vec::new()));
+                    let params: Vec<Box<dyn ToSql + Sync + Send>> = if stmt.params().is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![Box::new(part)]
+                    };
+                    out.push(Call::new(stmt, params));
                 }
             }
+            WriteOp::PutMessage { part, payload } => out.push(Call::new(
+                &self.put_message,
+                vec![
+                    Box::new(i32::try_from(*part).unwrap_or(0)),
+                    Box::new(payload.clone()),
+                ],
+            )),
+            WriteOp::DeleteMessages(ids) => out.push(Call::new(
+                &self.delete_messages,
+                vec![Box::new(ids.clone())],
+            )),
             _ => self.entity_calls(op, out),
         }
     }
