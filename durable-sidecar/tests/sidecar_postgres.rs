@@ -1,4 +1,4 @@
-//! PostgreSQL storage: one writer per database, clear failures, and the RPC suite's core flows.
+//! PostgreSQL storage: replicas sharing one database, clear failures, riding out a restart.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -7,50 +7,152 @@ mod common;
 
 use common::postgres::TempPostgres;
 use common::*;
-use durable_proto::OrchestrationStatus;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use durable_proto::{self as proto, OrchestrationStatus};
 use durable_sidecar::{SidecarBuilder, SidecarError};
 
-#[tokio::test]
-async fn a_second_sidecar_on_the_same_database_is_refused_until_the_first_stops() {
+/// How many partitions each replica serves (by address), from the database.
+async fn served(url: &str) -> BTreeMap<String, i64> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        c.query(
+            "SELECT address, count(*) FROM partitions GROUP BY address",
+            &[],
+        )
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the replicas at `endpoints` serve the given shares of the partitions.
+async fn wait_for_shares(url: &str, endpoints: &[&str], shares: &[i64]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = served(url).await;
+        let mut got: Vec<i64> = endpoints
+            .iter()
+            .map(|e| now.get(*e).copied().unwrap_or(0))
+            .collect();
+        got.sort_unstable();
+        let mut want = shares.to_vec();
+        want.sort_unstable();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "shares {now:?}, want {shares:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_on_one_database_share_the_instances_and_answer_for_each_other() {
     let Some(pg) = TempPostgres::start() else {
         return;
     };
-    let url = pg.database("one_writer");
+    let url = pg.database("replicas");
     let first = SidecarBuilder::new().postgres(&url).start().await.unwrap();
-    let err = SidecarBuilder::new()
-        .postgres(&url)
-        .start()
-        .await
-        .expect_err("a second writer on one database");
-    let message = err.to_string();
+    wait_for_shares(&url, &[&first.endpoint()], &[8]).await;
+    let second = SidecarBuilder::new().postgres(&url).start().await.unwrap();
+    let (a, b) = (first.endpoint(), second.endpoint());
+    wait_for_shares(&url, &[&a, &b], &[4, 4]).await;
+
+    // Clients of either replica start instances; each runs on a worker of the replica
+    // serving its partition, and either replica answers for every instance.
+    let mut ca = client(a.clone()).await;
+    let mut cb = client(b.clone()).await;
+    let mut wa = Worker::connect(a.clone()).await;
+    let mut wb = Worker::connect(b.clone()).await;
+    let ids: Vec<String> = (0..16).map(|i| format!("shared-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let c = if i % 2 == 0 { &mut ca } else { &mut cb };
+        start(c, id, "O", Some("1")).await;
+    }
+    let mut ran = [0, 0];
+    let mut done = 0;
+    while done < ids.len() {
+        for (n, w) in [&mut wa, &mut wb].into_iter().enumerate() {
+            if let Some(item) = w.try_next(Duration::from_millis(50)).await {
+                let Some(proto::work_item::Request::OrchestratorRequest(r)) = item.request else {
+                    panic!("expected an orchestration");
+                };
+                w.complete(
+                    &r.instance_id,
+                    item.completion_token,
+                    vec![finish(1, OrchestrationStatus::Completed, "2")],
+                )
+                .await;
+                ran[n] += 1;
+                done += 1;
+            }
+        }
+    }
     assert!(
-        matches!(err, SidecarError::Postgres { .. })
-            && message.contains("another durable sidecar is writing to this PostgreSQL database"),
-        "{message}"
+        ran[0] > 0 && ran[1] > 0,
+        "both replicas' workers ran some: {ran:?}"
     );
-    let mut c = client(first.endpoint()).await;
-    let mut w = Worker::connect(first.endpoint()).await;
-    start(&mut c, "kept", "O", None).await;
-    let (_, token) = w.next_orchestration().await;
-    w.complete(
-        "kept",
+    for id in &ids {
+        for c in [&mut ca, &mut cb] {
+            let state = wait_done(c, id).await;
+            assert_eq!(state.output.as_deref(), Some("2"), "{id}");
+        }
+    }
+    let page = ca
+        .query_instances(proto::QueryInstancesRequest {
+            query: Some(proto::InstanceQuery {
+                instance_id_prefix: Some("shared-".into()),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.orchestration_state.len(), ids.len());
+
+    // A replica that stops hands its partitions to the other at once; nothing is lost.
+    drop((wb, cb));
+    second.shutdown().await;
+    wait_for_shares(&url, &[&a], &[8]).await;
+    for id in &ids {
+        assert_eq!(get(&mut ca, id).await.unwrap().output.as_deref(), Some("2"));
+    }
+    start(&mut ca, "after", "O", None).await;
+    let (r, token) = wa.next_orchestration().await;
+    assert_eq!(r.instance_id, "after");
+    wa.complete(
+        "after",
         token,
-        vec![finish(1, OrchestrationStatus::Completed, "7")],
+        vec![finish(1, OrchestrationStatus::Completed, "3")],
     )
     .await;
-    wait_done(&mut c, "kept").await;
-    drop(w);
-    first.shutdown().await;
-
-    let second = SidecarBuilder::new()
-        .postgres(&url)
-        .start()
+    assert_eq!(
+        wait_done(&mut ca, "after").await.output.as_deref(),
+        Some("3")
+    );
+    let purged = ca
+        .purge_instances(proto::PurgeInstancesRequest {
+            request: Some(
+                proto::purge_instances_request::Request::PurgeInstanceFilter(
+                    proto::PurgeInstanceFilter::default(),
+                ),
+            ),
+            recursive: false,
+            ..Default::default()
+        })
         .await
-        .expect("the lock is released when the first sidecar stops");
-    let mut c = client(second.endpoint()).await;
-    let state = get(&mut c, "kept").await.expect("its instances are there");
-    assert_eq!(state.output.as_deref(), Some("7"));
-    second.shutdown().await;
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        purged.deleted_instance_count, 17,
+        "a filter purges every partition"
+    );
+    first.shutdown().await;
 }
 
 #[tokio::test]
