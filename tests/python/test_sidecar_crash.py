@@ -38,7 +38,7 @@ def test_kill9_and_restart_completes_everything(tmp_path):
 
 
 def test_kill9_and_restart_on_postgres_completes_everything(postgres_server):
-    # The restarted sidecar also takes over the database's writer lock the killed one held.
+    # The restarted sidecar takes over the partitions (their locks) the killed one held.
     url = postgres_server.database("crash")
     kill9_and_restart(lambda port=None: Sidecar(None, port=port, postgres=url))
 
