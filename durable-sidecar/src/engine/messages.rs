@@ -288,6 +288,6 @@ impl Engine {
         }
         self.run_outbound(&mut st, &mut b, out);
         b.ops.push(WriteOp::DeleteMessages(ids));
-        let _ = self.submit(&mut st, b);
+        self.submit_quietly(b);
     }
 }

@@ -50,7 +50,7 @@ const PARTITION_LOCK: i32 = 0x6475_7261;
 /// reader shared by the partitions it serves.
 pub(crate) struct PostgresDatabase {
     writer_config: tokio_postgres::Config,
-    reader: Arc<Reader>,
+    reader_config: Config,
 }
 
 impl PostgresDatabase {
@@ -71,10 +71,9 @@ impl PostgresDatabase {
         }
         let mut client = reader_config.connect(NoTls)?;
         schema::create_or_migrate(&mut client)?;
-        let reader = Arc::new(Reader::spawn(reader_config, client)?);
         Ok(Self {
             writer_config,
-            reader,
+            reader_config,
         })
     }
 
@@ -104,8 +103,11 @@ impl PostgresDatabase {
             },
             signal,
         )?;
+        // Each partition reads on its own connection: reads (an instance's record before a
+        // start, a finished one's history) run under its engine's lock.
+        let client = self.reader_config.connect(NoTls)?;
         Ok(Some(PostgresStorage {
-            reader: Arc::clone(&self.reader),
+            reader: Reader::spawn(self.reader_config.clone(), client)?,
             writer,
             partition,
         }))
@@ -114,7 +116,7 @@ impl PostgresDatabase {
 
 /// PostgreSQL-backed [`Storage`] of one partition.
 pub(crate) struct PostgresStorage {
-    reader: Arc<Reader>,
+    reader: Reader,
     writer: Writer,
     partition: Partition,
 }
