@@ -8,7 +8,8 @@
 //!
 //! `cargo bench -p durable-runtime --bench replicas` prints one line per configuration and
 //! the PostgreSQL/SQLite ratios. `REPLICAS_BENCH_CHAINS=2000` and `REPLICAS_BENCH_FANOUT=1000`
-//! choose other sizes. All replicas share this process (and the machine's cores), so more
+//! choose other sizes, `REPLICAS_BENCH_SYNCHRONOUS=normal` measures both storages without
+//! waiting for the disk flush. All replicas share this process (and the machine's cores), so more
 //! replicas do not add cores here: the figures show what replicas cost, not how they scale.
 
 #[path = "support/chains.rs"]
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use chains::run_chains;
 use durable::prelude::*;
+use durable::sidecar::Synchronous;
 use durable::{DurableClient, RuntimeBuilder, RuntimeHandle};
 
 const IN_FLIGHT: usize = 100;
@@ -120,6 +122,10 @@ async fn measure(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n = size("REPLICAS_BENCH_CHAINS", 1000);
+    let synchronous: Synchronous = std::env::var("REPLICAS_BENCH_SYNCHRONOUS")
+        .unwrap_or_else(|_| "full".into())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     let fan = size("REPLICAS_BENCH_FANOUT", 10_000);
     let dir = std::env::temp_dir().join(format!("durable-replicas-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -127,8 +133,12 @@ async fn main() -> anyhow::Result<()> {
         "Rust worker on the embedded path; {n} three-activity chains ({IN_FLIGHT} in flight), one fan-out of {fan}"
     );
     let sqlite = measure(
-        "SQLite (synchronous=FULL)",
-        vec![durable::Runtime::builder().database(dir.join("bench.db"))],
+        "SQLite",
+        vec![
+            durable::Runtime::builder()
+                .database(dir.join("bench.db"))
+                .synchronous(synchronous),
+        ],
         n,
         fan,
     )
@@ -141,7 +151,11 @@ async fn main() -> anyhow::Result<()> {
     for replicas in 1..=3 {
         let url = pg.database(&format!("replicas{replicas}"));
         let builders = (0..replicas)
-            .map(|_| durable::Runtime::builder().postgres(&url))
+            .map(|_| {
+                durable::Runtime::builder()
+                    .postgres(&url)
+                    .synchronous(synchronous)
+            })
             .collect();
         let label = format!("PostgreSQL, {replicas} replica(s)");
         rows.push((replicas, measure(&label, builders, n, fan).await?));

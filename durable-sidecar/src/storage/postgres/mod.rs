@@ -168,22 +168,42 @@ impl WriterConnection {
 
     /// Commits every batch in one transaction, its statements pipelined.
     fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
-        let mut calls = Vec::new();
-        for (_, ops, _) in batches {
-            for op in ops {
-                self.statements.calls(op, &mut calls);
-            }
-        }
         let ops: Vec<&WriteOp> = batches.iter().flat_map(|(_, ops, _)| ops).collect();
+        let mut calls = Vec::new();
+        for op in superseded_dropped(&ops) {
+            self.statements.calls(op, &mut calls);
+        }
         self.statements.notifications(&ops, &mut calls);
-        let client = &mut self.client;
-        self.runtime.block_on(async {
-            let txn = client.transaction().await?;
-            write::run(&txn, &calls).await?;
-            txn.commit().await?;
-            Ok(())
-        })
+        self.runtime.block_on(write::run_transaction(
+            &self.client,
+            &self.statements,
+            &calls,
+        ))
     }
+}
+
+/// The writes of a group commit without the instance records a later write in the same group
+/// replaces (a record put again, or the instance deleted): the committed result is the same, and
+/// an instance stepped several times while one commit ran is written once.
+fn superseded_dropped<'a>(ops: &[&'a WriteOp]) -> Vec<&'a WriteOp> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut kept: Vec<&WriteOp> = Vec::with_capacity(ops.len());
+    for op in ops.iter().rev() {
+        match op {
+            WriteOp::PutInstance(rec) => {
+                if !seen.insert(rec.instance_id.as_str()) {
+                    continue;
+                }
+            }
+            WriteOp::DeleteInstance(id) => {
+                seen.insert(id.as_str());
+            }
+            _ => {}
+        }
+        kept.push(op);
+    }
+    kept.reverse();
+    kept
 }
 
 /// Whether an error is the connection's (server restarting, network), not the data's: the

@@ -5,7 +5,7 @@
 use futures::future::try_join_all;
 use prost::Message;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement, Transaction};
+use tokio_postgres::{Client, Statement};
 
 use super::super::{StorageError, WriteOp};
 use crate::partitions::{ENTITY_PARTITION, Partition, partition_of};
@@ -25,8 +25,14 @@ impl Call {
     }
 }
 
-/// Runs the calls in order inside `txn`, pipelined.
-pub(super) async fn run(txn: &Transaction<'_>, calls: &[Call]) -> Result<(), StorageError> {
+/// Runs the calls in order as one transaction, all pipelined with its `BEGIN` and `COMMIT`: one
+/// round trip per commit. If a statement fails, the server aborts the transaction and the
+/// `COMMIT` already sent ends it (as a rollback); the statement's error is returned.
+pub(super) async fn run_transaction(
+    client: &Client,
+    statements: &Statements,
+    calls: &[Call],
+) -> Result<(), StorageError> {
     let params: Vec<Vec<&(dyn ToSql + Sync)>> = calls
         .iter()
         .map(|c| {
@@ -36,13 +42,13 @@ pub(super) async fn run(txn: &Transaction<'_>, calls: &[Call]) -> Result<(), Sto
                 .collect()
         })
         .collect();
-    try_join_all(
-        calls
-            .iter()
-            .zip(&params)
-            .map(|(call, params)| txn.execute(&call.stmt, params)),
-    )
-    .await?;
+    let begin = std::iter::once(client.execute(&statements.begin, &[]));
+    let body = calls
+        .iter()
+        .zip(&params)
+        .map(|(call, params)| client.execute(&call.stmt, params));
+    let commit = std::iter::once(client.execute(&statements.commit, &[]));
+    try_join_all(begin.chain(body).chain(commit)).await?;
     Ok(())
 }
 
@@ -56,6 +62,8 @@ pub(crate) const MESSAGES_CHANNEL: &str = "durable_messages";
 
 /// The writer's prepared statements.
 pub(super) struct Statements {
+    begin: Statement,
+    commit: Statement,
     put_instance: Statement,
     delete_instance: Vec<Statement>,
     append_history: Statement,
@@ -84,6 +92,8 @@ pub(super) struct Statements {
 impl Statements {
     pub(super) async fn prepare(c: &Client, partition: Partition) -> Result<Self, StorageError> {
         Ok(Self {
+            begin: c.prepare("BEGIN").await?,
+            commit: c.prepare("COMMIT").await?,
             put_instance: c.prepare("INSERT INTO instances (id, record, status, created_ms, completed_ms, part)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, status = EXCLUDED.status,
