@@ -190,11 +190,7 @@ fn superseded_dropped<'a>(ops: &[&'a WriteOp]) -> Vec<&'a WriteOp> {
     let mut kept: Vec<&WriteOp> = Vec::with_capacity(ops.len());
     for op in ops.iter().rev() {
         match op {
-            WriteOp::PutInstance(rec) => {
-                if !seen.insert(rec.instance_id.as_str()) {
-                    continue;
-                }
-            }
+            WriteOp::PutInstance(rec) if !seen.insert(rec.instance_id.as_str()) => continue,
             WriteOp::DeleteInstance(id) => {
                 seen.insert(id.as_str());
             }
