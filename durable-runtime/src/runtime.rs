@@ -208,7 +208,8 @@ impl RuntimeBuilder {
     }
 
     /// Stores the embedded sidecar's state in a PostgreSQL database (overrides
-    /// `DURABLE_POSTGRES` and `DURABLE_DB`). One sidecar writes a database at a time.
+    /// `DURABLE_POSTGRES` and `DURABLE_DB`). Programs on one machine whose runtimes use the same
+    /// database are replicas of one task hub: they share its instances and answer for each other.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), durable::RuntimeError> {

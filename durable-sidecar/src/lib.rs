@@ -4,7 +4,8 @@
 //! on its own.
 //!
 //! Storage is in memory, a SQLite file (WAL journal, `synchronous=NORMAL`, group commit) or a
-//! PostgreSQL database (one writer connection with group commit, `synchronous_commit` on).
+//! PostgreSQL database (a writer connection with group commit per partition, `synchronous_commit`
+//! on), where several sidecars are replicas of one task hub (see `replicas`).
 //! With SQLite, every orchestration step commits its new history, activity tasks, timers,
 //! sub-orchestration starts and events to other instances in one transaction before anything is
 //! dispatched or acknowledged; after a restart on the same file every unfinished instance
@@ -30,7 +31,10 @@
 //! the `engine` (one module per concern: `lifecycle` for client-driven changes, `episode` for
 //! worker completions, `routing` between instances, `timers`, `dispatch` to worker streams,
 //! `queries` for reads, waits and purge, `batch` and `state` underneath), which writes through
-//! `storage` (SQLite or memory). `work_queue` holds a worker stream's hints and filters.
+//! `storage` (SQLite, PostgreSQL or memory). `work_queue` holds a worker stream's hints and
+//! filters. On PostgreSQL, `replicas` runs one engine per partition this sidecar serves
+//! (`partitions`), its `front` service routing each call to the partition it concerns, here or
+//! at another replica, and `engine::messages` carries deliveries between partitions.
 //!
 //! Memory holds only active work: an instance leaves it once its final status is durable, and
 //! reads of finished instances (get, wait, history, queries, purge, restart, rewind) go to

@@ -3,8 +3,8 @@
 //! has one writer connection that commits its batches in order with group commit
 //! (`synchronous_commit = on`, PostgreSQL's default, makes each transaction durable in its WAL
 //! before the commit returns; [`Synchronous::Normal`] sets it `off` for the writer's session),
-//! its statements pipelined (one round trip per commit, not per statement); one reader
-//! connection per replica serves on-demand reads. Both run on their own threads (the writer
+//! its statements pipelined with its `BEGIN` and `COMMIT` (one round trip per commit); its own
+//! reader connection serves on-demand reads. Both run on their own threads (the writer
 //! with `tokio-postgres` on a private single-threaded runtime, the reader with the synchronous
 //! `postgres` client), so the engine can call storage from any context.
 //!
@@ -122,7 +122,7 @@ pub(crate) struct PostgresStorage {
 }
 
 /// The writer's connection (the async client, driven by its own single-threaded runtime so
-/// statements can be pipelined): it holds the writer lock and the prepared statements.
+/// statements can be pipelined): it holds the partition's lock and the prepared statements.
 struct WriterConnection {
     client: tokio_postgres::Client,
     statements: write::Statements,
