@@ -64,6 +64,22 @@ impl SidecarService {
         }
         Ok(())
     }
+
+    /// Runs `op` on one instance; when it finds no such instance, applies what other
+    /// partitions sent (one may have just created it, as a sub-orchestration) and runs it
+    /// once more, so a replica answers as one sidecar would.
+    async fn on_instance<T>(&self, op: impl Fn(&Engine) -> Result<T, Status>) -> Result<T, Status> {
+        match op(&self.engine) {
+            Err(e) if e.code() == tonic::Code::NotFound => {
+                if self.engine.receive_messages().await? > 0 {
+                    op(&self.engine)
+                } else {
+                    Err(e)
+                }
+            }
+            done => done,
+        }
+    }
 }
 
 pub(crate) async fn committed(wait: CommitWait) -> Result<(), Status> {
@@ -213,7 +229,10 @@ impl TaskHubSidecarService for SidecarService {
         self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(self.engine.rewind(&r.instance_id, r.reason)?).await?;
+        let wait = self
+            .on_instance(|e| e.rewind(&r.instance_id, r.reason.clone()))
+            .await?;
+        committed(wait).await?;
         Ok(Response::new(proto::RewindInstanceResponse {}))
     }
 
@@ -225,8 +244,8 @@ impl TaskHubSidecarService for SidecarService {
         let r = req.into_inner();
         require_id(&r.instance_id)?;
         let (id, wait) = self
-            .engine
-            .restart(&r.instance_id, r.restart_with_new_instance_id)?;
+            .on_instance(|e| e.restart(&r.instance_id, r.restart_with_new_instance_id))
+            .await?;
         committed(wait).await?;
         Ok(Response::new(proto::RestartInstanceResponse {
             instance_id: id,
@@ -281,7 +300,10 @@ impl TaskHubSidecarService for SidecarService {
         self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(self.engine.raise_event(&r.instance_id, r.name, r.input)?).await?;
+        let wait = self
+            .on_instance(|e| e.raise_event(&r.instance_id, r.name.clone(), r.input.clone()))
+            .await?;
+        committed(wait).await?;
         Ok(Response::new(proto::RaiseEventResponse {}))
     }
 
@@ -292,11 +314,10 @@ impl TaskHubSidecarService for SidecarService {
         self.within_limit(&req)?;
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(
-            self.engine
-                .terminate(&r.instance_id, r.output, r.recursive)?,
-        )
-        .await?;
+        let wait = self
+            .on_instance(|e| e.terminate(&r.instance_id, r.output.clone(), r.recursive))
+            .await?;
+        committed(wait).await?;
         Ok(Response::new(proto::TerminateResponse {}))
     }
 
@@ -306,7 +327,10 @@ impl TaskHubSidecarService for SidecarService {
     ) -> Result<Response<proto::SuspendResponse>, Status> {
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(self.engine.suspend_resume(&r.instance_id, r.reason, true)?).await?;
+        let wait = self
+            .on_instance(|e| e.suspend_resume(&r.instance_id, r.reason.clone(), true))
+            .await?;
+        committed(wait).await?;
         Ok(Response::new(proto::SuspendResponse {}))
     }
 
@@ -316,11 +340,10 @@ impl TaskHubSidecarService for SidecarService {
     ) -> Result<Response<proto::ResumeResponse>, Status> {
         let r = req.into_inner();
         require_id(&r.instance_id)?;
-        committed(
-            self.engine
-                .suspend_resume(&r.instance_id, r.reason, false)?,
-        )
-        .await?;
+        let wait = self
+            .on_instance(|e| e.suspend_resume(&r.instance_id, r.reason.clone(), false))
+            .await?;
+        committed(wait).await?;
         Ok(Response::new(proto::ResumeResponse {}))
     }
 

@@ -5,8 +5,10 @@
 //! applied until their deletion is durable.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use prost::Message;
+use tonic::Status;
 
 use super::Engine;
 use super::lifecycle::NewInstance;
@@ -256,11 +258,28 @@ fn decode(bytes: &[u8]) -> Result<Outbound, String> {
 }
 
 impl Engine {
+    /// Reads the messages waiting for this engine's partition and applies them; the number
+    /// read (0 when unpartitioned). A lookup that finds no instance calls this before it
+    /// answers "not found": the instance may be one another partition just created (a
+    /// sub-orchestration), whose creation is durable but not yet applied here.
+    pub(crate) async fn receive_messages(&self) -> Result<usize, Status> {
+        let Some(part) = self.lock().partition.map(|p| p.index) else {
+            return Ok(0);
+        };
+        let durable_before = self.signal.durable_seq.load(Ordering::SeqCst);
+        let rows = self.read(move |s| s.read_messages(part)).await?;
+        let read = rows.len();
+        if read > 0 {
+            self.apply_messages(rows, durable_before);
+        }
+        Ok(read)
+    }
+
     /// Applies messages read from storage for this engine's partition, in order, in one batch
     /// that also deletes them. `durable_before` is the durable batch sequence read before the
     /// messages were: deletions durable by then cannot have been read, so those messages are
     /// forgotten.
-    pub(crate) fn apply_messages(&self, rows: Vec<(i64, Vec<u8>)>, durable_before: u64) {
+    fn apply_messages(&self, rows: Vec<(i64, Vec<u8>)>, durable_before: u64) {
         let mut st = self.lock();
         st.applied_messages.retain(|_, seq| *seq > durable_before);
         if self.refuse(&st).is_err() {

@@ -28,6 +28,7 @@ impl Engine {
         done: fn(i32) -> bool,
     ) -> Result<Option<OrchestrationState>, Status> {
         let mut stop = self.shutdown_signal();
+        let mut received = false;
         loop {
             let rx = {
                 let mut st = self.lock();
@@ -47,6 +48,13 @@ impl Engine {
                 }
             };
             let Some(rx) = rx else {
+                // Another partition may have just created it: apply what it sent first.
+                if !received {
+                    received = true;
+                    if self.receive_messages().await? > 0 {
+                        continue;
+                    }
+                }
                 let id = id.to_owned();
                 let rec = self.read(move |s| s.read_instance(&id)).await?;
                 return Ok(rec.map(|r| to_state(&r, payloads)));
@@ -110,6 +118,15 @@ impl Engine {
     /// An instance's history: from memory while it is active, else from storage. `None` when
     /// there is no such instance.
     pub(crate) async fn history(&self, id: &str) -> Result<Option<Vec<HistoryEvent>>, Status> {
+        let found = self.history_now(id).await?;
+        // Another partition may have just created it: apply what it sent, look again.
+        if found.is_none() && self.receive_messages().await? > 0 {
+            return self.history_now(id).await;
+        }
+        Ok(found)
+    }
+
+    async fn history_now(&self, id: &str) -> Result<Option<Vec<HistoryEvent>>, Status> {
         {
             let st = self.lock();
             if let Some(inst) = st.instances.get(id) {

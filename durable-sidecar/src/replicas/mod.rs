@@ -42,7 +42,7 @@ use crate::partitions::{PARTITIONS, Partition, partition_of};
 use crate::proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 use crate::proto::{GetWorkItemsRequest, WorkItem};
 use crate::storage::postgres::{LEGACY_WRITER_LOCK, MESSAGES_CHANNEL, PostgresDatabase};
-use crate::storage::{CommitSignal, Storage, StorageError};
+use crate::storage::{CommitSignal, MESSAGES_PER_READ, Storage, StorageError};
 use crate::time::now_ms;
 use crate::work_queue::{Filters, InFlightCounts, WorkKind, WorkStream};
 
@@ -63,7 +63,6 @@ pub(crate) type Peer = TaskHubSidecarServiceClient<Channel>;
 pub(crate) struct Served {
     pub(crate) partition: Partition,
     pub(crate) engine: Arc<Engine>,
-    storage: Arc<dyn Storage>,
     /// Woken when a commit elsewhere sent this partition messages.
     messages: Notify,
     /// Worker stream id (this replica's) → stream id in the partition's engine.
@@ -369,7 +368,6 @@ impl ReplicaSet {
         let served = Arc::new(Served {
             partition,
             engine,
-            storage,
             messages: Notify::new(),
             attached: Mutex::default(),
         });
@@ -616,24 +614,13 @@ impl ReplicaSet {
 async fn pump_messages(served: Arc<Served>) {
     let mut stop = served.engine.shutdown_signal();
     loop {
-        let durable_before = served
-            .engine
-            .storage_signal()
-            .durable_seq
-            .load(Ordering::SeqCst);
-        let storage = Arc::clone(&served.storage);
-        let part = served.partition.index;
-        let mut full = false;
-        match tokio::task::spawn_blocking(move || storage.read_messages(part)).await {
-            Ok(Ok(rows)) => {
-                full = rows.len() >= 1000;
-                if !rows.is_empty() {
-                    served.engine.apply_messages(rows, durable_before);
-                }
+        let full = match served.engine.receive_messages().await {
+            Ok(read) => read >= MESSAGES_PER_READ,
+            Err(e) => {
+                tracing::warn!(partition = served.partition.index, error = %e, "cannot read messages");
+                false
             }
-            Ok(Err(e)) => tracing::warn!(partition = part, error = %e, "cannot read messages"),
-            Err(_) => break,
-        }
+        };
         if *stop.borrow() {
             break;
         }

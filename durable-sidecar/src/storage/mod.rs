@@ -393,6 +393,9 @@ impl CommitSignal {
 }
 
 /// A place to keep instances durably.
+/// At most this many messages between partitions are read at once.
+pub(crate) const MESSAGES_PER_READ: usize = 1000;
+
 pub(crate) trait Storage: Send + Sync + 'static {
     /// Reads the active work (finished instances stay in storage).
     fn load(&self) -> Result<LoadedState, StorageError>;
@@ -414,8 +417,8 @@ pub(crate) trait Storage: Send + Sync + 'static {
     );
     /// Flushes every submitted batch and stops the writer.
     fn close(&self);
-    /// The oldest messages from other partitions for partition `part`, as (id, payload).
-    /// Only partitioned storage (PostgreSQL) has any.
+    /// The oldest messages from other partitions for partition `part`, as (id, payload), at
+    /// most [`MESSAGES_PER_READ`]. Only partitioned storage (PostgreSQL) has any.
     fn read_messages(&self, _part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
         Ok(Vec::new())
     }

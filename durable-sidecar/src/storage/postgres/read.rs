@@ -8,8 +8,8 @@ use prost::Message;
 
 use super::super::sql::{self, Param};
 use super::super::{
-    CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, LockRequestRecord, Sequenced,
-    StorageError,
+    CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, LockRequestRecord,
+    MESSAGES_PER_READ, Sequenced, StorageError,
 };
 use crate::partitions::ENTITY_PARTITION;
 use crate::proto::HistoryEvent;
@@ -85,15 +85,12 @@ pub(super) fn load_active(c: &mut Client, part: u32) -> Result<LoadedState, Stor
     })
 }
 
-/// At most this many messages are read at once.
-const MESSAGE_PAGE: i64 = 1000;
-
 /// The oldest messages for partition `part`, as (id, payload).
 pub(super) fn messages(c: &mut Client, part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
     let p = i32::try_from(part).unwrap_or(i32::MAX);
     Ok(c.query(
         "SELECT id, payload FROM messages WHERE part = $1 ORDER BY id LIMIT $2",
-        &[&p, &MESSAGE_PAGE],
+        &[&p, &(MESSAGES_PER_READ as i64)],
     )?
     .into_iter()
     .map(|row| (row.get(0), row.get(1)))
