@@ -7,6 +7,7 @@ mod postgres;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn workspace_root() -> PathBuf {
@@ -53,7 +54,13 @@ fn run_example_with(
     stdin: Option<(Duration, &str)>,
     env: &[(&str, &str)],
 ) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!("durable-example-{name}-{}", std::process::id()));
+    // One directory per run: tests running the same example at once must not share a file.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "durable-example-{name}-{}-{run}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut child = Command::new(example_binary(name))
         .args(args)

@@ -717,7 +717,7 @@ mod tests {
         let message = err.to_string();
         assert!(
             message.contains("in use by another durable sidecar")
-                && message.contains(&format!("DURABLE_SIDECAR={}", first.endpoint())),
+                && message.contains(&format!("DURABLE_SIDECAR={} ", first.endpoint())),
             "{message}"
         );
         first.shutdown().await;

@@ -70,17 +70,17 @@ impl DbLock {
 }
 
 fn in_use_message(holder: &str) -> String {
-    let holder = if holder.is_empty() {
-        "another process".to_string()
-    } else {
-        format!("another durable sidecar ({holder})")
-    };
     let connect = holder
         .split_once("listening on ")
         .map(|(_, endpoint)| {
             format!("set DURABLE_SIDECAR={endpoint} (or `.sidecar(\"{endpoint}\")`) to use it")
         })
         .unwrap_or_else(|| "set DURABLE_SIDECAR to that sidecar's address to use it".to_string());
+    let holder = if holder.is_empty() {
+        "another process".to_string()
+    } else {
+        format!("another durable sidecar ({holder})")
+    };
     format!(
         "the database is in use by {holder}; one sidecar writes a database at a time: {connect}, or give this one another file (DURABLE_DB, `.database(path)`, `--db`)"
     )
