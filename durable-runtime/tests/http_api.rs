@@ -581,6 +581,15 @@ async fn sidecar_down_is_503() -> Result<()> {
             .is_some_and(|e| e.contains("unavailable")),
         "{body}"
     );
+    let health = reqwest::get(format!("{base}/healthz")).await?;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = health.json().await?;
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unavailable")),
+        "{body}"
+    );
 
     // Graceful shutdown ends `serve` with Ok.
     let _ = stop.send(());
@@ -636,6 +645,15 @@ async fn only_allowed_hosts_and_token_holders_are_served() -> Result<()> {
     });
     let anonymous = api.http.get(format!("{base}/api/instances")).send().await?;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // Probes send neither the token nor an allowed host: `/healthz` answers them.
+    let probe = api
+        .http
+        .get(format!("{base}/healthz"))
+        .header(reqwest::header::HOST, "10.0.0.7:8080")
+        .send()
+        .await?;
+    assert_eq!(probe.status(), StatusCode::OK);
+    assert_eq!(probe.json::<Value>().await?, json!({ "status": "ok" }));
     let wrong = api
         .http
         .get(format!("{base}/api/instances"))

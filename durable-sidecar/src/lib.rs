@@ -43,6 +43,7 @@
 
 mod connections;
 mod engine;
+mod health;
 mod metrics;
 mod partitions;
 mod replicas;
@@ -398,6 +399,7 @@ impl SidecarBuilder {
                 },
                 listener,
                 signal,
+                core.clone(),
                 stop_rx,
             ),
             Core::Replicas(set) => self.serve(
@@ -407,6 +409,7 @@ impl SidecarBuilder {
                 },
                 listener,
                 signal,
+                core.clone(),
                 stop_rx,
             ),
         };
@@ -422,12 +425,14 @@ impl SidecarBuilder {
 
 impl SidecarBuilder {
     /// Serves `service` on `listener` until `stop` fires: bearer token, failure refusal,
-    /// connection limits and keepalive as configured.
+    /// connection limits and keepalive as configured, and the gRPC health service reporting
+    /// `core`'s readiness.
     fn serve<S>(
         &self,
         service: S,
         listener: tokio::net::TcpListener,
         signal: Arc<CommitSignal>,
+        core: Core,
         stop_rx: oneshot::Receiver<()>,
     ) -> JoinHandle<()>
     where
@@ -459,18 +464,24 @@ impl SidecarBuilder {
             self.idle_timeout,
         ));
         let keepalive = self.keepalive;
+        let (reporter, health) = tonic_health::server::health_reporter();
         tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let server = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(keepalive))
                 .http2_keepalive_timeout(Some(keepalive * 2))
                 .layer(tower::util::MapResponseLayer::new(
                     decode_errors_are_invalid_arguments,
                 ))
+                .add_service(health)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
-                })
-                .await;
+                });
+            // The health reporter lives as long as the server.
+            let result = tokio::select! {
+                result = server => result,
+                () = health::report(reporter, core) => Ok(()),
+            };
             if let Err(e) = result {
                 tracing::error!(error = %e, "sidecar server stopped with an error");
             }
@@ -518,6 +529,7 @@ impl SidecarBuilder {
 }
 
 /// What serves the calls: one engine (memory, SQLite), or a replica of a PostgreSQL task hub.
+#[derive(Clone)]
 enum Core {
     Single(Arc<engine::Engine>),
     Replicas(Arc<replicas::ReplicaSet>),
@@ -541,6 +553,17 @@ impl Core {
         match self {
             Self::Single(engine) => engine.metrics_text(),
             Self::Replicas(set) => set.metrics_text(),
+        }
+    }
+
+    /// Why this sidecar cannot serve calls right now; `None` when it can.
+    fn unready(&self) -> Option<String> {
+        match self {
+            Self::Single(engine) => engine
+                .storage_signal()
+                .failure()
+                .map(|e| format!("the storage failed ({e}); restart the sidecar")),
+            Self::Replicas(set) => set.unready(),
         }
     }
 }

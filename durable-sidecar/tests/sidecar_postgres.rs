@@ -224,3 +224,58 @@ async fn the_sidecar_rides_out_a_database_restart() {
     sidecar.shutdown().await;
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_database_going_away_and_coming_back() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let url = pg.database("health");
+    let sidecar = SidecarBuilder::new().postgres(&url).start().await.unwrap();
+    let endpoint = sidecar.endpoint();
+    let mut c = client(endpoint.clone()).await;
+    wait_for_health(&endpoint, ServingStatus::Serving, Duration::from_secs(5)).await;
+    c.hello(()).await.unwrap();
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    // Once the heartbeat has not reached the database for the live window, the replica says so.
+    wait_for_health(
+        &endpoint,
+        ServingStatus::NotServing,
+        Duration::from_secs(10),
+    )
+    .await;
+    let err = c.hello(()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(err.message().contains("PostgreSQL"), "{}", err.message());
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    wait_for_health(&endpoint, ServingStatus::Serving, Duration::from_secs(15)).await;
+    c.hello(()).await.unwrap();
+    let mut w = Worker::connect(endpoint.clone()).await;
+    start(&mut c, "after", "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        "after",
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, "2")],
+    )
+    .await;
+    assert_eq!(
+        wait_done(&mut c, "after").await.output.as_deref(),
+        Some("2")
+    );
+    sidecar.shutdown().await;
+    drop(pg);
+}

@@ -569,6 +569,18 @@ pub(crate) async fn list(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
+/// `GET /healthz`: `200 {"status": "ok"}` while the sidecar answers, `503 {"error": ...}`
+/// naming why otherwise (unreachable, storage failed, a replica cut off from PostgreSQL).
+pub(crate) async fn health(State(state): State<AppState>) -> ApiResult {
+    match state.client.clone().hello(()).await {
+        Ok(_) => Ok(Json(json!({ "status": "ok" })).into_response()),
+        Err(status) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::grpc("Hello", &status).message,
+        )),
+    }
+}
+
 /// Unknown paths.
 pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}", uri.path()))

@@ -27,6 +27,7 @@
 //! | `GET`    | `/api/entities/{name}/{key}`                      | `200` state, `404` none   |
 //! | `GET`    | `/api/entities[?name=&prefix=&includeState=&includeTransient=&pageSize=&continuationToken=]` | `200` |
 //! | `GET`    | `/` → `/dashboard/`: the web dashboard (see below)  | `200` HTML, JS, CSS       |
+//! | `GET`    | `/healthz` (no token or host check: for probes)   | `200` `{"status":"ok"}`, `503` |
 //!
 //! Errors are JSON objects `{"error": "..."}` with a 4xx/5xx status; gRPC failures of the
 //! sidecar are mapped as `NOT_FOUND`→404, `ALREADY_EXISTS`→409, `FAILED_PRECONDITION`→409,
@@ -243,10 +244,15 @@ pub fn router_with_orchestrators(client: crate::DurableClient, names: Vec<String
 /// ```
 pub fn router_with(client: crate::DurableClient, options: HttpOptions) -> Router {
     let access = access::Access::new(&options.hosts, options.token, !options.no_dashboard);
-    let mut app = build(AppState {
+    let state = AppState {
         client: client.sidecar(),
         orchestrators: options.orchestrators.map(Into::into),
-    });
+    };
+    // Probes send neither the token nor a loopback `Host`; the answer holds no data.
+    let health = Router::new()
+        .route("/healthz", get(handlers::health))
+        .with_state(state.clone());
+    let mut app = build(state);
     if !options.no_dashboard {
         app = app.merge(dashboard::routes());
     }
@@ -268,6 +274,7 @@ pub fn router_with(client: crate::DurableClient, options: HttpOptions) -> Router
         );
     }
     app.layer(axum::middleware::from_fn_with_state(access, access::check))
+        .merge(health)
 }
 
 fn build(state: AppState) -> Router {

@@ -251,6 +251,9 @@ impl ReplicaFront {
 #[tonic::async_trait]
 impl TaskHubSidecarService for ReplicaFront {
     async fn hello(&self, _req: Request<()>) -> Result<Response<()>, Status> {
+        if let Some(why) = self.set.unready() {
+            return Err(Status::unavailable(why));
+        }
         Ok(Response::new(()))
     }
 

@@ -50,7 +50,7 @@ use crate::work_queue::{Filters, InFlightCounts, WorkKind, WorkStream};
 const TICK: Duration = Duration::from_millis(500);
 
 /// A replica whose heartbeat is older than this counts as gone: its partitions are taken over.
-const LIVE_WINDOW: &str = "3 seconds";
+const LIVE_WINDOW: Duration = Duration::from_secs(3);
 
 /// How often a partition looks for messages without being notified (a missed notification,
 /// a reconnecting listener).
@@ -126,6 +126,8 @@ pub(crate) struct ReplicaSet {
     /// Woken to refresh `owners` before the next tick (a forwarded call failed).
     refresh: Notify,
     shutdown: watch::Sender<bool>,
+    /// When (ms since the epoch) the last heartbeat reached the database.
+    last_beat_ms: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -153,6 +155,7 @@ impl ReplicaSet {
             streams: Mutex::default(),
             refresh: Notify::new(),
             shutdown,
+            last_beat_ms: AtomicI64::new(now_ms()),
         });
         let client = set.connect().await?;
         set.rebalance(&client).await?;
@@ -209,6 +212,20 @@ impl ReplicaSet {
         Ok(client)
     }
 
+    /// Why this replica cannot serve calls right now (its heartbeat has not reached the
+    /// database for longer than [`LIVE_WINDOW`], so the others may be taking its partitions);
+    /// `None` when it can.
+    pub(crate) fn unready(&self) -> Option<String> {
+        let silent_ms = now_ms() - self.last_beat_ms.load(Ordering::SeqCst);
+        let window_ms = i64::try_from(LIVE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        (silent_ms > window_ms).then(|| {
+            format!(
+                "this replica has not reached PostgreSQL for {} s; it keeps retrying",
+                silent_ms / 1000
+            )
+        })
+    }
+
     /// Rebalances every tick until shutdown; reconnects with backoff when the database is
     /// unreachable (the partitions served keep serving as long as their writers can commit).
     async fn run(self: Arc<Self>, mut client: tokio_postgres::Client) {
@@ -257,9 +274,13 @@ impl ReplicaSet {
                 &[&self.id, &self.address],
             )
             .await?;
+        self.last_beat_ms.store(now_ms(), Ordering::SeqCst);
         let live: Vec<String> = client
             .query(
-                &format!("SELECT id FROM replicas WHERE seen > now() - interval '{LIVE_WINDOW}'"),
+                &format!(
+                    "SELECT id FROM replicas WHERE seen > now() - interval '{} milliseconds'",
+                    LIVE_WINDOW.as_millis()
+                ),
                 &[],
             )
             .await?

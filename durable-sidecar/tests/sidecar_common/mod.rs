@@ -13,6 +13,9 @@ use durable_proto::{
     orchestrator_action::OrchestratorActionType, work_item,
 };
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 pub type Client = TaskHubSidecarServiceClient<Channel>;
 
@@ -329,4 +332,36 @@ macro_rules! on_every_backend {
             }
         }
     };
+}
+
+/// What the standard gRPC health service at `endpoint` says of `service` (`""`: the server).
+pub async fn health(endpoint: &str, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let channel = Channel::from_shared(endpoint.to_owned())
+        .expect("a valid endpoint")
+        .connect()
+        .await
+        .expect("connect to the health service");
+    let mut c = HealthClient::new(channel);
+    let reply = c
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?;
+    Ok(reply.into_inner().status())
+}
+
+/// Waits up to `within` until the health service says `want` of the whole server.
+pub async fn wait_for_health(endpoint: &str, want: ServingStatus, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let now = health(endpoint, "").await.expect("a health answer");
+        if now == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health stayed {now:?}, expected {want:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

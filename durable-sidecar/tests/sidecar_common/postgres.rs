@@ -18,6 +18,8 @@ pub struct TempPostgres {
     bin: PathBuf,
     run_as: Option<String>,
     port: u16,
+    /// The server options it was started with (port, socket directory, settings).
+    options: String,
 }
 
 fn bin_dir() -> Option<PathBuf> {
@@ -105,6 +107,7 @@ impl TempPostgres {
             bin,
             run_as,
             port: free_port(),
+            options: String::new(),
         };
         let data = pg.dir.join("data");
         pg.run(
@@ -147,7 +150,10 @@ impl TempPostgres {
                 ],
             );
             match started {
-                Ok(()) => break,
+                Ok(()) => {
+                    pg.options = options;
+                    break;
+                }
                 Err(problem) => {
                     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
                     assert!(
@@ -213,6 +219,40 @@ impl TempPostgres {
                 path(&data),
                 "-l",
                 path(&self.dir.join("server.log")),
+            ],
+        );
+    }
+
+    /// Stops the server (every connection drops) until [`start_again`](Self::start_again).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "stop",
+                "-w",
+                "-m",
+                "fast",
+                "-D",
+                path(&self.dir.join("data")),
+            ],
+        );
+    }
+
+    /// Starts the server stopped by [`stop`](Self::stop) again, with its data and port.
+    pub fn start_again(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                path(&self.dir.join("data")),
+                "-l",
+                path(&self.dir.join("server.log")),
+                "-o",
+                &self.options,
             ],
         );
     }
