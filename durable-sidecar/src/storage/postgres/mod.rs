@@ -169,11 +169,7 @@ impl WriterConnection {
     /// Commits every batch in one transaction, its statements pipelined.
     fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
         let ops: Vec<&WriteOp> = batches.iter().flat_map(|(_, ops, _)| ops).collect();
-        let mut calls = Vec::new();
-        for op in superseded_dropped(&ops) {
-            self.statements.calls(op, &mut calls);
-        }
-        self.statements.notifications(&ops, &mut calls);
+        let calls = self.statements.transaction(&superseded_dropped(&ops));
         self.runtime.block_on(write::run_transaction(
             &self.client,
             &self.statements,

@@ -2,6 +2,8 @@
 //! transaction's statements go out without waiting for each answer, and the server runs them
 //! in order, so a commit costs about one round trip instead of one per statement.
 
+use std::collections::{BTreeMap, HashSet};
+
 use futures::future::try_join_all;
 use prost::Message;
 use tokio_postgres::types::ToSql;
@@ -64,24 +66,24 @@ pub(crate) const MESSAGES_CHANNEL: &str = "durable_messages";
 pub(super) struct Statements {
     begin: Statement,
     commit: Statement,
-    put_instance: Statement,
+    put_instances: Statement,
     delete_instance: Vec<Statement>,
     append_history: Statement,
     delete_history: Statement,
     put_inbox: Statement,
     delete_inbox_up_to: Statement,
     clear_inbox: Statement,
-    put_activity: Statement,
-    delete_activity: Statement,
-    put_timer: Statement,
-    delete_timer: Statement,
+    put_activities: Statement,
+    delete_activities: Statement,
+    put_timers: Statement,
+    delete_timers: Statement,
     put_entity: Statement,
     delete_entity: Vec<Statement>,
     put_entity_op: Statement,
     delete_entity_ops: Statement,
     put_lock_request: Statement,
     delete_lock_request: Statement,
-    put_message: Statement,
+    put_messages: Statement,
     delete_messages: Statement,
     notify: Statement,
     /// Empties this partition (with the entity tables in the entity partition).
@@ -94,8 +96,8 @@ impl Statements {
         Ok(Self {
             begin: c.prepare("BEGIN").await?,
             commit: c.prepare("COMMIT").await?,
-            put_instance: c.prepare("INSERT INTO instances (id, record, status, created_ms, completed_ms, part)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+            put_instances: c.prepare("INSERT INTO instances (id, record, status, created_ms, completed_ms, part)
+                 SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::int[])
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, status = EXCLUDED.status,
                      created_ms = EXCLUDED.created_ms, completed_ms = EXCLUDED.completed_ms,
                      part = EXCLUDED.part").await?,
@@ -107,21 +109,24 @@ impl Statements {
                 c.prepare("DELETE FROM timers WHERE instance_id = $1").await?,
             ],
             append_history: c.prepare("INSERT INTO history (instance_id, idx, event)
-                 SELECT $1, i, e FROM UNNEST($2::bigint[], $3::bytea[]) AS t(i, e)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[])
                  ON CONFLICT (instance_id, idx) DO UPDATE SET event = EXCLUDED.event").await?,
             delete_history: c.prepare("DELETE FROM history WHERE instance_id = $1").await?,
-            put_inbox: c.prepare("INSERT INTO inbox (instance_id, seq, event) VALUES ($1, $2, $3)
+            put_inbox: c.prepare("INSERT INTO inbox (instance_id, seq, event)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[])
                  ON CONFLICT (instance_id, seq) DO UPDATE SET event = EXCLUDED.event").await?,
             delete_inbox_up_to: c.prepare("DELETE FROM inbox WHERE instance_id = $1 AND seq <= $2").await?,
             clear_inbox: c.prepare("DELETE FROM inbox WHERE instance_id = $1").await?,
-            put_activity: c.prepare("INSERT INTO activities (key, instance_id, record, part) VALUES ($1, $2, $3, $4)
+            put_activities: c.prepare("INSERT INTO activities (key, instance_id, record, part)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::int[])
                  ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record,
                      part = EXCLUDED.part").await?,
-            delete_activity: c.prepare("DELETE FROM activities WHERE key = $1").await?,
-            put_timer: c.prepare("INSERT INTO timers (key, instance_id, record, part) VALUES ($1, $2, $3, $4)
+            delete_activities: c.prepare("DELETE FROM activities WHERE key = ANY($1::bigint[])").await?,
+            put_timers: c.prepare("INSERT INTO timers (key, instance_id, record, part)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::int[])
                  ON CONFLICT (key) DO UPDATE SET instance_id = EXCLUDED.instance_id, record = EXCLUDED.record,
                      part = EXCLUDED.part").await?,
-            delete_timer: c.prepare("DELETE FROM timers WHERE key = $1").await?,
+            delete_timers: c.prepare("DELETE FROM timers WHERE key = ANY($1::bigint[])").await?,
             put_entity: c.prepare("INSERT INTO entities (id, record) VALUES ($1, $2)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record").await?,
             delete_entity: vec![
@@ -134,7 +139,8 @@ impl Statements {
             put_lock_request: c.prepare("INSERT INTO lock_requests (id, record) VALUES ($1, $2)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record").await?,
             delete_lock_request: c.prepare("DELETE FROM lock_requests WHERE id = $1").await?,
-            put_message: c.prepare("INSERT INTO messages (part, payload) VALUES ($1, $2)").await?,
+            put_messages: c.prepare("INSERT INTO messages (part, payload)
+                 SELECT p, b FROM UNNEST($1::int[], $2::bytea[]) WITH ORDINALITY AS t(p, b, n) ORDER BY n").await?,
             delete_messages: c.prepare("DELETE FROM messages WHERE id = ANY($1)").await?,
             notify: c.prepare("SELECT pg_notify($1, $2)").await?,
             delete_all: {
@@ -186,30 +192,44 @@ impl Statements {
         }
     }
 
-    /// The calls of one write, appended to `out`.
+    /// The calls of a group commit's writes, in one transaction's order, then the
+    /// notifications. Writes to different tables commute (no constraint or trigger links
+    /// them), so each table's writes are gathered, in their order, between the writes that
+    /// change several tables; a run of the same kind of write then becomes one statement over
+    /// arrays, unless it would change a row twice. A commit of many steps so costs a handful of
+    /// statements instead of several per step.
+    pub(super) fn transaction(&self, ops: &[&WriteOp]) -> Vec<Call> {
+        let mut out = Vec::new();
+        for step in plan(ops) {
+            match step {
+                Step::One(op) => self.calls(op, &mut out),
+                Step::Run(kind, ops) => {
+                    let mut run = Run::new(kind);
+                    for op in ops {
+                        run.add(op, self);
+                    }
+                    out.push(run.call(self));
+                }
+            }
+        }
+        self.notifications(ops, &mut out);
+        out
+    }
+
+    /// The calls of one write on its own, appended to `out`.
     pub(super) fn calls(&self, op: &WriteOp, out: &mut Vec<Call>) {
+        if let Some(kind) = RunKind::of(op) {
+            let mut run = Run::new(kind);
+            run.add(op, self);
+            out.push(run.call(self));
+            return;
+        }
         match op {
-            WriteOp::PutInstance(rec) => out.push(Call::new(
-                &self.put_instance,
-                vec![
-                    Box::new(rec.instance_id.clone()),
-                    Box::new(rec.encode_to_vec()),
-                    Box::new(i64::from(rec.status)),
-                    Box::new(rec.created_ms),
-                    Box::new(rec.completed_ms),
-                    Box::new(self.part_of(&rec.instance_id)),
-                ],
-            )),
             WriteOp::DeleteInstance(id) => {
                 for stmt in &self.delete_instance {
                     out.push(Call::new(stmt, vec![Box::new(id.clone())]));
                 }
             }
-            WriteOp::AppendHistory {
-                instance_id,
-                start_index,
-                events,
-            } => self.append_history(out, instance_id, *start_index, events),
             WriteOp::ReplaceHistory {
                 instance_id,
                 events,
@@ -218,59 +238,16 @@ impl Statements {
                     &self.delete_history,
                     vec![Box::new(instance_id.clone())],
                 ));
-                self.append_history(out, instance_id, 0, events);
+                let mut run = Run::new(RunKind::History);
+                run.add_history(instance_id, 0, events);
+                out.push(run.call(self));
             }
-            WriteOp::PutInbox {
-                instance_id,
-                seq,
-                event,
-            } => out.push(Call::new(
-                &self.put_inbox,
-                vec![
-                    Box::new(instance_id.clone()),
-                    Box::new(key(*seq)),
-                    Box::new(event.clone()),
-                ],
-            )),
             WriteOp::DeleteInbox { instance_id, up_to } => out.push(Call::new(
                 &self.delete_inbox_up_to,
                 vec![Box::new(instance_id.clone()), Box::new(key(*up_to))],
             )),
             WriteOp::ClearInbox(id) => {
                 out.push(Call::new(&self.clear_inbox, vec![Box::new(id.clone())]));
-            }
-            WriteOp::PutActivity(rec) => {
-                let instance_id = rec
-                    .request
-                    .as_ref()
-                    .and_then(|r| r.orchestration_instance.as_ref())
-                    .map(|i| i.instance_id.clone())
-                    .unwrap_or_default();
-                let part = self.part_of(&instance_id);
-                out.push(Call::new(
-                    &self.put_activity,
-                    vec![
-                        Box::new(key(rec.key)),
-                        Box::new(instance_id),
-                        Box::new(rec.encode_to_vec()),
-                        Box::new(part),
-                    ],
-                ));
-            }
-            WriteOp::DeleteActivity(k) => {
-                out.push(Call::new(&self.delete_activity, vec![Box::new(key(*k))]));
-            }
-            WriteOp::PutTimer(rec) => out.push(Call::new(
-                &self.put_timer,
-                vec![
-                    Box::new(key(rec.key)),
-                    Box::new(rec.instance_id.clone()),
-                    Box::new(rec.encode_to_vec()),
-                    Box::new(self.part_of(&rec.instance_id)),
-                ],
-            )),
-            WriteOp::DeleteTimer(k) => {
-                out.push(Call::new(&self.delete_timer, vec![Box::new(key(*k))]));
             }
             WriteOp::DeleteAll => {
                 let part = i32::try_from(self.partition.index).unwrap_or(0);
@@ -283,13 +260,6 @@ impl Statements {
                     out.push(Call::new(stmt, params));
                 }
             }
-            WriteOp::PutMessage { part, payload } => out.push(Call::new(
-                &self.put_message,
-                vec![
-                    Box::new(i32::try_from(*part).unwrap_or(0)),
-                    Box::new(payload.clone()),
-                ],
-            )),
             WriteOp::DeleteMessages(ids) => out.push(Call::new(
                 &self.delete_messages,
                 vec![Box::new(ids.clone())],
@@ -343,28 +313,411 @@ impl Statements {
             _ => {}
         }
     }
+}
 
-    fn append_history(
-        &self,
-        out: &mut Vec<Call>,
-        instance_id: &str,
-        start_index: u64,
-        events: &[Vec<u8>],
-    ) {
-        if events.is_empty() {
-            return;
+/// One statement (or, for a write that changes several tables, a few) of a transaction.
+#[derive(Debug)]
+enum Step<'a> {
+    One(&'a WriteOp),
+    /// Writes of one kind, none changing a row another changes: one statement over arrays.
+    Run(RunKind, Vec<&'a WriteOp>),
+}
+
+/// The statements of a group commit's writes (see [`Statements::transaction`]).
+fn plan<'a>(ops: &[&'a WriteOp]) -> Vec<Step<'a>> {
+    let mut steps = Vec::new();
+    let mut by_table: BTreeMap<Table, Vec<&'a WriteOp>> = BTreeMap::new();
+    for op in ops {
+        match Table::of(op) {
+            Some(table) => by_table.entry(table).or_default().push(op),
+            None => {
+                runs(std::mem::take(&mut by_table), &mut steps);
+                steps.push(Step::One(op));
+            }
         }
-        let first = key(start_index);
-        let indexes: Vec<i64> = (0..events.len())
-            .map(|i| first.saturating_add(i64::try_from(i).unwrap_or(i64::MAX)))
-            .collect();
-        out.push(Call::new(
-            &self.append_history,
-            vec![
-                Box::new(instance_id.to_owned()),
-                Box::new(indexes),
-                Box::new(events.to_vec()),
-            ],
-        ));
+    }
+    runs(by_table, &mut steps);
+    steps
+}
+
+/// Each table's writes in order, consecutive ones of a kind joined while no row repeats.
+fn runs<'a>(by_table: BTreeMap<Table, Vec<&'a WriteOp>>, steps: &mut Vec<Step<'a>>) {
+    for ops in by_table.into_values() {
+        let mut rows: HashSet<(String, i64)> = HashSet::new();
+        for op in ops {
+            let Some(kind) = RunKind::of(op) else {
+                steps.push(Step::One(op));
+                continue;
+            };
+            let keys = row_keys(op);
+            match steps.last_mut() {
+                Some(Step::Run(last, run))
+                    if *last == kind && keys.iter().all(|k| !rows.contains(k)) =>
+                {
+                    run.push(op);
+                }
+                _ => {
+                    rows.clear();
+                    steps.push(Step::Run(kind, vec![op]));
+                }
+            }
+            rows.extend(keys);
+        }
+    }
+}
+
+/// The tables written, in the order their writes are sent.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Table {
+    Instances,
+    History,
+    Inbox,
+    Activities,
+    Timers,
+    Messages,
+    Entities,
+    EntityOps,
+    LockRequests,
+}
+
+impl Table {
+    /// The one table `op` writes; `None` when it writes several.
+    fn of(op: &WriteOp) -> Option<Self> {
+        Some(match op {
+            WriteOp::PutInstance(_) => Self::Instances,
+            WriteOp::AppendHistory { .. } | WriteOp::ReplaceHistory { .. } => Self::History,
+            WriteOp::PutInbox { .. } | WriteOp::DeleteInbox { .. } | WriteOp::ClearInbox(_) => {
+                Self::Inbox
+            }
+            WriteOp::PutActivity(_) | WriteOp::DeleteActivity(_) => Self::Activities,
+            WriteOp::PutTimer(_) | WriteOp::DeleteTimer(_) => Self::Timers,
+            WriteOp::PutMessage { .. } | WriteOp::DeleteMessages(_) => Self::Messages,
+            WriteOp::PutEntity(_) => Self::Entities,
+            WriteOp::PutEntityOp { .. } | WriteOp::DeleteEntityOps { .. } => Self::EntityOps,
+            WriteOp::PutLockRequest(_) | WriteOp::DeleteLockRequest(_) => Self::LockRequests,
+            _ => return None,
+        })
+    }
+}
+
+/// The kinds of write a run of which is one statement over arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunKind {
+    Instances,
+    History,
+    Inbox,
+    Activities,
+    DeleteActivities,
+    Timers,
+    DeleteTimers,
+    Messages,
+}
+
+impl RunKind {
+    fn of(op: &WriteOp) -> Option<Self> {
+        Some(match op {
+            WriteOp::PutInstance(_) => Self::Instances,
+            WriteOp::AppendHistory { .. } => Self::History,
+            WriteOp::PutInbox { .. } => Self::Inbox,
+            WriteOp::PutActivity(_) => Self::Activities,
+            WriteOp::DeleteActivity(_) => Self::DeleteActivities,
+            WriteOp::PutTimer(_) => Self::Timers,
+            WriteOp::DeleteTimer(_) => Self::DeleteTimers,
+            WriteOp::PutMessage { .. } => Self::Messages,
+            _ => return None,
+        })
+    }
+}
+
+/// The rows an upsert changes (one statement may not change a row twice); none for inserts
+/// of new rows and deletes.
+fn row_keys(op: &WriteOp) -> Vec<(String, i64)> {
+    match op {
+        WriteOp::PutInstance(rec) => vec![(rec.instance_id.clone(), 0)],
+        WriteOp::AppendHistory {
+            instance_id,
+            start_index,
+            events,
+        } => (0..events.len())
+            .map(|i| (instance_id.clone(), history_index(*start_index, i)))
+            .collect(),
+        WriteOp::PutInbox {
+            instance_id, seq, ..
+        } => vec![(instance_id.clone(), key(*seq))],
+        WriteOp::PutActivity(rec) => vec![(String::new(), key(rec.key))],
+        WriteOp::PutTimer(rec) => vec![(String::new(), key(rec.key))],
+        _ => Vec::new(),
+    }
+}
+
+fn history_index(start: u64, offset: usize) -> i64 {
+    key(start).saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
+}
+
+/// The id of the instance an activity belongs to.
+fn activity_instance(rec: &crate::storage::ActivityRecord) -> String {
+    rec.request
+        .as_ref()
+        .and_then(|r| r.orchestration_instance.as_ref())
+        .map(|i| i.instance_id.clone())
+        .unwrap_or_default()
+}
+
+/// A run of writes of one kind, gathered as the columns of one statement.
+struct Run {
+    kind: RunKind,
+    ids: Vec<String>,
+    keys: Vec<i64>,
+    blobs: Vec<Vec<u8>>,
+    statuses: Vec<i64>,
+    created: Vec<i64>,
+    completed: Vec<Option<i64>>,
+    parts: Vec<i32>,
+}
+
+impl Run {
+    fn new(kind: RunKind) -> Self {
+        Self {
+            kind,
+            ids: Vec::new(),
+            keys: Vec::new(),
+            blobs: Vec::new(),
+            statuses: Vec::new(),
+            created: Vec::new(),
+            completed: Vec::new(),
+            parts: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, op: &WriteOp, st: &Statements) {
+        match op {
+            WriteOp::PutInstance(rec) => {
+                self.ids.push(rec.instance_id.clone());
+                self.blobs.push(rec.encode_to_vec());
+                self.statuses.push(i64::from(rec.status));
+                self.created.push(rec.created_ms);
+                self.completed.push(rec.completed_ms);
+                self.parts.push(st.part_of(&rec.instance_id));
+            }
+            WriteOp::AppendHistory {
+                instance_id,
+                start_index,
+                events,
+            } => self.add_history(instance_id, *start_index, events),
+            WriteOp::PutInbox {
+                instance_id,
+                seq,
+                event,
+            } => {
+                self.ids.push(instance_id.clone());
+                self.keys.push(key(*seq));
+                self.blobs.push(event.clone());
+            }
+            WriteOp::PutActivity(rec) => {
+                let instance_id = activity_instance(rec);
+                self.parts.push(st.part_of(&instance_id));
+                self.ids.push(instance_id);
+                self.keys.push(key(rec.key));
+                self.blobs.push(rec.encode_to_vec());
+            }
+            WriteOp::PutTimer(rec) => {
+                self.parts.push(st.part_of(&rec.instance_id));
+                self.ids.push(rec.instance_id.clone());
+                self.keys.push(key(rec.key));
+                self.blobs.push(rec.encode_to_vec());
+            }
+            WriteOp::DeleteActivity(k) | WriteOp::DeleteTimer(k) => self.keys.push(key(*k)),
+            WriteOp::PutMessage { part, payload } => {
+                self.parts.push(i32::try_from(*part).unwrap_or(0));
+                self.blobs.push(payload.clone());
+            }
+            _ => {}
+        }
+    }
+
+    fn add_history(&mut self, instance_id: &str, start_index: u64, events: &[Vec<u8>]) {
+        for (i, event) in events.iter().enumerate() {
+            self.ids.push(instance_id.to_owned());
+            self.keys.push(history_index(start_index, i));
+            self.blobs.push(event.clone());
+        }
+    }
+
+    /// The one statement that makes the run's writes.
+    fn call(self, st: &Statements) -> Call {
+        let Self {
+            kind,
+            ids,
+            keys,
+            blobs,
+            statuses,
+            created,
+            completed,
+            parts,
+        } = self;
+        match kind {
+            RunKind::Instances => Call::new(
+                &st.put_instances,
+                vec![
+                    Box::new(ids),
+                    Box::new(blobs),
+                    Box::new(statuses),
+                    Box::new(created),
+                    Box::new(completed),
+                    Box::new(parts),
+                ],
+            ),
+            RunKind::History => Call::new(
+                &st.append_history,
+                vec![Box::new(ids), Box::new(keys), Box::new(blobs)],
+            ),
+            RunKind::Inbox => Call::new(
+                &st.put_inbox,
+                vec![Box::new(ids), Box::new(keys), Box::new(blobs)],
+            ),
+            RunKind::Activities => Call::new(
+                &st.put_activities,
+                vec![
+                    Box::new(keys),
+                    Box::new(ids),
+                    Box::new(blobs),
+                    Box::new(parts),
+                ],
+            ),
+            RunKind::Timers => Call::new(
+                &st.put_timers,
+                vec![
+                    Box::new(keys),
+                    Box::new(ids),
+                    Box::new(blobs),
+                    Box::new(parts),
+                ],
+            ),
+            RunKind::DeleteActivities => Call::new(&st.delete_activities, vec![Box::new(keys)]),
+            RunKind::DeleteTimers => Call::new(&st.delete_timers, vec![Box::new(keys)]),
+            RunKind::Messages => {
+                Call::new(&st.put_messages, vec![Box::new(parts), Box::new(blobs)])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{ActivityRecord, InstanceRecord};
+
+    fn instance(id: &str) -> WriteOp {
+        WriteOp::PutInstance(Box::new(InstanceRecord {
+            instance_id: id.into(),
+            ..Default::default()
+        }))
+    }
+
+    fn inbox(id: &str, seq: u64) -> WriteOp {
+        WriteOp::PutInbox {
+            instance_id: id.into(),
+            seq,
+            event: Vec::new(),
+        }
+    }
+
+    fn history(id: &str, start_index: u64) -> WriteOp {
+        WriteOp::AppendHistory {
+            instance_id: id.into(),
+            start_index,
+            events: vec![Vec::new(), Vec::new()],
+        }
+    }
+
+    fn activity(key: u64) -> WriteOp {
+        WriteOp::PutActivity(Box::new(ActivityRecord { key, request: None }))
+    }
+
+    /// The plan as (kind or write, how many writes) in order.
+    fn shape(ops: &[WriteOp]) -> Vec<String> {
+        let refs: Vec<&WriteOp> = ops.iter().collect();
+        plan(&refs)
+            .iter()
+            .map(|step| match step {
+                Step::One(op) => format!("{op:?}")
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric())
+                    .collect(),
+                Step::Run(kind, ops) => format!("{kind:?}x{}", ops.len()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_steps_of_a_commit_become_one_statement_per_table_and_kind() {
+        let ops = [
+            inbox("a", 1),
+            history("a", 0),
+            instance("a"),
+            activity(1),
+            history("b", 4),
+            instance("b"),
+            activity(2),
+            WriteOp::DeleteActivity(7),
+            WriteOp::DeleteActivity(8),
+        ];
+        assert_eq!(
+            shape(&ops),
+            [
+                "Instancesx2",
+                "Historyx2",
+                "Inboxx1",
+                "Activitiesx2",
+                "DeleteActivitiesx2"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_changed_twice_splits_the_run() {
+        let ops = [
+            inbox("a", 1),
+            inbox("b", 1),
+            inbox("a", 1),
+            history("a", 0),
+            history("a", 1),
+        ];
+        assert_eq!(
+            shape(&ops),
+            ["Historyx1", "Historyx1", "Inboxx2", "Inboxx1"]
+        );
+    }
+
+    #[test]
+    fn writes_to_one_table_and_writes_to_several_keep_their_order() {
+        let ops = [
+            activity(1),
+            WriteOp::DeleteActivity(1),
+            activity(1),
+            instance("a"),
+            WriteOp::DeleteInstance("a".into()),
+            instance("a"),
+            inbox("a", 1),
+            WriteOp::DeleteInbox {
+                instance_id: "a".into(),
+                up_to: 1,
+            },
+            inbox("a", 2),
+        ];
+        assert_eq!(
+            shape(&ops),
+            [
+                "Instancesx1",
+                "Activitiesx1",
+                "DeleteActivitiesx1",
+                "Activitiesx1",
+                "DeleteInstance",
+                "Instancesx1",
+                "Inboxx1",
+                "DeleteInbox",
+                "Inboxx1",
+            ]
+        );
     }
 }
