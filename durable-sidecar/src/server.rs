@@ -198,7 +198,8 @@ impl TaskHubSidecarService for SidecarService {
             parent: None,
             parent_trace_context: r.parent_trace_context,
         };
-        let (id, wait) = self.engine.start_instance(ni, &replaceable)?;
+        let stored = self.engine.stored_status(&ni.instance_id).await?;
+        let (id, wait) = self.engine.start_instance(ni, &replaceable, stored)?;
         committed(wait).await?;
         Ok(Response::new(proto::CreateInstanceResponse {
             instance_id: id,

@@ -373,6 +373,7 @@ fn apply_rewind(
             st.prepare_rewind(b, &child, reason.clone().flatten());
         } else if !active {
             st.instances.remove(&child);
+            st.departures += 1;
         }
     }
     out

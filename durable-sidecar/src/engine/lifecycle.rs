@@ -109,10 +109,16 @@ impl Engine {
         &self,
         ni: NewInstance,
         replaceable: &[i32],
+        stored: Option<StoredStatus>,
     ) -> Result<(String, CommitWait), Status> {
         let mut st = self.lock();
         self.refuse(&st)?;
-        let existing = self.status_of(&st, &ni.instance_id)?;
+        let id = ni.instance_id.as_str();
+        let existing = match (st.instances.get(id), stored) {
+            (Some(inst), _) => Some(inst.rec.status),
+            (None, Some(stored)) if stored.departures == st.departures => stored.status,
+            _ => self.status_of(&st, id)?,
+        };
         if let Some(status) = existing {
             if !replaceable.contains(&status) {
                 return Err(Status::already_exists(format!(
@@ -277,7 +283,38 @@ impl Engine {
     }
 }
 
+/// An instance's status as storage held it, read without the engine's lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoredStatus {
+    /// `State::departures` before the read.
+    departures: u64,
+    status: Option<i32>,
+}
+
 impl Engine {
+    /// When storage is remote, reads an instance's stored status without holding the lock,
+    /// for [`Engine::start_instance`]: a start then waits for no round trip under the lock.
+    /// It holds under the lock while the instance is not in memory and nothing left memory
+    /// or was purged meanwhile (otherwise the start reads again). `None` for local storage.
+    pub(crate) async fn stored_status(&self, id: &str) -> Result<Option<StoredStatus>, Status> {
+        if !self.storage.reads_are_remote() {
+            return Ok(None);
+        }
+        let departures = {
+            let st = self.lock();
+            if st.instances.contains_key(id) || st.purging.contains_key(id) {
+                return Ok(None);
+            }
+            st.departures
+        };
+        let id = id.to_owned();
+        let status = self
+            .read(move |s| s.read_instance(&id))
+            .await?
+            .map(|r| r.status);
+        Ok(Some(StoredStatus { departures, status }))
+    }
+
     /// An instance's status, from memory or (once finished) storage; `None` = no such instance.
     fn status_of(&self, st: &State, id: &str) -> Result<Option<i32>, Status> {
         if let Some(inst) = st.instances.get(id) {

@@ -400,7 +400,7 @@ mod tests {
                 Arc::default(),
             ))
             .unwrap();
-        let _commit = engine.start_instance(new_instance("a"), &[]).unwrap();
+        let _commit = engine.start_instance(new_instance("a"), &[], None).unwrap();
         assert!(
             wait_briefly(&engine, "a", |_| true).await.is_none(),
             "an uncommitted start is not visible"
@@ -469,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn abandoned_waits_leave_nothing_behind() {
         let (engine, storage) = held_engine();
-        let (_, commit) = engine.start_instance(new_instance("w"), &[]).unwrap();
+        let (_, commit) = engine.start_instance(new_instance("w"), &[], None).unwrap();
         storage.release();
         commit.await.unwrap().unwrap();
         for _ in 0..20 {

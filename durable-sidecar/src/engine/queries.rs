@@ -206,6 +206,7 @@ impl Engine {
             }
             st.drop_pending_work(&mut b, &id);
             st.instances.remove(&id);
+            st.departures += 1;
             b.ops.push(WriteOp::DeleteInstance(id.clone()));
             st.purging.insert(id.clone(), b.seq);
             st.notify_waiters(&b, &id);
@@ -227,6 +228,7 @@ impl Engine {
             st.revoke(&token);
         }
         st.instances.clear();
+        st.departures += 1;
         st.ready.clear();
         st.evictable.clear();
         st.activities.clear();

@@ -241,6 +241,9 @@ pub(super) struct State {
     /// Messages from other partitions applied by a batch whose deletion of them may not be
     /// durable yet: message id → batch seq (see `Engine::apply_messages`).
     pub(super) applied_messages: HashMap<i64, u64>,
+    /// Counts instances leaving memory and purges: a status read from storage without the
+    /// lock still holds under it when this has not changed (see `Engine::stored_status`).
+    pub(super) departures: u64,
 }
 
 impl State {
@@ -273,6 +276,7 @@ impl State {
             token_prefix: new_id()[..8].to_string(),
             rr: 0,
             closing: false,
+            departures: 0,
             metrics: Arc::default(),
             partition: None,
             applied_messages: HashMap::new(),
@@ -422,6 +426,7 @@ impl State {
                 continue;
             }
             self.instances.remove(&id);
+            self.departures += 1;
         }
         for entry in busy.into_iter().rev() {
             self.evictable.push_front(entry);

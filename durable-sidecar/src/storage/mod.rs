@@ -417,6 +417,11 @@ pub(crate) trait Storage: Send + Sync + 'static {
     );
     /// Flushes every submitted batch and stops the writer.
     fn close(&self);
+    /// Whether a read costs a round trip to a server (PostgreSQL): then the engine reads what
+    /// it can before taking its lock rather than under it.
+    fn reads_are_remote(&self) -> bool {
+        false
+    }
     /// The oldest messages from other partitions for partition `part`, as (id, payload), at
     /// most [`MESSAGES_PER_READ`]. Only partitioned storage (PostgreSQL) has any.
     fn read_messages(&self, _part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {

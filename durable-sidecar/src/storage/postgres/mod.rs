@@ -351,6 +351,10 @@ impl Storage for PostgresStorage {
         self.reader.call(move |c| read::load_active(c, part))
     }
 
+    fn reads_are_remote(&self) -> bool {
+        true
+    }
+
     fn read_messages(&self, part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
         self.reader.call(move |c| read::messages(c, part))
     }

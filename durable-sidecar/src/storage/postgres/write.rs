@@ -1,6 +1,8 @@
 //! A group commit's writes as calls of statements prepared once, sent pipelined: all of a
 //! transaction's statements go out without waiting for each answer, and the server runs them
-//! in order, so a commit costs about one round trip instead of one per statement.
+//! in order, so a commit costs about one round trip instead of one per statement. The writes
+//! of many steps to one table become one statement over arrays where they can (see
+//! [`Statements::transaction`]), so the server runs a handful of statements per commit.
 
 use std::collections::{BTreeMap, HashSet};
 
