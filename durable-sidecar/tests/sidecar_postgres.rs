@@ -31,6 +31,19 @@ async fn served(url: &str) -> BTreeMap<String, i64> {
     .unwrap()
 }
 
+/// Starts `id`, completes its one episode with `output` and checks the result.
+async fn completes(c: &mut Client, w: &mut Worker, id: &str, output: &str) {
+    start(c, id, "O", None).await;
+    let (_, token) = w.next_orchestration().await;
+    w.complete(
+        id,
+        token,
+        vec![finish(1, OrchestrationStatus::Completed, output)],
+    )
+    .await;
+    assert_eq!(wait_done(c, id).await.output.as_deref(), Some(output));
+}
+
 /// Waits until the replicas at `endpoints` serve the given shares of the partitions.
 async fn wait_for_shares(url: &str, endpoints: &[&str], shares: &[i64]) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -187,15 +200,7 @@ async fn the_sidecar_rides_out_a_database_restart() {
     let sidecar = SidecarBuilder::new().postgres(&url).start().await.unwrap();
     let mut c = client(sidecar.endpoint()).await;
     let mut w = Worker::connect(sidecar.endpoint()).await;
-    start(&mut c, "before", "O", None).await;
-    let (_, token) = w.next_orchestration().await;
-    w.complete(
-        "before",
-        token,
-        vec![finish(1, OrchestrationStatus::Completed, "1")],
-    )
-    .await;
-    wait_done(&mut c, "before").await;
+    completes(&mut c, &mut w, "before", "1").await;
 
     // Every connection drops; the next commit and read reconnect.
     let pg = tokio::task::spawn_blocking(move || {
@@ -204,18 +209,7 @@ async fn the_sidecar_rides_out_a_database_restart() {
     })
     .await
     .unwrap();
-    start(&mut c, "after", "O", None).await;
-    let (_, token) = w.next_orchestration().await;
-    w.complete(
-        "after",
-        token,
-        vec![finish(1, OrchestrationStatus::Completed, "2")],
-    )
-    .await;
-    assert_eq!(
-        wait_done(&mut c, "after").await.output.as_deref(),
-        Some("2")
-    );
+    completes(&mut c, &mut w, "after", "2").await;
     assert_eq!(
         get(&mut c, "before").await.unwrap().output.as_deref(),
         Some("1"),
@@ -264,18 +258,7 @@ async fn health_follows_the_database_going_away_and_coming_back() {
     wait_for_health(&endpoint, ServingStatus::Serving, Duration::from_secs(15)).await;
     c.hello(()).await.unwrap();
     let mut w = Worker::connect(endpoint.clone()).await;
-    start(&mut c, "after", "O", None).await;
-    let (_, token) = w.next_orchestration().await;
-    w.complete(
-        "after",
-        token,
-        vec![finish(1, OrchestrationStatus::Completed, "2")],
-    )
-    .await;
-    assert_eq!(
-        wait_done(&mut c, "after").await.output.as_deref(),
-        Some("2")
-    );
+    completes(&mut c, &mut w, "after", "2").await;
     sidecar.shutdown().await;
     drop(pg);
 }
