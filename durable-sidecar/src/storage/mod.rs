@@ -392,10 +392,10 @@ impl CommitSignal {
     }
 }
 
-/// A place to keep instances durably.
 /// At most this many messages between partitions are read at once.
 pub(crate) const MESSAGES_PER_READ: usize = 1000;
 
+/// A place to keep instances durably.
 pub(crate) trait Storage: Send + Sync + 'static {
     /// Reads the active work (finished instances stay in storage).
     fn load(&self) -> Result<LoadedState, StorageError>;

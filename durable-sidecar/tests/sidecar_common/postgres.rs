@@ -134,22 +134,7 @@ impl TempPostgres {
                 path(&pg.dir)
             );
             let log = pg.dir.join("server.log");
-            let started = pg.try_run(
-                "pg_ctl",
-                &[
-                    "start",
-                    "-w",
-                    "-t",
-                    "60",
-                    "-D",
-                    path(&data),
-                    "-l",
-                    path(&log),
-                    "-o",
-                    &options,
-                ],
-            );
-            match started {
+            match pg.pg_ctl_start(&options) {
                 Ok(()) => {
                     pg.options = options;
                     break;
@@ -240,7 +225,15 @@ impl TempPostgres {
 
     /// Starts the server stopped by [`stop`](Self::stop) again, with its data and port.
     pub fn start_again(&self) {
-        self.run(
+        if let Err(problem) = self.pg_ctl_start(&self.options) {
+            panic!("{problem}");
+        }
+    }
+
+    /// `pg_ctl start` on this server's data directory with server `options`, waiting until it
+    /// accepts connections.
+    fn pg_ctl_start(&self, options: &str) -> Result<(), String> {
+        self.try_run(
             "pg_ctl",
             &[
                 "start",
@@ -252,9 +245,9 @@ impl TempPostgres {
                 "-l",
                 path(&self.dir.join("server.log")),
                 "-o",
-                &self.options,
+                options,
             ],
-        );
+        )
     }
 
     /// Creates a database and returns its URL.

@@ -173,7 +173,7 @@ impl Statements {
     }
 
     /// The notifications that wake the partitions a commit sent messages to (one each).
-    pub(super) fn notifications(&self, ops: &[&WriteOp], out: &mut Vec<Call>) {
+    fn notifications(&self, ops: &[&WriteOp], out: &mut Vec<Call>) {
         let mut parts: Vec<u32> = ops
             .iter()
             .filter_map(|op| match op {
@@ -219,7 +219,7 @@ impl Statements {
     }
 
     /// The calls of one write on its own, appended to `out`.
-    pub(super) fn calls(&self, op: &WriteOp, out: &mut Vec<Call>) {
+    fn calls(&self, op: &WriteOp, out: &mut Vec<Call>) {
         if let Some(kind) = RunKind::of(op) {
             let mut run = Run::new(kind);
             run.add(op, self);
@@ -345,7 +345,7 @@ fn plan<'a>(ops: &[&'a WriteOp]) -> Vec<Step<'a>> {
 /// Each table's writes in order, consecutive ones of a kind joined while no row repeats.
 fn runs<'a>(by_table: BTreeMap<Table, Vec<&'a WriteOp>>, steps: &mut Vec<Step<'a>>) {
     for ops in by_table.into_values() {
-        let mut rows: HashSet<(String, i64)> = HashSet::new();
+        let mut rows: HashSet<(&str, i64)> = HashSet::new();
         for op in ops {
             let Some(kind) = RunKind::of(op) else {
                 steps.push(Step::One(op));
@@ -433,21 +433,21 @@ impl RunKind {
 
 /// The rows an upsert changes (one statement may not change a row twice); none for inserts
 /// of new rows and deletes.
-fn row_keys(op: &WriteOp) -> Vec<(String, i64)> {
+fn row_keys(op: &WriteOp) -> Vec<(&str, i64)> {
     match op {
-        WriteOp::PutInstance(rec) => vec![(rec.instance_id.clone(), 0)],
+        WriteOp::PutInstance(rec) => vec![(rec.instance_id.as_str(), 0)],
         WriteOp::AppendHistory {
             instance_id,
             start_index,
             events,
         } => (0..events.len())
-            .map(|i| (instance_id.clone(), history_index(*start_index, i)))
+            .map(|i| (instance_id.as_str(), history_index(*start_index, i)))
             .collect(),
         WriteOp::PutInbox {
             instance_id, seq, ..
-        } => vec![(instance_id.clone(), key(*seq))],
-        WriteOp::PutActivity(rec) => vec![(String::new(), key(rec.key))],
-        WriteOp::PutTimer(rec) => vec![(String::new(), key(rec.key))],
+        } => vec![(instance_id.as_str(), key(*seq))],
+        WriteOp::PutActivity(rec) => vec![("", key(rec.key))],
+        WriteOp::PutTimer(rec) => vec![("", key(rec.key))],
         _ => Vec::new(),
     }
 }
