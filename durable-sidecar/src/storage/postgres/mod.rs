@@ -1,23 +1,15 @@
 //! PostgreSQL storage: the same tables and guarantees as SQLite on a database server, split
-//! into partitions that replicas serve (see `crate::replicas`). Each partition a replica serves
-//! has one writer connection that commits its batches in order with group commit
-//! (`synchronous_commit = on`, PostgreSQL's default, makes each transaction durable in its WAL
-//! before the commit returns; [`Synchronous::Normal`] sets it `off` for the writer's session),
-//! its statements pipelined with its `BEGIN` and `COMMIT` (one round trip per commit); its own
-//! reader connection serves on-demand reads. Both run on their own threads (the writer
-//! with `tokio-postgres` on a private single-threaded runtime, the reader with the synchronous
-//! `postgres` client), so the engine can call storage from any context.
-//!
-//! A partition's writer holds the session advisory lock of that partition for its lifetime
-//! (released by PostgreSQL when the connection ends, also after `kill -9`): that lock is what
-//! makes one replica at a time write a partition. Every commit goes through the connection
-//! holding it, so a replica that lost it cannot write the partition any more.
-//!
-//! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute),
-//! takes its partition's lock again and commits the pending batches again; the reader
-//! reconnects and reads again. When another replica took the partition meanwhile, the commit
-//! fails and the replica drops the partition (its state is reloaded by the new owner).
+//! into partitions that replicas serve (see `crate::replicas`). A replica writes all the
+//! partitions it serves through one writer connection (see [`commits`]) that holds their
+//! locks and commits with group commit across them (`synchronous_commit = on`, PostgreSQL's
+//! default, makes each transaction durable in its WAL before the commit returns;
+//! [`Synchronous::Normal`] sets it `off` for the writer's session), the statements pipelined
+//! with `BEGIN` and `COMMIT` (one round trip per commit). Each partition has its own reader
+//! connection for on-demand reads, which reconnects when it was lost. Both run on their own
+//! threads (the writer with `tokio-postgres` on a private single-threaded runtime, the reader
+//! with the synchronous `postgres` client), so the engine can call storage from any context.
 
+mod commits;
 mod read;
 mod schema;
 mod write;
@@ -27,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
 
-use super::writer::{Committer, Done, Pending, Writer};
+use super::writer::Done;
 use super::{
     CommitSignal, CompletedQuery, InstanceQuery, InstanceRecord, LoadedState, Storage,
     StorageError, WriteOp,
@@ -35,6 +27,8 @@ use super::{
 use crate::Synchronous;
 use crate::partitions::Partition;
 use crate::proto::HistoryEvent;
+use commits::ReplicaWriter;
+use read::ReaderConnection;
 
 pub(crate) use write::MESSAGES_CHANNEL;
 
@@ -47,10 +41,11 @@ pub(crate) const LEGACY_WRITER_LOCK: i64 = 0x6475_7261_626c_6531;
 const PARTITION_LOCK: i32 = 0x6475_7261;
 
 /// A task hub's PostgreSQL database as one replica uses it: the connection settings and the
-/// reader shared by the partitions it serves.
+/// writer shared by the partitions it serves.
 pub(crate) struct PostgresDatabase {
     writer_config: tokio_postgres::Config,
     reader_config: Config,
+    writer: Arc<ReplicaWriter>,
 }
 
 impl PostgresDatabase {
@@ -72,6 +67,7 @@ impl PostgresDatabase {
         let mut client = reader_config.connect(NoTls)?;
         schema::create_or_migrate(&mut client)?;
         Ok(Self {
+            writer: Arc::new(ReplicaWriter::spawn(writer_config.clone())?),
             writer_config,
             reader_config,
         })
@@ -89,26 +85,27 @@ impl PostgresDatabase {
         partition: Partition,
         signal: Arc<CommitSignal>,
     ) -> Result<Option<PostgresStorage>, StorageError> {
-        let conn = match WriterConnection::open(&self.writer_config, partition, Duration::ZERO) {
-            Ok(conn) => conn,
-            Err(StorageError::Locked(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let writer = Writer::spawn(
-            &format!("durable-postgres-writer-{}", partition.index),
-            PostgresCommitter {
-                config: self.writer_config.clone(),
-                partition,
-                conn: Some(conn),
-            },
-            signal,
-        )?;
+        if !self.writer.open(partition, signal)? {
+            return Ok(None);
+        }
         // Each partition reads on its own connection: reads (an instance's record before a
         // start, a finished one's history) run under its engine's lock.
-        let client = self.reader_config.connect(NoTls)?;
+        let reader = self
+            .reader_config
+            .connect(NoTls)
+            .map_err(StorageError::from)
+            .and_then(|client| Reader::spawn(self.reader_config.clone(), client));
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                // Not served after all: free the partition's lock for another replica.
+                self.writer.close(partition.index);
+                return Err(e);
+            }
+        };
         Ok(Some(PostgresStorage {
-            reader: Reader::spawn(self.reader_config.clone(), client)?,
-            writer,
+            reader,
+            writer: Arc::clone(&self.writer),
             partition,
         }))
     }
@@ -117,82 +114,25 @@ impl PostgresDatabase {
 /// PostgreSQL-backed [`Storage`] of one partition.
 pub(crate) struct PostgresStorage {
     reader: Reader,
-    writer: Writer,
+    writer: Arc<ReplicaWriter>,
     partition: Partition,
-}
-
-/// The writer's connection (the async client, driven by its own single-threaded runtime so
-/// statements can be pipelined): it holds the partition's lock and the prepared statements.
-struct WriterConnection {
-    client: tokio_postgres::Client,
-    statements: write::Statements,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl WriterConnection {
-    /// Connects, takes the partition's lock (waiting up to `lock_wait`), prepares
-    /// statements. Blocks: runs on the writer thread (or off the async threads).
-    fn open(
-        config: &tokio_postgres::Config,
-        partition: Partition,
-        lock_wait: Duration,
-    ) -> Result<Self, StorageError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                StorageError::Schema(format!("cannot start the PostgreSQL writer: {e}"))
-            })?;
-        let (client, statements) = runtime.block_on(async {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "the PostgreSQL writer connection ended");
-                }
-            });
-            if !take_partition_lock(&client, partition, lock_wait).await? {
-                return Err(StorageError::Locked(format!(
-                    "another replica serves partition {} of this PostgreSQL database",
-                    partition.index
-                )));
-            }
-            let statements = write::Statements::prepare(&client, partition).await?;
-            Ok::<_, StorageError>((client, statements))
-        })?;
-        Ok(Self {
-            client,
-            statements,
-            runtime,
-        })
-    }
-
-    /// Commits every batch in one transaction, its statements pipelined.
-    fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
-        let ops: Vec<&WriteOp> = batches.iter().flat_map(|(_, ops, _)| ops).collect();
-        let calls = self.statements.transaction(&superseded_dropped(&ops));
-        self.runtime.block_on(write::run_transaction(
-            &self.client,
-            &self.statements,
-            &calls,
-        ))
-    }
 }
 
 /// The writes of a group commit without the instance records a later write in the same group
 /// replaces (a record put again, or the instance deleted): the committed result is the same, and
 /// an instance stepped several times while one commit ran is written once.
-fn superseded_dropped<'a>(ops: &[&'a WriteOp]) -> Vec<&'a WriteOp> {
+fn superseded_dropped<'a>(ops: &[write::Tagged<'a>]) -> Vec<write::Tagged<'a>> {
     let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    let mut kept: Vec<&WriteOp> = Vec::with_capacity(ops.len());
-    for op in ops.iter().rev() {
-        match op {
+    let mut kept = Vec::with_capacity(ops.len());
+    for t in ops.iter().rev() {
+        match t.op {
             WriteOp::PutInstance(rec) if !seen.insert(rec.instance_id.as_str()) => continue,
             WriteOp::DeleteInstance(id) => {
                 seen.insert(id.as_str());
             }
             _ => {}
         }
-        kept.push(op);
+        kept.push(*t);
     }
     kept.reverse();
     kept
@@ -224,11 +164,11 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// take a moment to notice and free the old session's lock.
 async fn take_partition_lock(
     client: &tokio_postgres::Client,
-    partition: Partition,
+    part: u32,
     wait: Duration,
 ) -> Result<bool, StorageError> {
     let deadline = Instant::now() + wait;
-    let part = i32::try_from(partition.index).unwrap_or(i32::MAX);
+    let part = i32::try_from(part).unwrap_or(i32::MAX);
     loop {
         let locked: bool = client
             .query_one(
@@ -247,48 +187,7 @@ async fn take_partition_lock(
 /// How long a writer that lost its connection waits for its partition's lock.
 const RELOCK_WAIT: Duration = Duration::from_secs(3);
 
-struct PostgresCommitter {
-    config: tokio_postgres::Config,
-    partition: Partition,
-    /// `None` while reconnecting.
-    conn: Option<WriterConnection>,
-}
-
-impl Committer for PostgresCommitter {
-    /// Commits; when the connection is lost (the server restarted, the network dropped) it
-    /// reconnects with backoff and commits the same batches again. Re-applying is safe: every
-    /// write is an upsert or a delete, so a batch whose first commit did land changes nothing
-    /// the second time. Clients wait meanwhile; after [`RECONNECT_FOR`] the error stands.
-    fn commit(&mut self, batches: &[Pending]) -> Result<(), StorageError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let result = match self.conn.as_mut() {
-                Some(conn) => conn.commit(batches),
-                None => WriterConnection::open(&self.config, self.partition, RELOCK_WAIT).and_then(
-                    |mut conn| {
-                        tracing::info!("reconnected to PostgreSQL; retrying the commit");
-                        let done = conn.commit(batches);
-                        self.conn = Some(conn);
-                        done
-                    },
-                ),
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) if is_transient(&e) && started.elapsed() < RECONNECT_FOR => {
-                    tracing::warn!(error = %e, "lost the PostgreSQL connection; reconnecting");
-                    self.conn = None;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-type Job = Box<dyn FnOnce(&mut Client, &Config) + Send>;
+type Job = Box<dyn FnOnce(&mut ReaderConnection, &Config) + Send>;
 
 /// The reader connection on its own thread; it reconnects when the connection was lost.
 struct Reader {
@@ -296,7 +195,8 @@ struct Reader {
 }
 
 impl Reader {
-    fn spawn(config: Config, mut client: Client) -> Result<Self, StorageError> {
+    fn spawn(config: Config, client: Client) -> Result<Self, StorageError> {
+        let mut client = ReaderConnection::new(client);
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("durable-postgres-reader".into())
@@ -304,7 +204,7 @@ impl Reader {
                 for job in rx {
                     if client.is_closed() {
                         match config.connect(NoTls) {
-                            Ok(fresh) => client = fresh,
+                            Ok(fresh) => client = ReaderConnection::new(fresh),
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot reconnect the PostgreSQL reader");
                             }
@@ -322,7 +222,7 @@ impl Reader {
     /// Runs `f` on the reader connection and waits for its result.
     fn call<T: Send + 'static>(
         &self,
-        f: impl Fn(&mut Client) -> Result<T, StorageError> + Send + 'static,
+        f: impl Fn(&mut ReaderConnection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |c, config| {
@@ -330,7 +230,7 @@ impl Reader {
             // A lost connection (server restart): reconnect once and read again.
             if result.as_ref().is_err_and(is_transient) {
                 if let Ok(fresh) = config.connect(NoTls) {
-                    *c = fresh;
+                    *c = ReaderConnection::new(fresh);
                     result = f(c);
                 }
             }
@@ -360,11 +260,11 @@ impl Storage for PostgresStorage {
     }
 
     fn submit(&self, seq: u64, batch: Vec<WriteOp>, done: Done) {
-        self.writer.submit(seq, batch, done);
+        self.writer.submit(self.partition.index, (seq, batch, done));
     }
 
     fn close(&self) {
-        self.writer.close();
+        self.writer.close(self.partition.index);
     }
 
     fn read_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StorageError> {

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use postgres::Client;
 use postgres::types::ToSql;
+use postgres::{Client, Row, Statement};
 use prost::Message;
 
 use super::super::sql::{self, Param};
@@ -17,13 +17,83 @@ use crate::proto::HistoryEvent;
 /// The statuses of active instances (RUNNING, CONTINUED_AS_NEW, PENDING, SUSPENDED).
 const ACTIVE_SQL: &str = "(0, 2, 6, 7)";
 
+/// The reader's connection with the statements it prepared: each read is then one round trip,
+/// parsed and planned by the server once.
+pub(super) struct ReaderConnection {
+    client: Client,
+    prepared: HashMap<String, Statement>,
+}
+
+/// At most this many prepared statements are kept (queries built from filters vary).
+const PREPARED_KEPT: usize = 64;
+
+impl ReaderConnection {
+    pub(super) fn new(client: Client) -> Self {
+        Self {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        if self.prepared.len() >= PREPARED_KEPT {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        let rows = self.client.query(&statement, params);
+        self.forget_failed(sql, rows)
+    }
+
+    /// Forgets the statement of a failed read (the schema may have changed under it).
+    fn forget_failed<T>(
+        &mut self,
+        sql: &str,
+        result: Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        if result.is_err() {
+            self.prepared.remove(sql);
+        }
+        result
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        let row = self.client.query_opt(&statement, params);
+        self.forget_failed(sql, row)
+    }
+}
+
 fn seq(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
 /// Everything of partition `part` but finished instances (entities and lock requests are all
 /// in the entity partition).
-pub(super) fn load_active(c: &mut Client, part: u32) -> Result<LoadedState, StorageError> {
+pub(super) fn load_active(
+    c: &mut ReaderConnection,
+    part: u32,
+) -> Result<LoadedState, StorageError> {
     let p = i32::try_from(part).unwrap_or(i32::MAX);
     let mut history: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     for row in c.query(
@@ -86,7 +156,10 @@ pub(super) fn load_active(c: &mut Client, part: u32) -> Result<LoadedState, Stor
 }
 
 /// The oldest messages for partition `part`, as (id, payload).
-pub(super) fn messages(c: &mut Client, part: u32) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+pub(super) fn messages(
+    c: &mut ReaderConnection,
+    part: u32,
+) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
     let p = i32::try_from(part).unwrap_or(i32::MAX);
     Ok(c.query(
         "SELECT id, payload FROM messages WHERE part = $1 ORDER BY id LIMIT $2",
@@ -99,7 +172,7 @@ pub(super) fn messages(c: &mut Client, part: u32) -> Result<Vec<(i64, Vec<u8>)>,
 
 /// The protobuf records of a one-column query.
 fn records<T: Message + Default>(
-    c: &mut Client,
+    c: &mut ReaderConnection,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<T>, StorageError> {
@@ -113,7 +186,7 @@ fn records<T: Message + Default>(
 
 /// (owner id, seq, event) rows grouped by owner, in query order.
 fn sequenced(
-    c: &mut Client,
+    c: &mut ReaderConnection,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Sequenced, StorageError> {
@@ -126,7 +199,10 @@ fn sequenced(
     Ok(out)
 }
 
-pub(super) fn instance(c: &mut Client, id: &str) -> Result<Option<InstanceRecord>, StorageError> {
+pub(super) fn instance(
+    c: &mut ReaderConnection,
+    id: &str,
+) -> Result<Option<InstanceRecord>, StorageError> {
     match c.query_opt("SELECT record FROM instances WHERE id = $1", &[&id])? {
         Some(row) => {
             let bytes: Vec<u8> = row.get(0);
@@ -136,7 +212,10 @@ pub(super) fn instance(c: &mut Client, id: &str) -> Result<Option<InstanceRecord
     }
 }
 
-pub(super) fn history(c: &mut Client, id: &str) -> Result<Vec<HistoryEvent>, StorageError> {
+pub(super) fn history(
+    c: &mut ReaderConnection,
+    id: &str,
+) -> Result<Vec<HistoryEvent>, StorageError> {
     let rows = c.query(
         "SELECT event FROM history WHERE instance_id = $1 ORDER BY idx",
         &[&id],
@@ -165,7 +244,7 @@ fn values(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 pub(super) fn query(
-    c: &mut Client,
+    c: &mut ReaderConnection,
     q: &InstanceQuery,
 ) -> Result<Vec<InstanceRecord>, StorageError> {
     let (sql, params) = sql::instance_query(q, placeholder);
@@ -178,7 +257,7 @@ pub(super) fn query(
 }
 
 pub(super) fn completed(
-    c: &mut Client,
+    c: &mut ReaderConnection,
     q: &CompletedQuery,
 ) -> Result<Vec<(i64, String)>, StorageError> {
     let (sql, params) = sql::completed_query(q, placeholder);

@@ -12,7 +12,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::super::{StorageError, WriteOp};
-use crate::partitions::{ENTITY_PARTITION, Partition, partition_of};
+use crate::partitions::{ENTITY_PARTITION, PARTITIONS, partition_of};
 
 /// One statement with its parameters.
 pub(super) struct Call {
@@ -73,7 +73,7 @@ pub(super) struct Statements {
     append_history: Statement,
     delete_history: Statement,
     put_inbox: Statement,
-    delete_inbox_up_to: Statement,
+    delete_inboxes_up_to: Statement,
     clear_inbox: Statement,
     put_activities: Statement,
     delete_activities: Statement,
@@ -88,13 +88,21 @@ pub(super) struct Statements {
     put_messages: Statement,
     delete_messages: Statement,
     notify: Statement,
-    /// Empties this partition (with the entity tables in the entity partition).
+    /// Empties a partition.
     delete_all: Vec<Statement>,
-    partition: Partition,
+    /// Empties the entity tables (with the entity partition).
+    delete_entities: Vec<Statement>,
+}
+
+/// One write of a group commit with the partition whose engine made it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Tagged<'a> {
+    pub(super) part: u32,
+    pub(super) op: &'a WriteOp,
 }
 
 impl Statements {
-    pub(super) async fn prepare(c: &Client, partition: Partition) -> Result<Self, StorageError> {
+    pub(super) async fn prepare(c: &Client) -> Result<Self, StorageError> {
         Ok(Self {
             begin: c.prepare("BEGIN").await?,
             commit: c.prepare("COMMIT").await?,
@@ -117,7 +125,12 @@ impl Statements {
             put_inbox: c.prepare("INSERT INTO inbox (instance_id, seq, event)
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[])
                  ON CONFLICT (instance_id, seq) DO UPDATE SET event = EXCLUDED.event").await?,
-            delete_inbox_up_to: c.prepare("DELETE FROM inbox WHERE instance_id = $1 AND seq <= $2").await?,
+            // Each instance's rows found through the primary key: `OFFSET 0` keeps the
+            // planner from turning the lookups into a join that scans the whole inbox (dead
+            // rows included, which a busy inbox has many of between vacuums).
+            delete_inboxes_up_to: c.prepare("DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+                 SELECT b.ctid FROM UNNEST($1::text[], $2::bigint[]) AS d(id, up_to),
+                     LATERAL (SELECT ctid FROM inbox WHERE instance_id = d.id AND seq <= d.up_to OFFSET 0) AS b))").await?,
             clear_inbox: c.prepare("DELETE FROM inbox WHERE instance_id = $1").await?,
             put_activities: c.prepare("INSERT INTO activities (key, instance_id, record, part)
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::int[])
@@ -146,37 +159,37 @@ impl Statements {
             delete_messages: c.prepare("DELETE FROM messages WHERE id = ANY($1)").await?,
             notify: c.prepare("SELECT pg_notify($1, $2)").await?,
             delete_all: {
-                let mut sql = vec![
+                let mut all = Vec::new();
+                for statement in [
                     "DELETE FROM history WHERE instance_id IN (SELECT id FROM instances WHERE part = $1)",
                     "DELETE FROM inbox WHERE instance_id IN (SELECT id FROM instances WHERE part = $1)",
                     "DELETE FROM activities WHERE part = $1",
                     "DELETE FROM timers WHERE part = $1",
                     "DELETE FROM instances WHERE part = $1",
                     "DELETE FROM messages WHERE part = $1",
-                ];
-                if partition.index == ENTITY_PARTITION {
-                    sql.extend(["DELETE FROM entities", "DELETE FROM entity_ops", "DELETE FROM lock_requests"]);
-                }
-                let mut all = Vec::new();
-                for statement in sql {
+                ] {
                     all.push(c.prepare(statement).await?);
                 }
                 all
             },
-            partition,
+            delete_entities: vec![
+                c.prepare("DELETE FROM entities").await?,
+                c.prepare("DELETE FROM entity_ops").await?,
+                c.prepare("DELETE FROM lock_requests").await?,
+            ],
         })
     }
 
     /// The `part` column of a row of instance (or entity) `id`.
     fn part_of(&self, id: &str) -> i32 {
-        i32::try_from(partition_of(id, self.partition.count)).unwrap_or(0)
+        i32::try_from(partition_of(id, PARTITIONS)).unwrap_or(0)
     }
 
     /// The notifications that wake the partitions a commit sent messages to (one each).
-    fn notifications(&self, ops: &[&WriteOp], out: &mut Vec<Call>) {
+    fn notifications(&self, ops: &[Tagged<'_>], out: &mut Vec<Call>) {
         let mut parts: Vec<u32> = ops
             .iter()
-            .filter_map(|op| match op {
+            .filter_map(|t| match t.op {
                 WriteOp::PutMessage { part, .. } => Some(*part),
                 _ => None,
             })
@@ -200,11 +213,11 @@ impl Statements {
     /// change several tables; a run of the same kind of write then becomes one statement over
     /// arrays, unless it would change a row twice. A commit of many steps so costs a handful of
     /// statements instead of several per step.
-    pub(super) fn transaction(&self, ops: &[&WriteOp]) -> Vec<Call> {
+    pub(super) fn transaction(&self, ops: &[Tagged<'_>]) -> Vec<Call> {
         let mut out = Vec::new();
         for step in plan(ops) {
             match step {
-                Step::One(op) => self.calls(op, &mut out),
+                Step::One(t) => self.calls(t, &mut out),
                 Step::Run(kind, ops) => {
                     let mut run = Run::new(kind);
                     for op in ops {
@@ -219,7 +232,7 @@ impl Statements {
     }
 
     /// The calls of one write on its own, appended to `out`.
-    fn calls(&self, op: &WriteOp, out: &mut Vec<Call>) {
+    fn calls(&self, Tagged { part, op }: Tagged<'_>, out: &mut Vec<Call>) {
         if let Some(kind) = RunKind::of(op) {
             let mut run = Run::new(kind);
             run.add(op, self);
@@ -244,22 +257,18 @@ impl Statements {
                 run.add_history(instance_id, 0, events);
                 out.push(run.call(self));
             }
-            WriteOp::DeleteInbox { instance_id, up_to } => out.push(Call::new(
-                &self.delete_inbox_up_to,
-                vec![Box::new(instance_id.clone()), Box::new(key(*up_to))],
-            )),
             WriteOp::ClearInbox(id) => {
                 out.push(Call::new(&self.clear_inbox, vec![Box::new(id.clone())]));
             }
             WriteOp::DeleteAll => {
-                let part = i32::try_from(self.partition.index).unwrap_or(0);
+                let index = i32::try_from(part).unwrap_or(0);
                 for stmt in &self.delete_all {
-                    let params: Vec<Box<dyn ToSql + Sync + Send>> = if stmt.params().is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![Box::new(part)]
-                    };
-                    out.push(Call::new(stmt, params));
+                    out.push(Call::new(stmt, vec![Box::new(index)]));
+                }
+                if part == ENTITY_PARTITION {
+                    for stmt in &self.delete_entities {
+                        out.push(Call::new(stmt, Vec::new()));
+                    }
                 }
             }
             WriteOp::DeleteMessages(ids) => out.push(Call::new(
@@ -320,21 +329,21 @@ impl Statements {
 /// One statement (or, for a write that changes several tables, a few) of a transaction.
 #[derive(Debug)]
 enum Step<'a> {
-    One(&'a WriteOp),
+    One(Tagged<'a>),
     /// Writes of one kind, none changing a row another changes: one statement over arrays.
     Run(RunKind, Vec<&'a WriteOp>),
 }
 
 /// The statements of a group commit's writes (see [`Statements::transaction`]).
-fn plan<'a>(ops: &[&'a WriteOp]) -> Vec<Step<'a>> {
+fn plan<'a>(ops: &[Tagged<'a>]) -> Vec<Step<'a>> {
     let mut steps = Vec::new();
-    let mut by_table: BTreeMap<Table, Vec<&'a WriteOp>> = BTreeMap::new();
-    for op in ops {
-        match Table::of(op) {
-            Some(table) => by_table.entry(table).or_default().push(op),
+    let mut by_table: BTreeMap<Table, Vec<Tagged<'a>>> = BTreeMap::new();
+    for t in ops {
+        match Table::of(t.op) {
+            Some(table) => by_table.entry(table).or_default().push(*t),
             None => {
                 runs(std::mem::take(&mut by_table), &mut steps);
-                steps.push(Step::One(op));
+                steps.push(Step::One(*t));
             }
         }
     }
@@ -343,12 +352,13 @@ fn plan<'a>(ops: &[&'a WriteOp]) -> Vec<Step<'a>> {
 }
 
 /// Each table's writes in order, consecutive ones of a kind joined while no row repeats.
-fn runs<'a>(by_table: BTreeMap<Table, Vec<&'a WriteOp>>, steps: &mut Vec<Step<'a>>) {
+fn runs<'a>(by_table: BTreeMap<Table, Vec<Tagged<'a>>>, steps: &mut Vec<Step<'a>>) {
     for ops in by_table.into_values() {
         let mut rows: HashSet<(&str, i64)> = HashSet::new();
-        for op in ops {
+        for t in ops {
+            let op = t.op;
             let Some(kind) = RunKind::of(op) else {
-                steps.push(Step::One(op));
+                steps.push(Step::One(t));
                 continue;
             };
             let keys = row_keys(op);
@@ -408,6 +418,7 @@ enum RunKind {
     Instances,
     History,
     Inbox,
+    DeleteInbox,
     Activities,
     DeleteActivities,
     Timers,
@@ -421,6 +432,7 @@ impl RunKind {
             WriteOp::PutInstance(_) => Self::Instances,
             WriteOp::AppendHistory { .. } => Self::History,
             WriteOp::PutInbox { .. } => Self::Inbox,
+            WriteOp::DeleteInbox { .. } => Self::DeleteInbox,
             WriteOp::PutActivity(_) => Self::Activities,
             WriteOp::DeleteActivity(_) => Self::DeleteActivities,
             WriteOp::PutTimer(_) => Self::Timers,
@@ -528,6 +540,10 @@ impl Run {
                 self.keys.push(key(rec.key));
                 self.blobs.push(rec.encode_to_vec());
             }
+            WriteOp::DeleteInbox { instance_id, up_to } => {
+                self.ids.push(instance_id.clone());
+                self.keys.push(key(*up_to));
+            }
             WriteOp::DeleteActivity(k) | WriteOp::DeleteTimer(k) => self.keys.push(key(*k)),
             WriteOp::PutMessage { part, payload } => {
                 self.parts.push(i32::try_from(*part).unwrap_or(0));
@@ -576,6 +592,10 @@ impl Run {
             RunKind::Inbox => Call::new(
                 &st.put_inbox,
                 vec![Box::new(ids), Box::new(keys), Box::new(blobs)],
+            ),
+            RunKind::DeleteInbox => Call::new(
+                &st.delete_inboxes_up_to,
+                vec![Box::new(ids), Box::new(keys)],
             ),
             RunKind::Activities => Call::new(
                 &st.put_activities,
@@ -638,11 +658,11 @@ mod tests {
 
     /// The plan as (kind or write, how many writes) in order.
     fn shape(ops: &[WriteOp]) -> Vec<String> {
-        let refs: Vec<&WriteOp> = ops.iter().collect();
-        plan(&refs)
+        let tagged: Vec<Tagged<'_>> = ops.iter().map(|op| Tagged { part: 0, op }).collect();
+        plan(&tagged)
             .iter()
             .map(|step| match step {
-                Step::One(op) => format!("{op:?}")
+                Step::One(t) => format!("{:?}", t.op)
                     .chars()
                     .take_while(|c| c.is_alphanumeric())
                     .collect(),
@@ -663,6 +683,14 @@ mod tests {
             activity(2),
             WriteOp::DeleteActivity(7),
             WriteOp::DeleteActivity(8),
+            WriteOp::DeleteInbox {
+                instance_id: "b".into(),
+                up_to: 3,
+            },
+            WriteOp::DeleteInbox {
+                instance_id: "c".into(),
+                up_to: 2,
+            },
         ];
         assert_eq!(
             shape(&ops),
@@ -670,6 +698,7 @@ mod tests {
                 "Instancesx2",
                 "Historyx2",
                 "Inboxx1",
+                "DeleteInboxx2",
                 "Activitiesx2",
                 "DeleteActivitiesx2"
             ]
@@ -717,7 +746,7 @@ mod tests {
                 "DeleteInstance",
                 "Instancesx1",
                 "Inboxx1",
-                "DeleteInbox",
+                "DeleteInboxx1",
                 "Inboxx1",
             ]
         );

@@ -1,0 +1,395 @@
+//! One writer connection for every partition a replica serves. It holds each partition's
+//! session advisory lock (released by PostgreSQL when the connection ends, also after
+//! `kill -9`), so every commit of a partition goes through the connection holding its lock,
+//! and a replica that lost a lock cannot write that partition any more.
+//!
+//! Group commit spans the partitions: everything the partitions' engines submitted while one
+//! commit ran goes into the next transaction. A replica serving eight partitions so commits
+//! about as often as a single SQLite writer, not eight times as often with a handful of steps
+//! in each. Each partition keeps its order (its batches are written in submission order) and
+//! its own failure: when a transaction fails for a reason other than the connection, each
+//! partition's batches are committed again on their own, and only the partition whose writes
+//! fail stops.
+//!
+//! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute),
+//! takes its partitions' locks again and commits the pending batches again. A partition whose
+//! lock another replica took meanwhile fails (the replica hands it back; its new owner reloads
+//! it from the database).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use super::super::writer::{Done, Pending};
+use super::super::{CommitSignal, StorageError};
+use super::write::{self, Statements, Tagged};
+use super::{RECONNECT_FOR, RELOCK_WAIT, is_transient, superseded_dropped, take_partition_lock};
+use crate::partitions::Partition;
+
+enum Command {
+    /// Takes a partition's lock; replies whether it was free.
+    Open {
+        partition: Partition,
+        signal: Arc<CommitSignal>,
+        reply: mpsc::SyncSender<Result<bool, StorageError>>,
+    },
+    Batch {
+        part: u32,
+        pending: Pending,
+    },
+    /// Commits what the partition submitted, then frees its lock.
+    Close {
+        part: u32,
+        reply: mpsc::SyncSender<()>,
+    },
+}
+
+/// The handle of a replica's writer thread (it stops when the handle is dropped).
+pub(super) struct ReplicaWriter {
+    tx: Mutex<mpsc::Sender<Command>>,
+}
+
+impl ReplicaWriter {
+    /// Starts the writer thread; it connects on the first [`ReplicaWriter::open`].
+    pub(super) fn spawn(config: tokio_postgres::Config) -> Result<Self, StorageError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StorageError::Schema(format!("cannot start the PostgreSQL writer: {e}"))
+            })?;
+        let (tx, rx) = mpsc::channel();
+        let hub = Hub {
+            config,
+            runtime,
+            conn: None,
+            parts: BTreeMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("durable-postgres-writer".into())
+            .spawn(move || hub.run(&rx))
+            .map_err(|_| StorageError::WriterStopped)?;
+        Ok(Self { tx: Mutex::new(tx) })
+    }
+
+    fn send(&self, command: Command) -> Result<(), Command> {
+        self.tx
+            .lock()
+            .expect("postgres writer lock poisoned")
+            .send(command)
+            .map_err(|e| e.0)
+    }
+
+    /// Takes `partition`'s lock on the writer connection; `Ok(false)` when another replica
+    /// holds it. Blocks.
+    pub(super) fn open(
+        &self,
+        partition: Partition,
+        signal: Arc<CommitSignal>,
+    ) -> Result<bool, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Open {
+            partition,
+            signal,
+            reply,
+        })
+        .map_err(|_| StorageError::WriterStopped)?;
+        answer.recv().map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Queues a batch of partition `part`; it fails with [`StorageError::WriterStopped`] once
+    /// the partition is closed.
+    pub(super) fn submit(&self, part: u32, pending: Pending) {
+        if let Err(Command::Batch {
+            pending: (_, _, Some(done)),
+            ..
+        }) = self.send(Command::Batch { part, pending })
+        {
+            let _ = done.send(Err(Arc::new(StorageError::WriterStopped)));
+        }
+    }
+
+    /// Commits what partition `part` submitted and frees its lock. Blocks.
+    pub(super) fn close(&self, part: u32) {
+        let (reply, answer) = mpsc::sync_channel(1);
+        if self.send(Command::Close { part, reply }).is_ok() {
+            let _ = answer.recv();
+        }
+    }
+}
+
+/// The writer connection with its prepared statements.
+struct Connection {
+    client: tokio_postgres::Client,
+    statements: Statements,
+}
+
+/// A partition the writer holds the lock of.
+struct Held {
+    signal: Arc<CommitSignal>,
+    /// Set once one of its commits failed: nothing more of it may commit (later batches
+    /// build on changes that never reached the database).
+    failed: Option<Arc<StorageError>>,
+}
+
+/// The writer thread's state.
+struct Hub {
+    config: tokio_postgres::Config,
+    /// Drives the async client (pipelined statements) on this thread.
+    runtime: tokio::runtime::Runtime,
+    /// `None` until the first open and while reconnecting.
+    conn: Option<Connection>,
+    parts: BTreeMap<u32, Held>,
+}
+
+impl Hub {
+    fn run(mut self, rx: &mpsc::Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            let mut group: Vec<(u32, Pending)> = Vec::new();
+            let mut next = Some(first);
+            while let Some(command) = next {
+                match command {
+                    Command::Batch { part, pending } => group.push((part, pending)),
+                    // Opening and closing are rare: commit what came before them first.
+                    other => {
+                        self.commit(std::mem::take(&mut group));
+                        self.control(other);
+                    }
+                }
+                // Group commit: take everything that queued up meanwhile.
+                next = rx.try_recv().ok();
+            }
+            self.commit(group);
+        }
+    }
+
+    fn control(&mut self, command: Command) {
+        match command {
+            Command::Open {
+                partition,
+                signal,
+                reply,
+            } => {
+                let _ = reply.send(self.open(partition, signal));
+            }
+            Command::Close { part, reply } => {
+                self.close(part);
+                let _ = reply.send(());
+            }
+            Command::Batch { .. } => {}
+        }
+    }
+
+    fn open(
+        &mut self,
+        partition: Partition,
+        signal: Arc<CommitSignal>,
+    ) -> Result<bool, StorageError> {
+        if self.parts.contains_key(&partition.index) {
+            return Ok(false);
+        }
+        if self.conn.is_none() {
+            self.reconnect()?;
+        }
+        let Some(conn) = &self.conn else {
+            return Err(StorageError::WriterStopped);
+        };
+        let locked = self.runtime.block_on(take_partition_lock(
+            &conn.client,
+            partition.index,
+            Duration::ZERO,
+        ));
+        if locked.as_ref().is_err_and(is_transient) {
+            self.conn = None;
+        }
+        if locked? {
+            self.parts.insert(
+                partition.index,
+                Held {
+                    signal,
+                    failed: None,
+                },
+            );
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn close(&mut self, part: u32) {
+        if self.parts.remove(&part).is_none() {
+            return;
+        }
+        let Some(conn) = &self.conn else { return };
+        let index = i32::try_from(part).unwrap_or(i32::MAX);
+        let unlocked = self.runtime.block_on(conn.client.execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&super::PARTITION_LOCK, &index],
+        ));
+        // A lost connection freed the lock already.
+        if unlocked.is_err() {
+            self.conn = None;
+        }
+    }
+
+    /// Connects, prepares the statements and takes the locks of the partitions held again;
+    /// a partition whose lock another replica took meanwhile fails.
+    fn reconnect(&mut self) -> Result<(), StorageError> {
+        self.conn = None;
+        let conn = self.runtime.block_on(async {
+            let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "the PostgreSQL writer connection ended");
+                }
+            });
+            let statements = Statements::prepare(&client).await?;
+            Ok::<_, StorageError>(Connection { client, statements })
+        })?;
+        for (part, held) in &mut self.parts {
+            if held.failed.is_some() {
+                continue;
+            }
+            let locked =
+                self.runtime
+                    .block_on(take_partition_lock(&conn.client, *part, RELOCK_WAIT))?;
+            if !locked {
+                let e = StorageError::Locked(format!(
+                    "another replica took partition {part} while this replica was disconnected from PostgreSQL"
+                ));
+                fail(*part, held, Arc::new(e));
+            }
+        }
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Commits a group of batches in one transaction (see the module docs for failures).
+    fn commit(&mut self, group: Vec<(u32, Pending)>) {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        let mut group = group;
+        loop {
+            let result = if self.conn.is_none() {
+                self.reconnect().map(|()| {
+                    tracing::info!("reconnected to PostgreSQL; retrying the commit");
+                })
+            } else {
+                Ok(())
+            };
+            group = self.refuse_failed(group);
+            if group.is_empty() {
+                return;
+            }
+            let result = result.and_then(|()| self.transaction(&group));
+            match result {
+                Ok(()) => {
+                    if let Some((part, _)) = group.first() {
+                        if let Some(held) = self.parts.get(part) {
+                            held.signal.metrics.commit(started.elapsed());
+                        }
+                    }
+                    return self.settle(group, &Ok(()));
+                }
+                Err(e) if is_transient(&e) && started.elapsed() < RECONNECT_FOR => {
+                    tracing::warn!(error = %e, "lost the PostgreSQL connection; reconnecting");
+                    self.conn = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) if !is_transient(&e) && spans_partitions(&group) => {
+                    // Find whose writes fail: each partition on its own.
+                    let mut by_part: BTreeMap<u32, Vec<(u32, Pending)>> = BTreeMap::new();
+                    for (part, pending) in group {
+                        by_part.entry(part).or_default().push((part, pending));
+                    }
+                    for one in by_part.into_values() {
+                        self.commit(one);
+                    }
+                    return;
+                }
+                Err(e) => return self.settle(group, &Err(Arc::new(e))),
+            }
+        }
+    }
+
+    /// Runs the group's writes as one transaction on the connection.
+    fn transaction(&self, group: &[(u32, Pending)]) -> Result<(), StorageError> {
+        let Some(conn) = &self.conn else {
+            return Err(StorageError::WriterStopped);
+        };
+        let ops: Vec<Tagged<'_>> = group
+            .iter()
+            .flat_map(|(part, (_, ops, _))| ops.iter().map(|op| Tagged { part: *part, op }))
+            .collect();
+        let calls = conn.statements.transaction(&superseded_dropped(&ops));
+        self.runtime.block_on(write::run_transaction(
+            &conn.client,
+            &conn.statements,
+            &calls,
+        ))
+    }
+
+    /// Answers the batches of partitions that failed or are not held (closed) with their
+    /// error; returns the others.
+    fn refuse_failed(&self, group: Vec<(u32, Pending)>) -> Vec<(u32, Pending)> {
+        let mut kept = Vec::with_capacity(group.len());
+        for (part, pending) in group {
+            let error = match self.parts.get(&part) {
+                Some(Held { failed: None, .. }) => {
+                    kept.push((part, pending));
+                    continue;
+                }
+                Some(Held {
+                    failed: Some(e), ..
+                }) => Arc::clone(e),
+                None => Arc::new(StorageError::WriterStopped),
+            };
+            answer(pending.2, Err(error));
+        }
+        kept
+    }
+
+    /// Reports a commit's outcome to each partition in it and to whoever waits for a batch.
+    fn settle(&mut self, group: Vec<(u32, Pending)>, result: &Result<(), Arc<StorageError>>) {
+        let mut durable: BTreeMap<u32, u64> = BTreeMap::new();
+        for (part, (seq, _, done)) in group {
+            let max = durable.entry(part).or_default();
+            *max = (*max).max(seq);
+            answer(done, result.clone());
+        }
+        for (part, seq) in durable {
+            let Some(held) = self.parts.get_mut(&part) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    held.signal.durable_seq.fetch_max(seq, Ordering::SeqCst);
+                }
+                Err(e) => fail(part, held, Arc::clone(e)),
+            }
+            held.signal.committed.notify_one();
+        }
+    }
+}
+
+/// Whether a group holds batches of more than one partition.
+fn spans_partitions(group: &[(u32, Pending)]) -> bool {
+    group.windows(2).any(|w| w[0].0 != w[1].0)
+}
+
+fn answer(done: Done, result: Result<(), Arc<StorageError>>) {
+    if let Some(done) = done {
+        let _ = done.send(result);
+    }
+}
+
+/// Marks a partition failed (once) and stops its engine.
+fn fail(part: u32, held: &mut Held, error: Arc<StorageError>) {
+    if held.failed.is_some() {
+        return;
+    }
+    tracing::error!(partition = part, error = %error, "a partition's storage commit failed; it stops serving");
+    held.signal.fail(&error);
+    held.failed = Some(error);
+}
