@@ -285,6 +285,7 @@ impl State {
         let Some(inst) = self.instances.get_mut(id) else {
             return Vec::new();
         };
+        let locks = inst.may_hold_entity_locks();
         let now = now_ms();
         inst.in_flight = None;
         inst.rec.status = end.orchestration_status;
@@ -314,10 +315,11 @@ impl State {
         b.put_instance(&inst.rec);
         self.drop_pending_work(b, id);
         self.notify_waiters(b, id);
-        vec![
-            Outbound::NotifyParent(id.to_string()),
-            Outbound::ReleaseLocks(id.to_string()),
-        ]
+        let mut outbound = vec![Outbound::NotifyParent(id.to_string())];
+        if locks {
+            outbound.push(Outbound::ReleaseLocks(id.to_string()));
+        }
+        outbound
     }
 
     /// The work item a completion or abandon call for `kind` names; `None` when it was

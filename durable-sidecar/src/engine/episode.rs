@@ -632,6 +632,7 @@ impl Episode<'_> {
 
     /// New generation: fresh history, carry-over and waiting events first.
     fn continue_as_new(&mut self, a: proto::CompleteOrchestrationAction) {
+        let locks = self.inst.may_hold_entity_locks();
         // The new generation continues the trace the instance was started in, in a span of
         // its own.
         let parent_trace_context = self.inst.history.iter().find_map(|e| match &e.event_type {
@@ -678,13 +679,16 @@ impl Episode<'_> {
         self.inst.history.clear();
         self.replaced = true;
         // Locks belong to the generation that took them.
-        self.out.push(Outbound::ReleaseLocks(self.id.to_string()));
+        if locks {
+            self.out.push(Outbound::ReleaseLocks(self.id.to_string()));
+        }
         // Events sent to itself after this action go to the new generation.
         self.finished = false;
     }
 
     fn complete(&mut self, aid: i32, a: proto::CompleteOrchestrationAction) {
         self.finished = true;
+        let locks = self.inst.may_hold_entity_locks();
         self.inst.history.push(event(
             aid,
             EventType::ExecutionCompleted(proto::ExecutionCompletedEvent {
@@ -707,7 +711,9 @@ impl Episode<'_> {
             self.b.ops.push(WriteOp::ClearInbox(self.id.to_string()));
         }
         self.out.push(Outbound::NotifyParent(self.id.to_string()));
-        self.out.push(Outbound::ReleaseLocks(self.id.to_string()));
+        if locks {
+            self.out.push(Outbound::ReleaseLocks(self.id.to_string()));
+        }
     }
 
     /// Writes the history changes of the episode and the instance record.

@@ -82,11 +82,14 @@ impl Engine {
             // and timers die with it; a late completion for it is ignored.
             let token = old.in_flight.take().map(|f| f.token);
             queued = old.queued;
+            let locks = old.may_hold_entity_locks();
             if let Some(token) = token {
                 st.revoke(&token);
             }
             st.drop_pending_work(b, &ni.instance_id);
-            st.deliver(b, Outbound::ReleaseLocks(ni.instance_id.clone()));
+            if locks {
+                st.deliver(b, Outbound::ReleaseLocks(ni.instance_id.clone()));
+            }
             b.ops.push(WriteOp::DeleteInstance(ni.instance_id.clone()));
         } else if in_storage.unwrap_or_else(|| st.exists(self.storage.as_ref(), &ni.instance_id)) {
             // Replacing a finished instance that only storage holds: its history goes too.

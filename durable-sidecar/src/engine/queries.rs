@@ -48,15 +48,15 @@ impl Engine {
                 }
             };
             let Some(rx) = rx else {
-                // Another partition may have just created it: apply what it sent first.
-                if !received {
+                let owned = id.to_owned();
+                let rec = self.read(move |s| s.read_instance(&owned)).await?;
+                // Another partition may have just created it: apply what it sent, look again.
+                if rec.is_none() && !received {
                     received = true;
                     if self.receive_messages().await? > 0 {
                         continue;
                     }
                 }
-                let id = id.to_owned();
-                let rec = self.read(move |s| s.read_instance(&id)).await?;
                 return Ok(rec.map(|r| to_state(&r, payloads)));
             };
             // However this wait ends (deadline, the client hanging up), its waiter goes.
@@ -68,7 +68,13 @@ impl Engine {
                 }
             };
             tokio::select! {
-                _ = rx => {}
+                woken = rx => {
+                    if let Ok(Some(rec)) = woken.as_ref().map(Option::as_deref) {
+                        if done(rec.status) {
+                            return Ok(Some(to_state(rec, payloads)));
+                        }
+                    }
+                }
                 _ = expired => {
                     return Err(Status::deadline_exceeded(format!(
                         "timed out waiting for orchestration instance '{id}'; wait longer or poll with GetInstance"
@@ -107,8 +113,13 @@ impl Engine {
                 st.purging.remove(&id);
             }
             if let Some(ws) = st.waiters.remove(&id) {
+                let rec = st
+                    .instances
+                    .get(&id)
+                    .filter(|inst| inst.status_seq <= durable)
+                    .map(|inst| Arc::new(inst.rec.clone()));
                 for w in ws {
-                    let _ = w.send(());
+                    let _ = w.send(rec.clone());
                 }
             }
         }

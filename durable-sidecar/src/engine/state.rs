@@ -63,6 +63,25 @@ impl Instance {
         }
     }
 
+    /// Whether this execution may hold or wait for entity locks, so its end must release
+    /// them (a message to the entity partition): it requested or was granted a lock, or it has
+    /// sub-orchestrations (which may request locks on its behalf). Most orchestrations use no
+    /// entities and end without that message.
+    pub(super) fn may_hold_entity_locks(&self) -> bool {
+        use proto::history_event::EventType;
+        !self.rec.children.is_empty()
+            || self
+                .history
+                .iter()
+                .chain(self.inbox.iter().map(|(_, e)| e))
+                .any(|e| {
+                    matches!(
+                        e.event_type,
+                        Some(EventType::EntityLockRequested(_) | EventType::EntityLockGranted(_))
+                    )
+                })
+    }
+
     /// Appends an event to the inbox and records it in batch `b`.
     pub(super) fn append_inbox(&mut self, b: &mut Batch, ev: HistoryEvent) {
         let seq = self.next_inbox_seq;
@@ -210,7 +229,9 @@ pub(super) struct State {
     pub(super) revoked: HashMap<String, u64>,
     /// Ordered by id so round-robin needs no allocation or sort.
     pub(super) streams: BTreeMap<u64, WorkStream>,
-    pub(super) waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// Waiting calls by instance or entity id; each is woken with the instance's record when
+    /// its status is durable then (so a waiter needs no read after the instance left memory).
+    pub(super) waiters: HashMap<String, Vec<oneshot::Sender<Option<Arc<InstanceRecord>>>>>,
     /// (batch seq, instance id): waiters to wake once that batch is durable, in seq order.
     pub(super) wake_after: VecDeque<(u64, String)>,
     /// Instances purged by a batch that may not be durable yet: id → batch seq.
@@ -567,5 +588,45 @@ impl State {
             TimerEntry::Start(i) => i != id,
             TimerEntry::Fire(_) => true,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::history_event::EventType;
+
+    fn instance() -> Instance {
+        Instance::new(InstanceRecord::default(), false, 0)
+    }
+
+    fn granted() -> HistoryEvent {
+        HistoryEvent {
+            event_type: Some(EventType::EntityLockGranted(
+                proto::EntityLockGrantedEvent {
+                    critical_section_id: "section".into(),
+                },
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_executions_that_touched_entity_locks_release_them() {
+        assert!(!instance().may_hold_entity_locks());
+
+        let mut in_history = instance();
+        in_history.history.push(granted());
+        assert!(in_history.may_hold_entity_locks());
+
+        // A grant that arrived but was not replayed yet counts too.
+        let mut in_inbox = instance();
+        in_inbox.inbox.push_back((1, granted()));
+        assert!(in_inbox.may_hold_entity_locks());
+
+        // A sub-orchestration may request locks on its parent's behalf.
+        let mut parent = instance();
+        parent.rec.children.push("child".into());
+        assert!(parent.may_hold_entity_locks());
     }
 }
