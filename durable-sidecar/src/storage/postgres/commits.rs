@@ -12,7 +12,9 @@
 //! fail stops.
 //!
 //! A lost connection is not fatal: the writer reconnects with backoff (for up to a minute),
-//! takes its partitions' locks again and commits the pending batches again. A partition whose
+//! takes its partitions' locks again and commits the pending batches again (safe when the first
+//! commit did land but its answer was lost: the writes are upserts and deletes, except the
+//! messages between partitions, which are inserted again). A partition whose
 //! lock another replica took meanwhile fails (the replica hands it back; its new owner reloads
 //! it from the database).
 
