@@ -1,6 +1,7 @@
 //! The PostgreSQL schema: the same tables as SQLite (protobuf records in `bytea`, with the
 //! columns queries filter on) plus what replicas share: the partition of every row, messages
-//! between partitions, the live replicas and who serves which partition. Created or migrated
+//! between partitions, the live replicas, who serves which partition and each partition's last
+//! commit. Created or migrated
 //! on start, one replica at a time (a transaction-scoped advisory lock).
 
 use postgres::Client;
@@ -9,7 +10,8 @@ use super::super::StorageError;
 use crate::partitions::{PARTITIONS, partition_of};
 
 /// The schema version this build writes. 1: one sidecar per database. 2: partitions.
-const VERSION: i64 = 2;
+/// 3: commit marks.
+const VERSION: i64 = 3;
 
 /// Serializes schema changes between replicas starting at once ("durable0").
 const SCHEMA_LOCK: i64 = 0x6475_7261_626c_6530;
@@ -58,6 +60,13 @@ CREATE TABLE IF NOT EXISTS replicas (
 CREATE TABLE IF NOT EXISTS partitions (
     part INT PRIMARY KEY, replica TEXT NOT NULL, address TEXT NOT NULL,
     since TIMESTAMPTZ NOT NULL DEFAULT now());
+"#;
+
+/// Version 3: each partition's last commit (the writer that made it and its batch), so a
+/// writer that lost its connection during a commit learns whether the commit landed.
+const COMMIT_MARKS: &str = r#"
+CREATE TABLE IF NOT EXISTS commit_marks (
+    part INT PRIMARY KEY, writer BIGINT NOT NULL, seq BIGINT NOT NULL);
 "#;
 
 /// Sets the `part` of rows written before partitions existed, from their instance id.
@@ -117,6 +126,7 @@ pub(super) fn create_or_migrate(client: &mut Client) -> Result<(), StorageError>
     }
     txn.batch_execute(TABLES)?;
     txn.batch_execute(PARTITIONED)?;
+    txn.batch_execute(COMMIT_MARKS)?;
     assign_partitions(&mut txn)?;
     txn.execute("DELETE FROM durable_schema", &[])?;
     txn.execute(

@@ -88,6 +88,7 @@ pub(super) struct Statements {
     put_messages: Statement,
     delete_messages: Statement,
     notify: Statement,
+    mark_commits: Statement,
     /// Empties a partition.
     delete_all: Vec<Statement>,
     /// Empties the entity tables (with the entity partition).
@@ -158,6 +159,9 @@ impl Statements {
                  SELECT p, b FROM UNNEST($1::int[], $2::bytea[]) WITH ORDINALITY AS t(p, b, n) ORDER BY n").await?,
             delete_messages: c.prepare("DELETE FROM messages WHERE id = ANY($1)").await?,
             notify: c.prepare("SELECT pg_notify($1, $2)").await?,
+            mark_commits: c.prepare("INSERT INTO commit_marks (part, writer, seq)
+                 SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT (part) DO UPDATE SET writer = EXCLUDED.writer, seq = EXCLUDED.seq").await?,
             delete_all: {
                 let mut all = Vec::new();
                 for statement in [
@@ -178,6 +182,66 @@ impl Statements {
                 c.prepare("DELETE FROM lock_requests").await?,
             ],
         })
+    }
+
+    /// The call that records a commit's marks: per partition, (partition, writer, last batch).
+    pub(super) fn marks(&self, marks: &[(u32, i64, u64)]) -> Call {
+        let parts: Vec<i32> = marks
+            .iter()
+            .map(|m| i32::try_from(m.0).unwrap_or(i32::MAX))
+            .collect();
+        let writers: Vec<i64> = marks.iter().map(|m| m.1).collect();
+        let seqs: Vec<i64> = marks.iter().map(|m| key(m.2)).collect();
+        Call::new(
+            &self.mark_commits,
+            vec![Box::new(parts), Box::new(writers), Box::new(seqs)],
+        )
+    }
+
+    /// Marks partition `part` as written by `writer` from now on (no batch of it yet).
+    pub(super) async fn mark_open(
+        &self,
+        client: &Client,
+        part: u32,
+        writer: i64,
+    ) -> Result<(), StorageError> {
+        let call = self.marks(&[(part, writer, 0)]);
+        let params: Vec<&(dyn ToSql + Sync)> = call
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        client.execute(&call.stmt, &params).await?;
+        Ok(())
+    }
+
+    /// The commit marks of partitions: partition -> (writer, last batch).
+    pub(super) async fn read_marks(
+        &self,
+        client: &Client,
+        parts: &[u32],
+    ) -> Result<BTreeMap<u32, (i64, u64)>, StorageError> {
+        let parts: Vec<i32> = parts
+            .iter()
+            .map(|p| i32::try_from(*p).unwrap_or(i32::MAX))
+            .collect();
+        let rows = client
+            .query(
+                "SELECT part, writer, seq FROM commit_marks WHERE part = ANY($1)",
+                &[&parts],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let part: i32 = row.get(0);
+                let seq: i64 = row.get(2);
+                (
+                    u32::try_from(part).unwrap_or(u32::MAX),
+                    (row.get(1), u64::try_from(seq).unwrap_or(0)),
+                )
+            })
+            .collect())
     }
 
     /// The `part` column of a row of instance (or entity) `id`.
