@@ -460,13 +460,16 @@ impl TaskHubSidecarService for SidecarService {
         let r = req.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         let last_send = Arc::new(AtomicI64::new(now_ms()));
-        let id = self.engine.add_stream(WorkStream::new(
-            tx.clone(),
-            Filters::from_request(&r),
-            &r,
-            Arc::clone(&last_send),
-            Arc::default(),
-        ))?;
+        let id = self.engine.add_stream(
+            WorkStream::new(
+                tx.clone(),
+                Filters::from_request(&r),
+                &r,
+                Arc::clone(&last_send),
+                Arc::default(),
+            )
+            .taking_early_episodes(self.in_process),
+        )?;
         // Health pings keep idle workers from reconnecting: the Python and .NET SDKs give up on
         // a stream after 120 s of silence, this crate's worker after 150 s.
         let mut stop = self.engine.shutdown_signal();

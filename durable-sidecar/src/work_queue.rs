@@ -101,9 +101,18 @@ pub(crate) struct WorkStream {
     /// The worker advertised `WORKER_CAPABILITY_HISTORY_STREAMING`: it can fetch a large
     /// history with `StreamInstanceHistory` instead of receiving it inline.
     pub(crate) history_streaming: bool,
+    /// The worker runs in the sidecar's process: it may get an orchestration's episode before
+    /// the step that made it ready is durable (see `Engine::pump`).
+    pub(crate) takes_early_episodes: bool,
 }
 
 impl WorkStream {
+    /// Lets the stream take episodes early (a worker in the sidecar's process).
+    pub(crate) fn taking_early_episodes(mut self, early: bool) -> Self {
+        self.takes_early_episodes = early;
+        self
+    }
+
     /// Whether the stream can take one more item of `kind`.
     pub(crate) fn has_room(&self, kind: WorkKind) -> bool {
         let max = match kind {
@@ -155,6 +164,7 @@ impl WorkStream {
             history_streaming: req
                 .capabilities
                 .contains(&(durable_proto::WorkerCapability::HistoryStreaming as i32)),
+            takes_early_episodes: false,
         }
     }
 }

@@ -118,8 +118,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Hands ready, durable work to workers with free capacity.
+    /// Hands ready work to workers with free capacity once it is durable; to a worker in this
+    /// process, orchestration episodes as soon as they are ready (an episode's completion
+    /// commits after what made it ready, batches commit in order, and nothing of it goes out
+    /// before that: the writer waits briefly for it so both share a commit).
     pub(super) fn pump(&self, st: &mut State) {
+        self.count_early_answers(st);
         self.wake_durable(st);
         if st.streams.is_empty() || st.closing || self.signal.failure().is_some() {
             return;
@@ -136,6 +140,17 @@ impl Engine {
         }
     }
 
+    /// Passes on to the writer how many early dispatches were answered and how fast. Called
+    /// after the answers' batches were submitted, so the writer finds them when it sees the
+    /// count.
+    pub(super) fn count_early_answers(&self, st: &mut State) {
+        let answered = std::mem::take(&mut st.early_answered);
+        if answered > 0 {
+            let waited = std::mem::take(&mut st.early_waited);
+            self.signal.early_answers(answered, waited);
+        }
+    }
+
     fn pump_orchestrations(&self, st: &mut State, durable: u64) {
         let now = now_ms();
         let mut keep = VecDeque::new();
@@ -147,13 +162,11 @@ impl Engine {
             if !dispatchable(inst, now) {
                 continue;
             }
-            if inst.ready_seq > durable {
-                inst.queued = true;
-                keep.push_back(id);
-                continue;
-            }
+            let early = inst.ready_seq > durable;
             let (name, version) = (inst.rec.name.clone(), inst.rec.version.clone());
-            let Some(stream) = pick_stream(st, WorkKind::Orchestration, &name, version.as_deref())
+            let picked = pick_stream(st, WorkKind::Orchestration, &name, version.as_deref());
+            let Some(stream) = picked
+                .filter(|s| !early || st.streams.get(s).is_some_and(|s| s.takes_early_episodes))
             else {
                 if let Some(inst) = st.instances.get_mut(&id) {
                     inst.queued = true;
@@ -164,7 +177,7 @@ impl Engine {
                 }
                 continue;
             };
-            self.dispatch_orchestration(st, &id, stream, now);
+            self.dispatch_orchestration(st, &id, stream, now, early);
         }
         // Put the skipped entries back in front, in order: O(skipped), not O(queue).
         while let Some(id) = keep.pop_back() {
@@ -172,7 +185,9 @@ impl Engine {
         }
     }
 
-    fn dispatch_orchestration(&self, st: &mut State, id: &str, stream: u64, now: i64) {
+    /// Sends an instance's next episode on `stream`; `early` when the batch that made it
+    /// ready is not durable yet.
+    fn dispatch_orchestration(&self, st: &mut State, id: &str, stream: u64, now: i64, early: bool) {
         let token = st.new_token();
         let Some(inst) = st.instances.get_mut(id) else {
             return;
@@ -225,8 +240,12 @@ impl Engine {
             Dispatched::Orchestration {
                 instance_id: id.to_string(),
                 stream,
+                early: early.then(std::time::Instant::now),
             },
         );
+        if early {
+            self.signal.early_dispatched.fetch_add(1, Ordering::SeqCst);
+        }
         let item = WorkItem {
             request: Some(work_item::Request::OrchestratorRequest(request)),
             completion_token: token,
@@ -363,7 +382,13 @@ impl State {
     pub(super) fn release_token(&mut self, token: &str) -> Option<Dispatched> {
         let d = self.tokens.remove(token)?;
         let (stream, kind) = match &d {
-            Dispatched::Orchestration { stream, .. } => (stream, WorkKind::Orchestration),
+            Dispatched::Orchestration { stream, early, .. } => {
+                if let Some(at) = early {
+                    self.early_answered += 1;
+                    self.early_waited += at.elapsed();
+                }
+                (stream, WorkKind::Orchestration)
+            }
             Dispatched::Activity { stream, .. } => (stream, WorkKind::Activity),
             Dispatched::Entity { stream, .. } => (stream, WorkKind::Entity),
         };

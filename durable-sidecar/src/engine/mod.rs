@@ -223,6 +223,7 @@ impl Engine {
         for token in tokens {
             st.release_token(&token);
         }
+        self.count_early_answers(&mut st);
         drop(st);
         self.begin_shutdown();
     }
@@ -463,6 +464,74 @@ mod tests {
         );
         let history = engine.history("a").await.unwrap().unwrap();
         assert!(!history.is_empty());
+        engine.begin_shutdown();
+    }
+
+    #[tokio::test]
+    async fn an_episode_is_dispatched_early_but_commits_after_what_made_it_ready() {
+        let (engine, storage) = held_engine();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        engine
+            .add_stream(
+                WorkStream::new(
+                    tx,
+                    Filters::default(),
+                    &proto::GetWorkItemsRequest::default(),
+                    Arc::new(AtomicI64::new(0)),
+                    Arc::default(),
+                )
+                .taking_early_episodes(true),
+            )
+            .unwrap();
+        let (_, start) = engine.start_instance(new_instance("e"), &[], None).unwrap();
+        let item = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the first episode goes out before its start is durable")
+            .unwrap()
+            .unwrap();
+        assert_eq!(engine.signal.early_dispatched.load(Ordering::SeqCst), 1);
+        let done = OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
+                proto::CompleteOrchestrationAction {
+                    orchestration_status: OrchestrationStatus::Completed as i32,
+                    result: Some("1".into()),
+                    ..Default::default()
+                },
+            )),
+        };
+        let mut episode = engine
+            .complete_orchestration(proto::OrchestratorResponse {
+                instance_id: "e".into(),
+                actions: vec![done],
+                completion_token: item.completion_token,
+                ..Default::default()
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            engine.signal.early_answered.load(Ordering::SeqCst),
+            1,
+            "the answer is counted for the writer"
+        );
+        assert!(
+            wait_briefly(&engine, "e", is_terminal).await.is_none(),
+            "nothing of it is visible before it is durable"
+        );
+        assert!(episode.try_recv().is_err(), "nor acknowledged");
+        let held = storage.held.lock().unwrap().len();
+        assert_eq!(held, 2, "the start, then the episode, in that order");
+        storage.release();
+        start.await.unwrap().unwrap();
+        episode.await.unwrap().unwrap();
+        let state = wait_briefly(&engine, "e", is_terminal)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.unwrap().orchestration_status,
+            OrchestrationStatus::Completed as i32
+        );
         engine.begin_shutdown();
     }
 

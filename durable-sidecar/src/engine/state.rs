@@ -183,9 +183,20 @@ pub(super) enum TimerEntry {
 /// What a completion token was handed out for.
 #[derive(Clone)]
 pub(super) enum Dispatched {
-    Orchestration { instance_id: String, stream: u64 },
-    Activity { key: u64, stream: u64 },
-    Entity { entity_id: String, stream: u64 },
+    Orchestration {
+        instance_id: String,
+        stream: u64,
+        /// When, if it was dispatched before the batch that made it ready was durable.
+        early: Option<std::time::Instant>,
+    },
+    Activity {
+        key: u64,
+        stream: u64,
+    },
+    Entity {
+        entity_id: String,
+        stream: u64,
+    },
 }
 
 impl Dispatched {
@@ -257,6 +268,10 @@ pub(super) struct State {
     pub(super) closing: bool,
     /// Shared with the storage writer (see `CommitSignal::metrics`).
     pub(super) metrics: Arc<Metrics>,
+    /// Early orchestration dispatches answered since the last `pump`, and how long their
+    /// answers took in all (`pump` passes them on to the `CommitSignal`).
+    pub(super) early_answered: u64,
+    pub(super) early_waited: std::time::Duration,
     /// The partition this engine serves (`None`: it serves every instance).
     pub(super) partition: Option<Partition>,
     /// Messages from other partitions applied by a batch whose deletion of them may not be
@@ -299,6 +314,8 @@ impl State {
             closing: false,
             departures: 0,
             metrics: Arc::default(),
+            early_answered: 0,
+            early_waited: std::time::Duration::ZERO,
             partition: None,
             applied_messages: HashMap::new(),
         };

@@ -20,7 +20,7 @@ pub(crate) mod sqlite;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Notify, oneshot};
@@ -347,6 +347,16 @@ pub(crate) struct CommitSignal {
     failed: Notify,
     /// What the sidecar counts (commit latency is measured by the writer).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Orchestration episodes dispatched before the batch that made them ready was durable
+    /// (counted by the engine)...
+    pub(crate) early_dispatched: AtomicU64,
+    /// ...and how many of those the workers have answered (counted once the answer's batch
+    /// is submitted). The writer waits briefly for answers due, so that a step and the
+    /// episode it feeds commit together (see `writer`)...
+    pub(crate) early_answered: AtomicU64,
+    /// ...when they usually come quickly enough: the moving average of the time such an
+    /// answer took, in microseconds.
+    pub(crate) early_answer_micros: AtomicU64,
 }
 
 impl CommitSignal {
@@ -356,6 +366,15 @@ impl CommitSignal {
             metrics,
             ..Self::default()
         }
+    }
+
+    /// Counts `answered` early dispatches whose answers took `waited` in all.
+    pub(crate) fn early_answers(&self, answered: u64, waited: std::time::Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX) / answered;
+        let average = self.early_answer_micros.load(Ordering::Relaxed);
+        self.early_answer_micros
+            .store(average - average / 8 + micros / 8, Ordering::Relaxed);
+        self.early_answered.fetch_add(answered, Ordering::SeqCst);
     }
 
     /// Records the first storage failure (later ones are ignored) and wakes the engine.
