@@ -7,8 +7,8 @@
 //! 10,000 and 100,000 activities (wall time, and the process's peak RSS during it). A progress line
 //! goes to stderr before each scenario. Each storage runs with the worker and client calling
 //! the embedded sidecar in-process (the default) and over loopback gRPC. `E2E_CHAINS=1000`,
-//! `E2E_FANOUT=1000,10000` and `E2E_CONFIGS=sqlite:in-process,memory:grpc` choose other sizes
-//! and configurations.
+//! `E2E_FANOUT=1000,10000`, `E2E_SINGLE=1000` (single chains timed) and
+//! `E2E_CONFIGS=sqlite:in-process,memory:grpc` choose other sizes and configurations.
 
 #[path = "support/chains.rs"]
 mod chains;
@@ -58,10 +58,10 @@ async fn chains(label: &str, client: &DurableClient, n: usize) -> anyhow::Result
     Ok(())
 }
 
-async fn latency(label: &str, client: &DurableClient) -> anyhow::Result<()> {
-    eprintln!("{label}: 100 single chains...");
-    let mut took = Vec::with_capacity(100);
-    for _ in 0..100 {
+async fn latency(label: &str, client: &DurableClient, n: usize) -> anyhow::Result<()> {
+    eprintln!("{label}: {n} single chains...");
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
         let started = Instant::now();
         let id = client.schedule_new_orchestration(sequence, ()).await?;
         client
@@ -111,7 +111,9 @@ async fn run(label: &str, builder: RuntimeBuilder) -> anyhow::Result<()> {
     for n in sizes("E2E_CHAINS", &[1_000, 10_000]) {
         chains(label, &client, n).await?;
     }
-    latency(label, &client).await?;
+    for n in sizes("E2E_SINGLE", &[100]) {
+        latency(label, &client, n.max(1)).await?;
+    }
     for n in sizes("E2E_FANOUT", &[1_000, 10_000, 100_000]) {
         fan_outs(label, &client, n).await?;
     }
