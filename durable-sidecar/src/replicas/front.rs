@@ -415,7 +415,7 @@ impl TaskHubSidecarService for ReplicaFront {
         let last_send = Arc::new(AtomicI64::new(now_ms()));
         let id = self
             .set
-            .open_stream(tx.clone(), request, Arc::clone(&last_send));
+            .open_stream(tx.clone(), request, Arc::clone(&last_send), self.in_process);
         // Health pings, as a single sidecar sends them (see `server::get_work_items`).
         let mut stop = self.set.shutdown.subscribe();
         tokio::spawn(async move {

@@ -76,6 +76,8 @@ struct WorkerStream {
     request: GetWorkItemsRequest,
     last_send: Arc<AtomicI64>,
     in_flight: Arc<InFlightCounts>,
+    /// The worker runs in this process (see `WorkStream::takes_early_episodes`).
+    in_process: bool,
 }
 
 impl WorkerStream {
@@ -86,7 +88,8 @@ impl WorkerStream {
             &self.request,
             Arc::clone(&self.last_send),
             Arc::clone(&self.in_flight),
-        );
+        )
+        .taking_early_episodes(self.in_process);
         if let Ok(engine_id) = served.engine.add_stream(stream) {
             lock(&served.attached).insert(id, engine_id);
         }
@@ -557,12 +560,13 @@ impl ReplicaSet {
     }
 
     /// Connects a worker stream to every partition served here, now and later; returns its
-    /// id for [`ReplicaSet::close_stream`].
+    /// id for [`ReplicaSet::close_stream`]. `in_process`: the worker runs in this process.
     pub(crate) fn open_stream(
         &self,
         tx: mpsc::UnboundedSender<Result<WorkItem, Status>>,
         request: GetWorkItemsRequest,
         last_send: Arc<AtomicI64>,
+        in_process: bool,
     ) -> u64 {
         let mut streams = lock(&self.streams);
         streams.next += 1;
@@ -573,6 +577,7 @@ impl ReplicaSet {
             request,
             last_send,
             in_flight: Arc::default(),
+            in_process,
         };
         for served in self.served.read().expect("replica lock poisoned").values() {
             stream.attach(id, served);

@@ -1,12 +1,13 @@
 //! The writer thread every durable backend shares: batches commit in submission order, with
 //! group commit (everything queued while one commit ran goes into the next transaction).
 //!
-//! The engine hands an orchestration its next episode before the step that made it ready is
-//! durable (the episode's own commit comes after that step's, so nothing depends on an
-//! undurable step). A worker in the same process answers such an episode in well under the
-//! time of one fsync, so before committing, the writer waits a moment (at most [`LINGER`])
-//! for the answers due to the episodes dispatched early: the step and the episode it fed then
-//! share one commit, and a three-activity chain costs four fsyncs in a row instead of eight.
+//! The engine hands a worker in its own process an orchestration's next episode before the
+//! step that made it ready is durable (the episode's own commit comes after that step's, so
+//! nothing depends on an undurable step). Such a worker answers in well under the time of one
+//! fsync, so before committing, the writer waits a moment (at most [`LINGER`], see [`linger`];
+//! the PostgreSQL writer does the same) for the answers due to the episodes dispatched early:
+//! the step and the episode it fed then share one commit, and a three-activity chain costs
+//! four commits in a row instead of eight.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
@@ -95,29 +96,29 @@ pub(crate) const LINGER: Duration = Duration::from_micros(500);
 /// batch is queued, so the batch may arrive first).
 const LINGER_SLICE: Duration = Duration::from_micros(50);
 
-/// Waits up to [`LINGER`] for the answers of the episodes dispatched early so far, when such
-/// answers usually come within it (a worker in another process takes longer: then the commit
-/// goes at once), taking the batches that arrive meanwhile into `pending`. Returns whether
-/// `Close` came.
-fn linger(rx: &mpsc::Receiver<Command>, signal: &CommitSignal, pending: &mut Vec<Pending>) -> bool {
-    let usual = Duration::from_micros(signal.early_answer_micros.load(Ordering::Relaxed));
-    if usual > LINGER {
-        return false;
-    }
-    let due = signal.early_dispatched.load(Ordering::SeqCst);
+/// Waits up to [`LINGER`] for the answers due to the episodes dispatched early so far (by the
+/// engines of `signals`), when such answers usually come within it (a worker in another
+/// process takes longer: then the commit goes at once). `receive(timeout)` takes what arrives
+/// meanwhile into the commit; it returns `false` to stop waiting.
+pub(crate) fn linger<'a>(
+    signals: impl IntoIterator<Item = &'a CommitSignal>,
+    mut receive: impl FnMut(Duration) -> bool,
+) {
+    let due: Vec<(&CommitSignal, u64)> = signals
+        .into_iter()
+        .filter(|s| Duration::from_micros(s.early_answer_micros.load(Ordering::Relaxed)) <= LINGER)
+        .map(|s| (s, s.early_dispatched.load(Ordering::SeqCst)))
+        .collect();
     let deadline = Instant::now() + LINGER;
-    while signal.early_answered.load(Ordering::SeqCst) < due {
+    while due
+        .iter()
+        .any(|(s, due)| s.early_answered.load(Ordering::SeqCst) < *due)
+    {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || !receive(LINGER_SLICE.min(deadline - now)) {
             break;
         }
-        match rx.recv_timeout(LINGER_SLICE.min(deadline - now)) {
-            Ok(Command::Batch(p)) => pending.push(p),
-            Ok(Command::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => return true,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
     }
-    false
 }
 
 fn writer_loop(
@@ -145,7 +146,17 @@ fn writer_loop(
             continue;
         }
         if !closing {
-            closing = linger(&rx, &signal, &mut pending);
+            linger([&*signal], |wait| match rx.recv_timeout(wait) {
+                Ok(Command::Batch(p)) => {
+                    pending.push(p);
+                    true
+                }
+                Ok(Command::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    closing = true;
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => true,
+            });
         }
         let max_seq = pending.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
         // After one failed commit nothing more may commit: later batches build on changes

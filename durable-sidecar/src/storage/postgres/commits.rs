@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::super::writer::{Done, Pending};
+use super::super::writer::{Done, Pending, linger};
 use super::super::{CommitSignal, StorageError};
 use super::write::{self, Statements, Tagged};
 use super::{RECONNECT_FOR, RELOCK_WAIT, is_transient, superseded_dropped, take_partition_lock};
@@ -170,7 +170,28 @@ impl Hub {
                 // Group commit: take everything that queued up meanwhile.
                 next = rx.try_recv().ok();
             }
+            // And the answers of episodes dispatched early, if they come quickly.
+            let mut interrupted = None;
+            if !group.is_empty() {
+                linger(self.parts.values().map(|h| &*h.signal), |wait| {
+                    match rx.recv_timeout(wait) {
+                        Ok(Command::Batch { part, pending }) => {
+                            group.push((part, pending));
+                            true
+                        }
+                        Ok(other) => {
+                            interrupted = Some(other);
+                            false
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => false,
+                        Err(mpsc::RecvTimeoutError::Timeout) => true,
+                    }
+                });
+            }
             self.commit(group);
+            if let Some(other) = interrupted {
+                self.control(other);
+            }
         }
     }
 
