@@ -32,6 +32,10 @@ pub(super) const COMMON_RECEIVE_LIMIT: usize = 4 * 1024 * 1024;
 /// failed. The worker's reconnect delay spaces them out.
 const MAX_FAILED_DELIVERIES: u32 = 3;
 
+/// The longest history an orchestration may have to get its next episode before the step
+/// that made it ready is durable (see [`Engine::pump`]).
+const EARLY_MAX_HISTORY: usize = 1_000;
+
 impl Engine {
     /// Connects a worker stream; returns its id.
     pub(crate) fn add_stream(&self, stream: WorkStream) -> Result<u64, Status> {
@@ -163,6 +167,13 @@ impl Engine {
                 continue;
             }
             let early = inst.ready_seq > durable;
+            if early && inst.history.len() > EARLY_MAX_HISTORY {
+                // A long history: replaying it costs more than waiting for the commit, during
+                // which more events gather for the episode.
+                inst.queued = true;
+                keep.push_back(id);
+                continue;
+            }
             let (name, version) = (inst.rec.name.clone(), inst.rec.version.clone());
             let picked = pick_stream(st, WorkKind::Orchestration, &name, version.as_deref());
             let Some(stream) = picked
