@@ -375,6 +375,29 @@ mod tests {
         }
     }
 
+    /// Completes the episode under `token` of instance `id` with output `1`.
+    fn complete(engine: &Engine, id: &str, token: String) -> CommitWait {
+        let done = OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
+                proto::CompleteOrchestrationAction {
+                    orchestration_status: OrchestrationStatus::Completed as i32,
+                    result: Some("1".into()),
+                    ..Default::default()
+                },
+            )),
+        };
+        engine
+            .complete_orchestration(proto::OrchestratorResponse {
+                instance_id: id.into(),
+                actions: vec![done],
+                completion_token: token,
+                ..Default::default()
+            })
+            .unwrap()
+            .unwrap()
+    }
+
     async fn wait_briefly(
         engine: &Engine,
         id: &str,
@@ -413,25 +436,7 @@ mod tests {
             OrchestrationStatus::Pending as i32
         );
         let item = rx.recv().await.unwrap().unwrap();
-        let done = OrchestratorAction {
-            id: 1,
-            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
-                proto::CompleteOrchestrationAction {
-                    orchestration_status: OrchestrationStatus::Completed as i32,
-                    result: Some("1".into()),
-                    ..Default::default()
-                },
-            )),
-        };
-        let _commit = engine
-            .complete_orchestration(proto::OrchestratorResponse {
-                instance_id: "a".into(),
-                actions: vec![done],
-                completion_token: item.completion_token,
-                ..Default::default()
-            })
-            .unwrap()
-            .unwrap();
+        let _commit = complete(&engine, "a", item.completion_token);
         let waiter = {
             let engine = Arc::clone(&engine);
             tokio::spawn(async move { engine.wait_for("a", false, None, is_terminal).await })
@@ -490,25 +495,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(engine.signal.early_dispatched.load(Ordering::SeqCst), 1);
-        let done = OrchestratorAction {
-            id: 1,
-            orchestrator_action_type: Some(OrchestratorActionType::CompleteOrchestration(
-                proto::CompleteOrchestrationAction {
-                    orchestration_status: OrchestrationStatus::Completed as i32,
-                    result: Some("1".into()),
-                    ..Default::default()
-                },
-            )),
-        };
-        let mut episode = engine
-            .complete_orchestration(proto::OrchestratorResponse {
-                instance_id: "e".into(),
-                actions: vec![done],
-                completion_token: item.completion_token,
-                ..Default::default()
-            })
-            .unwrap()
-            .unwrap();
+        let mut episode = complete(&engine, "e", item.completion_token);
         assert_eq!(
             engine.signal.early_answered.load(Ordering::SeqCst),
             1,
