@@ -71,7 +71,7 @@ impl SidecarService {
     async fn on_instance<T>(&self, op: impl Fn(&Engine) -> Result<T, Status>) -> Result<T, Status> {
         match op(&self.engine) {
             Err(e) if e.code() == tonic::Code::NotFound => {
-                if self.engine.receive_messages().await? > 0 {
+                if self.engine.catch_up().await? {
                     op(&self.engine)
                 } else {
                     Err(e)

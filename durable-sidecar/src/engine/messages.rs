@@ -259,9 +259,7 @@ fn decode(bytes: &[u8]) -> Result<Outbound, String> {
 
 impl Engine {
     /// Reads the messages waiting for this engine's partition and applies them; the number
-    /// read (0 when unpartitioned). A lookup that finds no instance calls this before it
-    /// answers "not found": the instance may be one another partition just created (a
-    /// sub-orchestration), whose creation is durable but not yet applied here.
+    /// read (0 when unpartitioned).
     pub(crate) async fn receive_messages(&self) -> Result<usize, Status> {
         let Some(part) = self.lock().partition.map(|p| p.index) else {
             return Ok(0);
@@ -273,6 +271,19 @@ impl Engine {
             self.apply_messages(rows, durable_before);
         }
         Ok(read)
+    }
+
+    /// Before a lookup that found no instance answers "not found": applies what other
+    /// partitions sent, and says whether to look once more (when this engine serves a
+    /// partition). The instance may be one another partition just created (a
+    /// sub-orchestration), applied by this call or, a moment before, by the partition's own
+    /// message pump, so the second look is needed even when this call read nothing.
+    pub(crate) async fn catch_up(&self) -> Result<bool, Status> {
+        let partitioned = self.lock().partition.is_some();
+        if partitioned {
+            self.receive_messages().await?;
+        }
+        Ok(partitioned)
     }
 
     /// Applies messages read from storage for this engine's partition, in order, in one batch

@@ -53,7 +53,7 @@ impl Engine {
                 // Another partition may have just created it: apply what it sent, look again.
                 if rec.is_none() && !received {
                     received = true;
-                    if self.receive_messages().await? > 0 {
+                    if self.catch_up().await? {
                         continue;
                     }
                 }
@@ -131,7 +131,7 @@ impl Engine {
     pub(crate) async fn history(&self, id: &str) -> Result<Option<Vec<HistoryEvent>>, Status> {
         let found = self.history_now(id).await?;
         // Another partition may have just created it: apply what it sent, look again.
-        if found.is_none() && self.receive_messages().await? > 0 {
+        if found.is_none() && self.catch_up().await? {
             return self.history_now(id).await;
         }
         Ok(found)
