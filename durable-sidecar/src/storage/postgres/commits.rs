@@ -408,12 +408,8 @@ impl Hub {
 
     /// The commit marks of a group: per partition, this writer and its last batch.
     fn marks(&self, group: &[(u32, Pending)]) -> Vec<(u32, i64, u64)> {
-        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
-        for (part, (seq, _, _)) in group {
-            let max = last.entry(*part).or_default();
-            *max = (*max).max(*seq);
-        }
-        last.into_iter()
+        last_batches(group)
+            .into_iter()
             .map(|(part, seq)| {
                 let writer = self.parts.get(&part).map_or(0, |held| held.writer);
                 (part, writer, seq)
@@ -491,10 +487,8 @@ impl Hub {
 
     /// Reports a commit's outcome to each partition in it and to whoever waits for a batch.
     fn settle(&mut self, group: Group, result: &Result<(), Arc<StorageError>>) {
-        let mut durable: BTreeMap<u32, u64> = BTreeMap::new();
-        for (part, (seq, _, done)) in group {
-            let max = durable.entry(part).or_default();
-            *max = (*max).max(seq);
+        let durable = last_batches(&group);
+        for (_, (_, _, done)) in group {
             answer(done, result.clone());
         }
         for (part, seq) in durable {
@@ -516,6 +510,16 @@ impl Hub {
 fn new_writer_id() -> i64 {
     let [a, b, c, d, e, f, g, h, ..] = *uuid::Uuid::new_v4().as_bytes();
     i64::from_le_bytes([a, b, c, d, e, f, g, h])
+}
+
+/// Each partition's last batch in a group.
+fn last_batches(group: &[(u32, Pending)]) -> BTreeMap<u32, u64> {
+    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+    for (part, (seq, _, _)) in group {
+        let max = last.entry(*part).or_default();
+        *max = (*max).max(*seq);
+    }
+    last
 }
 
 /// Whether a group holds batches of more than one partition.

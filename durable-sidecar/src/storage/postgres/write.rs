@@ -27,6 +27,14 @@ impl Call {
             params,
         }
     }
+
+    /// The parameters as the client takes them.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
 }
 
 /// Runs the calls in order as one transaction, all pipelined with its `BEGIN` and `COMMIT`: one
@@ -37,15 +45,7 @@ pub(super) async fn run_transaction(
     statements: &Statements,
     calls: &[Call],
 ) -> Result<(), StorageError> {
-    let params: Vec<Vec<&(dyn ToSql + Sync)>> = calls
-        .iter()
-        .map(|c| {
-            c.params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                .collect()
-        })
-        .collect();
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = calls.iter().map(Call::params).collect();
     let begin = std::iter::once(client.execute(&statements.begin, &[]));
     let body = calls
         .iter()
@@ -206,12 +206,7 @@ impl Statements {
         writer: i64,
     ) -> Result<(), StorageError> {
         let call = self.marks(&[(part, writer, 0)]);
-        let params: Vec<&(dyn ToSql + Sync)> = call
-            .params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        client.execute(&call.stmt, &params).await?;
+        client.execute(&call.stmt, &call.params()).await?;
         Ok(())
     }
 
