@@ -36,3 +36,38 @@ pub type SidecarService = dyn task_hub_sidecar_service_server::TaskHubSidecarSer
         GetWorkItemsStream = ResponseStream<WorkItem>,
         StreamInstanceHistoryStream = ResponseStream<HistoryChunk>,
     >;
+
+/// The `OrchestratorRequest.properties` key by which durable's sidecar tells a worker in its
+/// own process that `past_events` holds only the history after the first N events, the ones
+/// the worker applied in its previous episode of the execution on this stream (it keeps that
+/// replay state). A worker that no longer holds it answers with `requires_history` and gets
+/// the episode again with the whole history.
+pub const HELD_EVENTS_PROPERTY: &str = "durable.heldEvents";
+
+impl OrchestratorRequest {
+    /// How many leading history events `past_events` leaves out because the worker holds
+    /// them (see [`HELD_EVENTS_PROPERTY`]); `None` for a request with the whole history.
+    ///
+    /// ```
+    /// let mut request = durable_proto::OrchestratorRequest::default();
+    /// assert_eq!(request.held_events(), None);
+    /// request.set_held_events(12);
+    /// assert_eq!(request.held_events(), Some(12));
+    /// ```
+    pub fn held_events(&self) -> Option<usize> {
+        match self.properties.get(HELD_EVENTS_PROPERTY)?.kind {
+            Some(prost_types::value::Kind::NumberValue(n)) if n >= 0.0 => Some(n as usize),
+            _ => None,
+        }
+    }
+
+    /// Marks `past_events` as the history after the first `events` ones.
+    pub fn set_held_events(&mut self, events: usize) {
+        self.properties.insert(
+            HELD_EVENTS_PROPERTY.to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(events as f64)),
+            },
+        );
+    }
+}

@@ -468,7 +468,7 @@ impl TaskHubSidecarService for SidecarService {
                 Arc::clone(&last_send),
                 Arc::default(),
             )
-            .taking_early_episodes(self.in_process),
+            .in_process(self.in_process),
         )?;
         // Health pings keep idle workers from reconnecting: the Python and .NET SDKs give up on
         // a stream after 120 s of silence, this crate's worker after 150 s.

@@ -101,15 +101,17 @@ pub(crate) struct WorkStream {
     /// The worker advertised `WORKER_CAPABILITY_HISTORY_STREAMING`: it can fetch a large
     /// history with `StreamInstanceHistory` instead of receiving it inline.
     pub(crate) history_streaming: bool,
-    /// The worker runs in the sidecar's process: it may get an orchestration's episode before
-    /// the step that made it ready is durable (see `Engine::pump`).
-    pub(crate) takes_early_episodes: bool,
+    /// The worker is durable's own, in the sidecar's process: it may get an orchestration's
+    /// episode before the step that made it ready is durable (see `Engine::pump`), and it
+    /// keeps an execution's replay state between episodes, so its next episode carries only
+    /// the history after what it applied (see `Instance::held`).
+    pub(crate) in_process: bool,
 }
 
 impl WorkStream {
-    /// Lets the stream take episodes early (a worker in the sidecar's process).
-    pub(crate) fn taking_early_episodes(mut self, early: bool) -> Self {
-        self.takes_early_episodes = early;
+    /// Marks the stream as served to durable's own worker in this process.
+    pub(crate) fn in_process(mut self, in_process: bool) -> Self {
+        self.in_process = in_process;
         self
     }
 
@@ -164,7 +166,7 @@ impl WorkStream {
             history_streaming: req
                 .capabilities
                 .contains(&(durable_proto::WorkerCapability::HistoryStreaming as i32)),
-            takes_early_episodes: false,
+            in_process: false,
         }
     }
 }

@@ -342,6 +342,11 @@ impl ConnectOptions {
         })
     }
 
+    /// Whether calls go to a sidecar in this process, without gRPC.
+    pub(crate) fn is_in_process(&self) -> bool {
+        self.in_process.is_some()
+    }
+
     /// Connects now (fails if the sidecar is not reachable).
     pub(crate) async fn connect_client(&self) -> Result<SidecarClient, ClientError> {
         if let Some(service) = &self.in_process {

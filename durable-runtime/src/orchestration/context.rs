@@ -167,6 +167,8 @@ impl PendingAction {
 #[derive(Default)]
 pub(crate) struct ActionEntry {
     pending: Option<PendingAction>,
+    /// Sent to the sidecar by an earlier episode of a resumed execution, not confirmed yet.
+    sent: bool,
     task: Option<Rc<Slot>>,
 }
 
@@ -201,6 +203,9 @@ pub(crate) struct State {
     /// for a result event, indexed by action id (ids are dense from 0, so a vector gives O(1)
     /// lookups without hashing).
     pub(crate) actions: Vec<ActionEntry>,
+    /// Entries below this id were sent or confirmed (an episode's response takes the
+    /// actions from here on).
+    sent_up_to: usize,
     /// Waiters for external events, by lower-cased name, oldest first.
     pub(crate) event_waiters: HashMap<String, VecDeque<Rc<Slot>>>,
     /// Events nobody waited for yet, by lower-cased name, oldest first.
@@ -237,6 +242,7 @@ impl State {
             next_id: 0,
             guid_counter: 0,
             actions: Vec::new(),
+            sent_up_to: 0,
             event_waiters: HashMap::new(),
             event_buffer: HashMap::new(),
             completion_seq: 0,
@@ -321,14 +327,32 @@ impl State {
         self.actions.get_mut(index)?.task.take()
     }
 
-    /// The actions history has not confirmed, in id order, as wire actions.
-    pub(crate) fn take_unconfirmed(&mut self) -> Vec<proto::OrchestratorAction> {
+    /// Whether the action with this id was sent by an earlier episode and not confirmed yet;
+    /// it counts as confirmed from now on.
+    pub(crate) fn confirm_sent(&mut self, id: i32) -> bool {
+        let Ok(index) = usize::try_from(id) else {
+            return false;
+        };
+        self.actions
+            .get_mut(index)
+            .is_some_and(|entry| std::mem::take(&mut entry.sent))
+    }
+
+    /// The actions history has not confirmed and no earlier episode sent, in id order, as
+    /// wire actions; they count as sent from now on.
+    pub(crate) fn take_unsent(&mut self) -> Vec<proto::OrchestratorAction> {
         let version = self.version.as_deref();
-        std::mem::take(&mut self.actions)
-            .into_iter()
-            .zip(0..)
-            .filter_map(|(entry, id)| Some(entry.pending?.into_action(id, version)))
-            .collect()
+        let from = self.sent_up_to.min(self.actions.len());
+        self.sent_up_to = self.actions.len();
+        let mut actions = Vec::new();
+        for (entry, index) in self.actions[from..].iter_mut().zip(from..) {
+            if let Some(pending) = entry.pending.take() {
+                entry.sent = true;
+                let id = i32::try_from(index).expect("action ids are i32");
+                actions.push(pending.into_action(id, version));
+            }
+        }
+        actions
     }
 }
 

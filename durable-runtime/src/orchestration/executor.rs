@@ -134,9 +134,16 @@ enum Completion {
     },
 }
 
-struct Episode<'r> {
-    registry: Option<&'r Registry>,
-    single: Option<&'r OrchestratorFn>,
+/// Where an episode finds its orchestrator.
+#[derive(Clone, Copy)]
+enum Lookup<'a> {
+    Registry(&'a Registry),
+    Single(&'a OrchestratorFn),
+}
+
+struct Episode {
+    /// The orchestrator named by `ExecutionStarted`, looked up before the episode runs.
+    orchestrator: Option<Result<OrchestratorFn, FailureDetails>>,
     ctx: OrchestrationContext,
     main: Option<Driven<Result<Option<String>>>>,
     helpers: Vec<Option<Driven<()>>>,
@@ -148,7 +155,21 @@ struct Episode<'r> {
     verify_after_completion: bool,
     suspended: bool,
     /// Deliveries held back while the instance is suspended.
-    suspended_events: VecDeque<&'r HistoryEvent>,
+    suspended_events: VecDeque<HistoryEvent>,
+    /// Whether a response carried the completion: nothing may continue the episode.
+    ended: bool,
+}
+
+/// An execution's replay state after an episode, kept by a worker that will get the next
+/// episode of the same execution with only the events after the `applied` ones it has seen.
+/// The orchestrator's future stays suspended where it was: the next episode costs what its
+/// new events cost, not a replay of the whole history.
+pub(crate) struct Resumable {
+    episode: Episode,
+    /// The execution it belongs to.
+    pub(crate) execution_id: String,
+    /// How many history events it has applied.
+    pub(crate) applied: usize,
 }
 
 /// Runs one episode: replays `pastEvents`, applies `newEvents`, and returns the actions the
@@ -166,7 +187,55 @@ pub fn execute(
     registry: &Registry,
     request: &proto::OrchestratorRequest,
 ) -> proto::OrchestratorResponse {
-    Episode::new(Some(registry), None, request).run(request)
+    Episode::new(request).run(Lookup::Registry(registry), request)
+}
+
+/// Runs an episode like [`execute`], continuing `held` (the state after the previous episode
+/// of the same execution) when given: `request.past_events` then holds only the events after
+/// the `held.applied` ones. Returns the response and, unless the orchestration ended, the
+/// state to continue with next time.
+pub(crate) fn execute_resumable(
+    registry: &Registry,
+    request: &proto::OrchestratorRequest,
+    held: Option<Resumable>,
+) -> (proto::OrchestratorResponse, Option<Resumable>) {
+    let events = request.past_events.len() + request.new_events.len();
+    let (mut episode, applied) = match held {
+        Some(held) if is_rewind(request) => {
+            // Rewinding rewrites the whole history: it needs all of it.
+            drop(held);
+            return (history_required(request), None);
+        }
+        Some(held) => (held.episode, held.applied + events),
+        None => (Episode::new(request), events),
+    };
+    let response = episode.run(Lookup::Registry(registry), request);
+    let execution_id = episode.ctx.state.borrow().execution_id.clone();
+    let resumable = (!episode.ended && !is_rewind(request)).then(|| Resumable {
+        episode,
+        execution_id,
+        applied,
+    });
+    (response, resumable)
+}
+
+/// The answer to an episode that continues state this worker no longer holds: the sidecar
+/// sends the episode again, with the whole history.
+pub(crate) fn history_required(
+    request: &proto::OrchestratorRequest,
+) -> proto::OrchestratorResponse {
+    proto::OrchestratorResponse {
+        instance_id: request.instance_id.clone(),
+        requires_history: true,
+        ..Default::default()
+    }
+}
+
+fn is_rewind(request: &proto::OrchestratorRequest) -> bool {
+    request
+        .new_events
+        .iter()
+        .any(|e| matches!(e.event_type, Some(EventType::ExecutionRewound(_))))
 }
 
 /// Like [`execute`], with the orchestrator given directly instead of looked up by name.
@@ -174,7 +243,7 @@ pub fn execute_orchestrator(
     orchestrator: &OrchestratorFn,
     request: &proto::OrchestratorRequest,
 ) -> proto::OrchestratorResponse {
-    Episode::new(None, Some(orchestrator), request).run(request)
+    Episode::new(request).run(Lookup::Single(orchestrator), request)
 }
 
 struct ExecutorGuard(bool);
@@ -192,12 +261,8 @@ impl Drop for ExecutorGuard {
     }
 }
 
-impl<'r> Episode<'r> {
-    fn new(
-        registry: Option<&'r Registry>,
-        single: Option<&'r OrchestratorFn>,
-        request: &proto::OrchestratorRequest,
-    ) -> Self {
+impl Episode {
+    fn new(request: &proto::OrchestratorRequest) -> Self {
         let mut state = State::new(request.instance_id.clone());
         state.execution_id = request.execution_id.clone().unwrap_or_default();
         // Every action id is confirmed by one event and most are answered by another: half the
@@ -207,8 +272,7 @@ impl<'r> Episode<'r> {
             .actions
             .reserve((request.past_events.len() + request.new_events.len()) / 2);
         Self {
-            registry,
-            single,
+            orchestrator: None,
             ctx: OrchestrationContext::new(Rc::new(RefCell::new(state))),
             main: None,
             helpers: Vec::new(),
@@ -217,17 +281,29 @@ impl<'r> Episode<'r> {
             verify_after_completion: false,
             suspended: false,
             suspended_events: VecDeque::new(),
+            ended: false,
         }
     }
 
-    fn run(mut self, request: &'r proto::OrchestratorRequest) -> proto::OrchestratorResponse {
+    fn run(
+        &mut self,
+        lookup: Lookup<'_>,
+        request: &proto::OrchestratorRequest,
+    ) -> proto::OrchestratorResponse {
         let _guard = ExecutorGuard::enter();
-        let rewind = request
-            .new_events
-            .iter()
-            .any(|e| matches!(e.event_type, Some(EventType::ExecutionRewound(_))));
-        if rewind {
+        if is_rewind(request) {
             return rewind_response(request);
+        }
+        if self.main.is_none() && self.orchestrator.is_none() {
+            let started = request
+                .past_events
+                .iter()
+                .chain(&request.new_events)
+                .find_map(|e| match &e.event_type {
+                    Some(EventType::ExecutionStarted(started)) => Some(started),
+                    _ => None,
+                });
+            self.orchestrator = started.map(|started| lookup_orchestrator(lookup, &started.name));
         }
         let past = request.past_events.iter().map(|e| (e, true));
         let new = request.new_events.iter().map(|e| (e, false));
@@ -248,7 +324,7 @@ impl<'r> Episode<'r> {
             }
         }
         self.finish_continue_as_new(&unprocessed);
-        self.response(request)
+        self.respond(request)
     }
 
     fn halt(&mut self, halt: Halt) {
@@ -262,11 +338,11 @@ impl<'r> Episode<'r> {
         self.verify_after_completion = false;
     }
 
-    fn process(&mut self, event: &'r HistoryEvent) -> Result<(), Halt> {
+    fn process(&mut self, event: &HistoryEvent) -> Result<(), Halt> {
         // Only deliveries wait for a resume; confirmations of actions taken before the
         // suspension, episode starts, resume and terminate go through.
         if self.suspended && is_delivery(event) {
-            self.suspended_events.push_back(event);
+            self.suspended_events.push_back(event.clone());
             return Ok(());
         }
         self.apply(event)?;
@@ -278,7 +354,7 @@ impl<'r> Episode<'r> {
             let Some(buffered) = self.suspended_events.pop_front() else {
                 break;
             };
-            self.apply(buffered)?;
+            self.apply(&buffered)?;
             self.run_ready()?;
         }
         Ok(())
@@ -383,7 +459,15 @@ impl<'r> Episode<'r> {
     }
 
     fn start(&mut self, started: &proto::ExecutionStartedEvent) -> Result<(), Halt> {
-        let run = self.lookup(&started.name)?;
+        let run = match self.orchestrator.clone() {
+            Some(found) => found.map_err(Halt::Failure)?,
+            None => {
+                return Err(Halt::Failure(FailureDetails::new(
+                    "durable::WorkerError",
+                    "the orchestration started without an ExecutionStarted event in its request",
+                )));
+            }
+        };
         {
             let mut state = self.ctx.state.borrow_mut();
             state.name = started.name.clone();
@@ -406,39 +490,13 @@ impl<'r> Episode<'r> {
         Ok(())
     }
 
-    fn lookup(&self, name: &str) -> Result<OrchestratorFn, Halt> {
-        if let Some(run) = self.single {
-            return Ok(run.clone());
-        }
-        let registry = self
-            .registry
-            .expect("execute sets a registry or an orchestrator");
-        registry.orchestrator(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = registry.orchestrator_names().collect();
-            Halt::Failure(
-                FailureDetails::new(
-                    "OrchestratorTaskNotFound",
-                    format!(
-                        "no orchestrator named `{name}` is registered with this worker \
-                         (registered: {}); define it with #[durable::orchestrator] or register \
-                         it by hand",
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                )
-                .non_retriable(),
-            )
-        })
-    }
-
     /// Matches a history event that confirms an action against what the code scheduled.
     fn confirm(&mut self, id: i32, kind: ActionKind, name: &str) -> Result<(), Halt> {
         let mut state = self.ctx.state.borrow_mut();
         match state.take_pending(id) {
             Some(pending) if pending.matches(kind, name) => Ok(()),
+            // Sent by an earlier episode of this resumed execution: history records it.
+            None if state.confirm_sent(id) => Ok(()),
             Some(pending) => Err(Halt::Nondeterminism(format!(
                 "expected {} \"{name}\" at id {id}, but the orchestrator scheduled {} \"{}\" \
                  there: the orchestrator code changed while instances were running; use \
@@ -630,7 +688,7 @@ impl<'r> Episode<'r> {
             self.suspended_events
                 .iter()
                 .filter(|e| matches!(e.event_type, Some(EventType::EventRaised(_))))
-                .map(|e| (*e).clone()),
+                .cloned(),
         );
         carried
     }
@@ -653,10 +711,13 @@ impl<'r> Episode<'r> {
         }
     }
 
-    fn response(self, request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
+    /// The episode's response: the actions no earlier episode sent, and the completion.
+    /// The completion stays recorded (the episode is over).
+    fn respond(&mut self, request: &proto::OrchestratorRequest) -> proto::OrchestratorResponse {
         let mut state = self.ctx.state.borrow_mut();
         let mut actions: Vec<proto::OrchestratorAction> = Vec::new();
-        let completion = self.completion.map(|completion| {
+        self.ended |= self.completion.is_some();
+        let completion = self.completion.take().map(|completion| {
             let status;
             let mut action = proto::CompleteOrchestrationAction::default();
             match completion {
@@ -695,7 +756,7 @@ impl<'r> Episode<'r> {
             ))
         );
         if keep_pending {
-            actions = state.take_unconfirmed();
+            actions = state.take_unsent();
         }
         if let Some((_, action)) = completion {
             let id = state.next_id();
@@ -713,6 +774,31 @@ impl<'r> Episode<'r> {
             ..Default::default()
         }
     }
+}
+
+/// The orchestrator named `name`, or why there is none.
+fn lookup_orchestrator(lookup: Lookup<'_>, name: &str) -> Result<OrchestratorFn, FailureDetails> {
+    let registry = match lookup {
+        Lookup::Single(run) => return Ok(run.clone()),
+        Lookup::Registry(registry) => registry,
+    };
+    registry.orchestrator(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = registry.orchestrator_names().collect();
+        FailureDetails::new(
+            "OrchestratorTaskNotFound",
+            format!(
+                "no orchestrator named `{name}` is registered with this worker \
+                 (registered: {}); define it with #[durable::orchestrator] or register \
+                 it by hand",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+        .non_retriable()
+    })
 }
 
 /// Events that deliver something to the orchestrator (and so wait while it is suspended).
@@ -863,5 +949,123 @@ fn rewind_response(request: &proto::OrchestratorRequest) -> proto::OrchestratorR
             )),
         }],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::orchestration::{Task, when_all};
+
+    fn registry() -> Registry {
+        let mut registry = Registry::new();
+        registry
+            .add_orchestrator_fn("flow", |ctx, _input| {
+                Box::pin(async move {
+                    let first: u64 = ctx.call_activity_by_name("double", 1).await?;
+                    let tasks: Vec<Task<u64>> = (0..3)
+                        .map(|i| ctx.call_activity_by_name("double", first + i))
+                        .collect();
+                    let sum: u64 = when_all(tasks).await?.into_iter().sum();
+                    ctx.set_custom_status(&sum);
+                    let bonus: u64 = ctx.wait_for_external_event("bonus").await?;
+                    ctx.create_timer(Duration::from_secs(5)).await?;
+                    Ok(Some((sum + bonus).to_string()))
+                })
+            })
+            .unwrap();
+        registry
+    }
+
+    fn event(event_id: i32, seconds: i64, event_type: EventType) -> HistoryEvent {
+        HistoryEvent {
+            event_id,
+            timestamp: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+            event_type: Some(event_type),
+        }
+    }
+
+    /// Plays a sidecar: one answer per episode, each episode run twice, replaying the whole
+    /// history and continuing the state kept from the previous episode; both must agree.
+    #[test]
+    fn a_continued_episode_answers_exactly_as_a_full_replay() {
+        let registry = registry();
+        let started = proto::ExecutionStartedEvent {
+            name: "flow".into(),
+            ..Default::default()
+        };
+        let mut inbox = vec![event(-1, 0, EventType::ExecutionStarted(started))];
+        let mut history: Vec<HistoryEvent> = Vec::new();
+        let mut held: Option<Resumable> = None;
+        let mut continued = 0;
+        for second in 1..40 {
+            if inbox.is_empty() {
+                let bonus = proto::EventRaisedEvent {
+                    name: "bonus".into(),
+                    input: Some("100".into()),
+                };
+                inbox.push(event(-1, second, EventType::EventRaised(bonus)));
+            }
+            let started = EventType::OrchestratorStarted(proto::OrchestratorStartedEvent {});
+            let new_events = vec![event(-1, second, started), inbox.remove(0)];
+            let full = proto::OrchestratorRequest {
+                instance_id: "i".into(),
+                past_events: history.clone(),
+                new_events: new_events.clone(),
+                ..Default::default()
+            };
+            let expected = execute(&registry, &full);
+            let mut request = full.clone();
+            if let Some(held) = &held {
+                request.past_events = history[held.applied..].to_vec();
+                request.set_held_events(held.applied);
+                continued += 1;
+            }
+            let (response, next) = execute_resumable(&registry, &request, held.take());
+            assert_eq!(response, expected, "episode {second}");
+            held = next;
+            history.extend(new_events);
+            for action in response.actions {
+                let id = action.id;
+                match action.orchestrator_action_type.unwrap() {
+                    OrchestratorActionType::ScheduleTask(task) => {
+                        let input: u64 = task.input.as_deref().unwrap().parse().unwrap();
+                        let scheduled = proto::TaskScheduledEvent {
+                            name: task.name,
+                            input: task.input,
+                            ..Default::default()
+                        };
+                        history.push(event(id, second, EventType::TaskScheduled(scheduled)));
+                        let completed = proto::TaskCompletedEvent {
+                            task_scheduled_id: id,
+                            result: Some((2 * input).to_string()),
+                        };
+                        inbox.push(event(-1, second, EventType::TaskCompleted(completed)));
+                    }
+                    OrchestratorActionType::CreateTimer(timer) => {
+                        let created = proto::TimerCreatedEvent {
+                            fire_at: timer.fire_at,
+                        };
+                        history.push(event(id, second, EventType::TimerCreated(created)));
+                        let fired = proto::TimerFiredEvent {
+                            fire_at: timer.fire_at,
+                            timer_id: id,
+                        };
+                        inbox.push(event(-1, second, EventType::TimerFired(fired)));
+                    }
+                    OrchestratorActionType::CompleteOrchestration(done) => {
+                        // 2, then 4 + 6 + 8, then the bonus.
+                        assert_eq!(done.result.as_deref(), Some("118"));
+                        assert!(held.is_none(), "an ended execution keeps no state");
+                        assert!(continued >= 6, "most episodes continued: {continued}");
+                        return;
+                    }
+                    other => panic!("unexpected action {other:?}"),
+                }
+            }
+        }
+        panic!("the orchestration did not complete");
     }
 }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 pub use context::{ActivityOptions, OrchestrationContext, SubOrchestratorOptions};
 pub use entities::{ENTITY_LOCK_MISUSE_ERROR_TYPE, EntityLock, LockTask};
 pub use executor::{NONDETERMINISM_ERROR_TYPE, execute, execute_orchestrator};
+pub(crate) use executor::{Resumable, execute_resumable, history_required};
 pub use retry::{RetryContext, RetryPolicy};
 pub use task::{Task, TaskRef, WhenAll, WhenAny, when_all, when_any};
 

@@ -16,6 +16,32 @@ use crate::proto::history_event::EventType;
 use crate::proto::orchestrator_action::OrchestratorActionType;
 use crate::proto::{self, HistoryEvent, OrchestrationStatus};
 
+/// The events that scheduled the tasks of an execution still waiting for an answer, by task
+/// id, kept between episodes by a worker that continues the execution's replay state (its
+/// next episode gets only the history after what it applied, so the scheduling events of
+/// answers it receives may not be in it). Inputs are left out.
+#[derive(Default)]
+pub(crate) struct Origins(HashMap<i32, HistoryEvent>);
+
+impl Origins {
+    /// Records the scheduling events `request` brings and forgets the answered tasks.
+    fn note(&mut self, request: &proto::OrchestratorRequest) {
+        for event in request.past_events.iter().chain(&request.new_events) {
+            if is_scheduling(event) {
+                let mut kept = event.clone();
+                match kept.event_type.as_mut() {
+                    Some(EventType::TaskScheduled(s)) => s.input = None,
+                    Some(EventType::SubOrchestrationInstanceCreated(s)) => s.input = None,
+                    _ => {}
+                }
+                self.0.insert(event.event_id, kept);
+            } else if let Some((id, _)) = answer_of(event) {
+                self.0.remove(&id);
+            }
+        }
+    }
+}
+
 /// The span of an orchestration episode while it runs.
 pub(crate) struct EpisodeTrace {
     span: global::BoxedSpan,
@@ -30,17 +56,12 @@ impl EpisodeTrace {
     /// Starts the span of the episode `request` asks for: `orchestration:Name`, a server span
     /// under the trace context the orchestration was started with. An orchestration started
     /// without one gets a trace of its own, derived from its execution id so that every
-    /// episode of the execution lands in the same trace.
-    pub(crate) fn start(request: &proto::OrchestratorRequest) -> Self {
-        let started = request
-            .past_events
-            .iter()
-            .chain(&request.new_events)
-            .take(3)
-            .find_map(|e| match &e.event_type {
-                Some(EventType::ExecutionStarted(s)) => Some(s),
-                _ => None,
-            });
+    /// episode of the execution lands in the same trace. `started`: the execution's
+    /// `ExecutionStarted` event.
+    pub(crate) fn start(
+        request: &proto::OrchestratorRequest,
+        started: Option<&proto::ExecutionStartedEvent>,
+    ) -> Self {
         let name = started.map(|s| s.name.clone()).unwrap_or_default();
         let version = started.and_then(|s| s.version.as_deref());
         let execution_id = started
@@ -73,11 +94,14 @@ impl EpisodeTrace {
     }
 
     /// Gives the episode's new actions their trace context, emits the spans of what the
-    /// episode received, and ends the episode's span.
+    /// episode received, and ends the episode's span. `origins`: the execution's unanswered
+    /// scheduling events from earlier episodes, when its replay state is kept between
+    /// episodes (updated with this one's).
     pub(crate) fn finish(
         mut self,
         request: &proto::OrchestratorRequest,
         response: &mut proto::OrchestratorResponse,
+        origins: Option<&mut Origins>,
     ) {
         if let Some(trace) = &self.propagated {
             for action in &mut response.actions {
@@ -94,7 +118,10 @@ impl EpisodeTrace {
                 _ => None,
             });
         if self.span.is_recording() {
-            self.emit_received(request);
+            self.emit_received(request, origins.as_deref());
+            if let Some(origins) = origins {
+                origins.note(request);
+            }
             if let Some(done) = completion {
                 self.record_completion(done);
             }
@@ -124,7 +151,7 @@ impl EpisodeTrace {
 
     /// One span per timer fired, activity and sub-orchestration answered, and event raised in
     /// this episode's new events, from the event that scheduled it to the one that answered.
-    fn emit_received(&self, request: &proto::OrchestratorRequest) {
+    fn emit_received(&self, request: &proto::OrchestratorRequest, origins: Option<&Origins>) {
         let answered: HashSet<i32> = request
             .new_events
             .iter()
@@ -137,13 +164,20 @@ impl EpisodeTrace {
         if answered.is_empty() && !has_events {
             return;
         }
-        let scheduled: HashMap<i32, &HistoryEvent> = request
+        let mut scheduled: HashMap<i32, &HistoryEvent> = request
             .past_events
             .iter()
             .chain(&request.new_events)
             .filter(|e| answered.contains(&e.event_id) && is_scheduling(e))
             .map(|e| (e.event_id, e))
             .collect();
+        if let Some(origins) = origins {
+            for id in &answered {
+                if let Some(origin) = origins.0.get(id) {
+                    scheduled.entry(*id).or_insert(origin);
+                }
+            }
+        }
         let tracer = global::tracer(TRACER);
         let parent = Context::new().with_remote_span_context(self.span.span_context().clone());
         for event in &request.new_events {

@@ -25,7 +25,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, global};
 
 pub(crate) use context::{of_context, parent};
-pub(crate) use episode::EpisodeTrace;
+pub(crate) use episode::{EpisodeTrace, Origins};
 
 use crate::proto;
 

@@ -1,5 +1,5 @@
 //! Running one work item: an activity (on tokio, panics caught) or an orchestration episode
-//! (on a blocking thread, through the replay executor).
+//! (on its instance's episode thread, through the replay executor).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use opentelemetry::trace::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::episodes::{self, EpisodeThreads};
 use crate::activity::ActivityContext;
 use crate::error::FailureDetails;
 use crate::proto;
@@ -108,64 +109,47 @@ pub(crate) async fn run_activity(
     }
 }
 
-/// The threads orchestration episodes run on: one per core. Episodes are CPU work (the
-/// executor never waits), so more threads would not run them sooner; few threads also keep
-/// the allocator to few arenas, which is most of what a large fan-out's memory comes down to.
-/// `None` when the threads cannot be started (episodes then run on tokio's blocking pool).
-fn episode_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(cores)
-            .thread_name(|i| format!("durable-episode-{i}"))
-            .build()
-            .map_err(|e| {
-                tracing::warn!(
-                    "starting the episode threads failed ({e}); using tokio's blocking pool"
-                )
-            })
-            .ok()
-    })
-    .as_ref()
-}
-
-/// Runs one orchestration episode on an episode thread (the executor never awaits; long
-/// histories are CPU work that must not stall the tokio workers).
+/// Runs one orchestration episode on its instance's episode thread (the executor never
+/// awaits; long histories are CPU work that must not stall the tokio workers). `stream`: the
+/// work-item stream it came from when the sidecar is in this process (which continues kept
+/// replay state; see [`episodes`]). Returns the response and the orchestration's name.
 pub(crate) async fn run_orchestration(
     registry: Arc<Registry>,
     request: proto::OrchestratorRequest,
-) -> proto::OrchestratorResponse {
+    stream: Option<u64>,
+) -> (proto::OrchestratorResponse, String) {
     let instance_id = request.instance_id.clone();
-    let episode = move || {
+    let episode = move |pinned: bool| {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let trace = telemetry::EpisodeTrace::start(&request);
-            let mut response = crate::orchestration::execute(&registry, &request);
-            trace.finish(&request, &mut response);
-            response
+            let keep = stream.filter(|_| pinned);
+            episodes::run_episode(&registry, &request, keep)
         }))
         .map_err(|payload| panic_details("the orchestration executor", payload.as_ref()))
     };
-    let joined = match episode_pool() {
-        Some(pool) => {
+    let joined = match EpisodeThreads::get() {
+        Some(threads) => {
             let (done, result) = tokio::sync::oneshot::channel();
-            pool.spawn(move || {
-                let _ = done.send(episode());
+            let job = Box::new(move || {
+                let _ = done.send(episode(true));
             });
-            result
-                .await
-                .map_err(|_| "the episode thread stopped".to_owned())
+            if threads.run(&instance_id, job) {
+                result
+                    .await
+                    .map_err(|_| "the episode thread stopped".to_owned())
+            } else {
+                Err("the episode thread stopped".to_owned())
+            }
         }
-        None => tokio::task::spawn_blocking(episode)
+        None => tokio::task::spawn_blocking(move || episode(false))
             .await
             .map_err(|e| e.to_string()),
     };
     let failure = match joined {
-        Ok(Ok(mut response)) => {
+        Ok(Ok((mut response, name))) => {
             if response.instance_id.is_empty() {
                 response.instance_id = instance_id;
             }
-            return response;
+            return (response, name);
         }
         Ok(Err(details)) => details,
         Err(stopped) => FailureDetails::new(
@@ -174,7 +158,7 @@ pub(crate) async fn run_orchestration(
         ),
     };
     tracing::error!(%instance_id, "orchestration episode failed inside the SDK: {failure}");
-    sdk_failure_response(instance_id, &failure)
+    (sdk_failure_response(instance_id, &failure), String::new())
 }
 
 /// A failure of the SDK itself (not of user code): one completion action with id -1, as the

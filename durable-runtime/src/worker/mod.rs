@@ -29,6 +29,7 @@
 
 mod backoff;
 mod cancellation;
+mod episodes;
 mod execute;
 mod versioning;
 
@@ -433,6 +434,7 @@ async fn serve(
     let mut call_client = client.clone();
     let open = call_client.get_work_items(request);
     tokio::pin!(open);
+    let stream_id = episodes::new_stream_id();
     let mut stream = loop {
         tokio::select! {
             _ = stop.changed() => return Ended::Shutdown,
@@ -457,7 +459,7 @@ async fn serve(
             message = stream.next() => match message.transpose() {
                 Ok(Some(item)) => {
                     watchdog.as_mut().reset(Instant::now() + silent);
-                    dispatch(inner, &client, item, tasks);
+                    dispatch(inner, &client, stream_id, item, tasks);
                 }
                 Ok(None) => return Ended::Disconnected("the sidecar closed the work-item stream".into()),
                 Err(status) => return Ended::Disconnected(format!("work-item stream error: {status}")),
@@ -521,6 +523,7 @@ fn clamp(n: usize) -> i32 {
 fn dispatch(
     inner: &Arc<Inner>,
     client: &SidecarClient,
+    stream: u64,
     item: proto::WorkItem,
     tasks: &mut JoinSet<()>,
 ) {
@@ -530,6 +533,7 @@ fn dispatch(
             tasks.spawn(orchestration_item(
                 Arc::clone(inner),
                 client.clone(),
+                stream,
                 request,
                 token,
             ));
@@ -734,6 +738,7 @@ async fn entity_item(
 async fn orchestration_item(
     inner: Arc<Inner>,
     client: SidecarClient,
+    stream: u64,
     mut request: proto::OrchestratorRequest,
     token: String,
 ) {
@@ -766,10 +771,18 @@ async fn orchestration_item(
             }
         }
     }
-    let mismatch = inner.options.versioning.as_ref().and_then(|versioning| {
-        let problem = versioning.mismatch(&versioning::instance_version(&request))?;
-        Some((versioning.failure_strategy_value(), problem))
-    });
+    // An episode that continues state this worker holds needs no check: that state exists
+    // because an earlier episode of the execution passed it here, under the same options.
+    let continues = request.held_events().is_some();
+    let mismatch = inner
+        .options
+        .versioning
+        .as_ref()
+        .filter(|_| !continues)
+        .and_then(|versioning| {
+            let problem = versioning.mismatch(&versioning::instance_version(&request))?;
+            Some((versioning.failure_strategy_value(), problem))
+        });
     match mismatch {
         Some((VersionFailure::Reject, problem)) => {
             tracing::info!(instance_id = %request.instance_id, "handing the work item back: {problem}");
@@ -799,14 +812,23 @@ async fn orchestration_item(
         }
         None => {}
     }
-    let lifecycle = Lifecycle::of(&request);
-    let mut response = tokio::select! {
-        response = execute::run_orchestration(Arc::clone(&inner.registry), request) => response,
+    let first_episode = Lifecycle::is_first_episode(&request);
+    let (mut response, name) = tokio::select! {
+        ran = execute::run_orchestration(
+            Arc::clone(&inner.registry),
+            request,
+            inner.connection.is_in_process().then_some(stream),
+        ) => ran,
         _ = reached(inner.phase.clone(), Phase::Abandoning) => {
             return abandon(client, token).await;
         }
     };
     response.completion_token = token.clone();
+    let lifecycle = Lifecycle {
+        instance_id: response.instance_id.clone(),
+        name,
+        first_episode,
+    };
     lifecycle.log(&response);
     let instance_id = response.instance_id.clone();
     let replacement = |status: &tonic::Status| {
@@ -842,21 +864,14 @@ struct Lifecycle {
 }
 
 impl Lifecycle {
-    fn of(request: &proto::OrchestratorRequest) -> Self {
-        let started = |e: &proto::HistoryEvent| match &e.event_type {
-            Some(proto::history_event::EventType::ExecutionStarted(s)) => Some(s.name.clone()),
-            _ => None,
-        };
-        let past = request.past_events.iter().find_map(started);
-        let first_episode = past.is_none();
-        let name = past
-            .or_else(|| request.new_events.iter().find_map(started))
-            .unwrap_or_default();
-        Self {
-            instance_id: request.instance_id.clone(),
-            name,
-            first_episode,
-        }
+    /// Whether `request` starts its execution (its `ExecutionStarted` event is new).
+    fn is_first_episode(request: &proto::OrchestratorRequest) -> bool {
+        request.new_events.iter().any(|e| {
+            matches!(
+                e.event_type,
+                Some(proto::history_event::EventType::ExecutionStarted(_))
+            )
+        })
     }
 
     fn log(&self, response: &proto::OrchestratorResponse) {

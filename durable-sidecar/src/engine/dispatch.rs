@@ -176,8 +176,8 @@ impl Engine {
             }
             let (name, version) = (inst.rec.name.clone(), inst.rec.version.clone());
             let picked = pick_stream(st, WorkKind::Orchestration, &name, version.as_deref());
-            let Some(stream) = picked
-                .filter(|s| !early || st.streams.get(s).is_some_and(|s| s.takes_early_episodes))
+            let Some(stream) =
+                picked.filter(|s| !early || st.streams.get(s).is_some_and(|s| s.in_process))
             else {
                 if let Some(inst) = st.instances.get_mut(&id) {
                     inst.queued = true;
@@ -213,14 +213,23 @@ impl Engine {
         });
         new_events.extend(inst.inbox.iter().map(|(_, e)| e.clone()));
         let up_to_seq = inst.inbox.back().map(|(s, _)| *s);
+        // The worker that ran the previous episode on this stream holds the history it saw.
+        let held = inst
+            .held
+            .take()
+            .filter(|h| h.stream == stream && h.events <= inst.history.len())
+            .map(|h| h.events);
         let mut request = OrchestratorRequest {
             instance_id: id.to_string(),
             execution_id: Some(inst.rec.execution_id.clone()),
-            past_events: inst.history.clone(),
+            past_events: inst.history[held.unwrap_or(0)..].to_vec(),
             new_events: new_events.clone(),
             orchestration_trace_context: inst.rec.orchestration_trace_context.clone(),
             ..Default::default()
         };
+        if let Some(events) = held {
+            request.set_held_events(events);
+        }
         // A work item over the message limit would fail on the worker's side and make it
         // reconnect forever: stream the history to workers that can fetch it, fail otherwise.
         // Workers that stream history get it streamed from the common receive limit on.
@@ -241,6 +250,7 @@ impl Engine {
             token: token.clone(),
             up_to_seq,
             new_events,
+            history_len: inst.history.len(),
             bytes: item_len(&request, &token),
             since: std::time::Instant::now(),
         });
@@ -517,17 +527,19 @@ fn dispatchable(inst: &Instance, now: i64) -> bool {
     if inst.inbox.is_empty() && !inst.rec.force_dispatch {
         return false;
     }
+    // The inbox is scanned only for instances that wait (a large fan-in's inbox holds
+    // thousands of results, and this runs on every pump).
     let has = |f: fn(&EventType) -> bool| {
         inst.inbox
             .iter()
             .any(|(_, e)| e.event_type.as_ref().is_some_and(f))
     };
-    let terminating = has(|e| matches!(e, EventType::ExecutionTerminated(_)));
+    let terminating = || has(|e| matches!(e, EventType::ExecutionTerminated(_)));
     if inst.rec.status == OrchestrationStatus::Suspended as i32 {
-        return terminating || has(|e| matches!(e, EventType::ExecutionResumed(_)));
+        return terminating() || has(|e| matches!(e, EventType::ExecutionResumed(_)));
     }
     if inst.rec.scheduled_start_ms.is_some_and(|s| s > now) && inst.history.is_empty() {
-        return terminating;
+        return terminating();
     }
     true
 }

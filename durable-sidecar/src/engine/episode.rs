@@ -9,7 +9,7 @@ use tonic::Status;
 use super::batch::{Batch, CommitWait};
 use super::lifecycle::NewInstance;
 use super::routing::Outbound;
-use super::state::{Activity, Dispatched, InFlight, Instance, State, TimerEntry};
+use super::state::{Activity, Dispatched, HeldHistory, InFlight, Instance, State, TimerEntry};
 use super::{Engine, event, is_terminal, new_id};
 use crate::proto::{
     self, HistoryEvent, OrchestrationInstance, OrchestrationStatus, ParentInstanceInfo,
@@ -101,7 +101,9 @@ impl Engine {
             return Ok(None);
         };
         let Dispatched::Orchestration {
-            instance_id: id, ..
+            instance_id: id,
+            stream,
+            ..
         } = d
         else {
             return Err(d.not_a(WorkKind::Orchestration));
@@ -114,6 +116,13 @@ impl Engine {
         if !current {
             // The instance was replaced or purged since dispatch: drop the stale result.
             st.release_token(&token);
+            self.pump(&mut st);
+            return Ok(None);
+        }
+        if resp.requires_history && !resp.is_partial && resp.actions.is_empty() {
+            // The worker no longer holds the state its episode was to continue: send the
+            // episode again, with the whole history.
+            st.abandon(&token);
             self.pump(&mut st);
             return Ok(None);
         }
@@ -144,21 +153,28 @@ impl Engine {
             return Err(Status::resource_exhausted(message));
         }
         st.release_token(&token);
+        let holder = st
+            .streams
+            .get(&stream)
+            .is_some_and(|s| s.in_process)
+            .then_some(stream);
         let mut b = self.begin(&mut st);
-        let out = self.apply_episode(&mut st, &mut b, &id, resp);
+        let out = self.apply_episode(&mut st, &mut b, &id, resp, holder);
         self.run_outbound(&mut st, &mut b, out);
         st.mark_ready(&b, &id);
         st.notify_waiters(&b, &id);
         Ok(Some(self.submit(&mut st, b)))
     }
 
-    /// Commits an episode's new events and applies its actions in order.
+    /// Commits an episode's new events and applies its actions in order. `holder`: the
+    /// in-process stream that ran it, whose worker keeps the replay state it reached.
     fn apply_episode(
         &self,
         st: &mut State,
         b: &mut Batch,
         id: &str,
         resp: proto::OrchestratorResponse,
+        holder: Option<u64>,
     ) -> Vec<Outbound> {
         let next_key = &mut st.next_key;
         let Some(inst) = st.instances.get_mut(id) else {
@@ -196,7 +212,10 @@ impl Engine {
         }
 
         let old_len = inst.history.len();
+        // What the worker saw, if the history did not change while it ran the episode.
+        let holder = holder.filter(|_| flight.history_len == old_len);
         inst.history.extend(flight.new_events);
+        let applied = inst.history.len();
         let mut ep = Episode {
             exec_id: inst.rec.execution_id.clone(),
             inst,
@@ -216,6 +235,14 @@ impl Engine {
             }
         }
         ep.persist_history(old_len);
+        // The worker applied the history it was sent and the new events: it holds that
+        // much, unless the execution ended or started over.
+        if !ep.replaced && !is_terminal(ep.inst.rec.status) {
+            ep.inst.held = holder.map(|stream| HeldHistory {
+                stream,
+                events: applied,
+            });
+        }
         let Episode {
             out,
             new_timers,

@@ -485,7 +485,7 @@ mod tests {
                     Arc::new(AtomicI64::new(0)),
                     Arc::default(),
                 )
-                .taking_early_episodes(true),
+                .in_process(true),
             )
             .unwrap();
         let (_, start) = engine.start_instance(new_instance("e"), &[], None).unwrap();
@@ -519,6 +519,86 @@ mod tests {
             state.unwrap().orchestration_status,
             OrchestrationStatus::Completed as i32
         );
+        engine.begin_shutdown();
+    }
+
+    #[tokio::test]
+    async fn an_in_process_worker_gets_only_the_history_it_does_not_hold() {
+        let (engine, storage) = held_engine();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stream = WorkStream::new(
+            tx,
+            Filters::default(),
+            &proto::GetWorkItemsRequest::default(),
+            Arc::new(AtomicI64::new(0)),
+            Arc::default(),
+        );
+        engine.add_stream(stream.in_process(true)).unwrap();
+        let mut next = async || {
+            let item = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an episode goes out")
+                .unwrap()
+                .unwrap();
+            let Some(proto::work_item::Request::OrchestratorRequest(request)) = item.request else {
+                panic!("an orchestration work item");
+            };
+            (request, item.completion_token)
+        };
+        let answer = |token: String, requires_history: bool| {
+            engine
+                .complete_orchestration(proto::OrchestratorResponse {
+                    instance_id: "h".into(),
+                    completion_token: token,
+                    requires_history,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        let (_, start) = engine.start_instance(new_instance("h"), &[], None).unwrap();
+        let (first, token) = next().await;
+        assert_eq!(
+            first.held_events(),
+            None,
+            "the first episode has the whole history"
+        );
+        assert_eq!(
+            first.new_events.len(),
+            2,
+            "OrchestratorStarted, ExecutionStarted"
+        );
+        answer(token, false);
+
+        engine.raise_event("h", "go".into(), None).unwrap();
+        let (second, token) = next().await;
+        assert_eq!(
+            second.held_events(),
+            Some(2),
+            "the worker holds what it applied"
+        );
+        assert!(second.past_events.is_empty(), "and gets none of it again");
+        assert_eq!(
+            second.new_events.len(),
+            2,
+            "OrchestratorStarted, EventRaised"
+        );
+        assert!(
+            answer(token, true).is_none(),
+            "a worker that lost it commits nothing"
+        );
+
+        let (again, token) = next().await;
+        assert_eq!(
+            again.held_events(),
+            None,
+            "it gets the episode again, whole"
+        );
+        assert_eq!(again.past_events.len(), 2);
+        assert_eq!(again.new_events[1..], second.new_events[1..]);
+        let done = complete(&engine, "h", token);
+        storage.release();
+        done.await.unwrap().unwrap();
+        start.await.unwrap().unwrap();
         engine.begin_shutdown();
     }
 

@@ -43,6 +43,17 @@ pub(super) struct Instance {
     /// How often its work item, too large for common receive limits, was on a worker stream
     /// that then closed without completing it (see `dispatch::COMMON_RECEIVE_LIMIT`).
     pub(super) failed_deliveries: u32,
+    /// The in-process worker that completed the last episode holds the execution's replay
+    /// state up to this point of the history: its next episode there carries only the rest.
+    /// Taken by the next dispatch; set again only when an episode completes.
+    pub(super) held: Option<HeldHistory>,
+}
+
+/// How much of an instance's history a worker stream holds (see `Instance::held`).
+pub(super) struct HeldHistory {
+    pub(super) stream: u64,
+    /// The leading history events it applied.
+    pub(super) events: usize,
 }
 
 impl Instance {
@@ -60,6 +71,7 @@ impl Instance {
             ready_seq: seq,
             status_seq: seq,
             failed_deliveries: 0,
+            held: None,
         }
     }
 
@@ -101,6 +113,8 @@ pub(super) struct InFlight {
     /// Inbox entries up to this sequence number were delivered with the episode.
     pub(super) up_to_seq: Option<u64>,
     pub(super) new_events: Vec<HistoryEvent>,
+    /// The history's length when the episode was sent.
+    pub(super) history_len: usize,
     /// The encoded size of the work item.
     pub(super) bytes: usize,
     /// When it was dispatched (for the episode latency metric).

@@ -76,7 +76,7 @@ struct WorkerStream {
     request: GetWorkItemsRequest,
     last_send: Arc<AtomicI64>,
     in_flight: Arc<InFlightCounts>,
-    /// The worker runs in this process (see `WorkStream::takes_early_episodes`).
+    /// The worker runs in this process (see `WorkStream::in_process`).
     in_process: bool,
 }
 
@@ -89,7 +89,7 @@ impl WorkerStream {
             Arc::clone(&self.last_send),
             Arc::clone(&self.in_flight),
         )
-        .taking_early_episodes(self.in_process);
+        .in_process(self.in_process);
         if let Ok(engine_id) = served.engine.add_stream(stream) {
             lock(&served.attached).insert(id, engine_id);
         }
