@@ -33,7 +33,9 @@ pub(super) const COMMON_RECEIVE_LIMIT: usize = 4 * 1024 * 1024;
 const MAX_FAILED_DELIVERIES: u32 = 3;
 
 /// The longest history an orchestration may have to get its next episode before the step
-/// that made it ready is durable (see [`Engine::pump`]).
+/// that made it ready is durable (see [`Engine::pump`]), unless the worker holds its replay
+/// state (`Instance::held`): replaying a longer history costs more than waiting for the
+/// commit, during which more events gather for the episode.
 const EARLY_MAX_HISTORY: usize = 1_000;
 
 impl Engine {
@@ -167,9 +169,8 @@ impl Engine {
                 continue;
             }
             let early = inst.ready_seq > durable;
-            if early && inst.history.len() > EARLY_MAX_HISTORY {
-                // A long history: replaying it costs more than waiting for the commit, during
-                // which more events gather for the episode.
+            if early && inst.held.is_none() && inst.history.len() > EARLY_MAX_HISTORY {
+                // A long history to replay: waiting for the commit costs less.
                 inst.queued = true;
                 keep.push_back(id);
                 continue;
