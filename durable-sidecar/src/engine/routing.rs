@@ -210,7 +210,19 @@ fn terminate(
     if is_terminal(inst.rec.status) {
         return;
     }
-    let children = inst.rec.children.clone();
+    // Its children: those it heard were created, and those its own history created (the
+    // notice of a child created in another partition may still be on its way).
+    let mut children = inst.rec.children.clone();
+    if recurse {
+        let mut known: std::collections::HashSet<String> = children.iter().cloned().collect();
+        for e in &inst.history {
+            if let Some(EventType::SubOrchestrationInstanceCreated(created)) = &e.event_type {
+                if known.insert(created.instance_id.clone()) {
+                    children.push(created.instance_id.clone());
+                }
+            }
+        }
+    }
     let ev = event(
         -1,
         EventType::ExecutionTerminated(proto::ExecutionTerminatedEvent {
