@@ -142,8 +142,6 @@ enum Lookup<'a> {
 }
 
 struct Episode {
-    /// The orchestrator named by `ExecutionStarted`, looked up before the episode runs.
-    orchestrator: Option<Result<OrchestratorFn, FailureDetails>>,
     ctx: OrchestrationContext,
     main: Option<Driven<Result<Option<String>>>>,
     helpers: Vec<Option<Driven<()>>>,
@@ -200,8 +198,9 @@ pub(crate) fn execute_resumable(
     held: Option<Resumable>,
 ) -> (proto::OrchestratorResponse, Option<Resumable>) {
     let events = request.past_events.len() + request.new_events.len();
+    let rewind = is_rewind(request);
     let (mut episode, applied) = match held {
-        Some(held) if is_rewind(request) => {
+        Some(held) if rewind => {
             // Rewinding rewrites the whole history: it needs all of it.
             drop(held);
             return (history_required(request), None);
@@ -211,7 +210,7 @@ pub(crate) fn execute_resumable(
     };
     let response = episode.run(Lookup::Registry(registry), request);
     let execution_id = episode.ctx.state.borrow().execution_id.clone();
-    let resumable = (!episode.ended && !is_rewind(request)).then(|| Resumable {
+    let resumable = (!episode.ended && !rewind).then(|| Resumable {
         episode,
         execution_id,
         applied,
@@ -272,7 +271,6 @@ impl Episode {
             .actions
             .reserve((request.past_events.len() + request.new_events.len()) / 2);
         Self {
-            orchestrator: None,
             ctx: OrchestrationContext::new(Rc::new(RefCell::new(state))),
             main: None,
             helpers: Vec::new(),
@@ -294,17 +292,6 @@ impl Episode {
         if is_rewind(request) {
             return rewind_response(request);
         }
-        if self.main.is_none() && self.orchestrator.is_none() {
-            let started = request
-                .past_events
-                .iter()
-                .chain(&request.new_events)
-                .find_map(|e| match &e.event_type {
-                    Some(EventType::ExecutionStarted(started)) => Some(started),
-                    _ => None,
-                });
-            self.orchestrator = started.map(|started| lookup_orchestrator(lookup, &started.name));
-        }
         let past = request.past_events.iter().map(|e| (e, true));
         let new = request.new_events.iter().map(|e| (e, false));
         let mut unprocessed: Vec<&HistoryEvent> = Vec::new();
@@ -319,7 +306,7 @@ impl Episode {
                 continue;
             }
             self.ctx.state.borrow_mut().is_replaying = replaying;
-            if let Err(halt) = self.process(event) {
+            if let Err(halt) = self.process(lookup, event) {
                 self.halt(halt);
             }
         }
@@ -338,14 +325,14 @@ impl Episode {
         self.verify_after_completion = false;
     }
 
-    fn process(&mut self, event: &HistoryEvent) -> Result<(), Halt> {
+    fn process(&mut self, lookup: Lookup<'_>, event: &HistoryEvent) -> Result<(), Halt> {
         // Only deliveries wait for a resume; confirmations of actions taken before the
         // suspension, episode starts, resume and terminate go through.
         if self.suspended && is_delivery(event) {
             self.suspended_events.push_back(event.clone());
             return Ok(());
         }
-        self.apply(event)?;
+        self.apply(lookup, event)?;
         self.run_ready()?;
         if self.suspended {
             return Ok(());
@@ -354,7 +341,7 @@ impl Episode {
             let Some(buffered) = self.suspended_events.pop_front() else {
                 break;
             };
-            self.apply(&buffered)?;
+            self.apply(lookup, &buffered)?;
             self.run_ready()?;
         }
         Ok(())
@@ -398,7 +385,7 @@ impl Episode {
     }
 
     /// Applies one history event to the state, completing tasks it answers.
-    fn apply(&mut self, event: &HistoryEvent) -> Result<(), Halt> {
+    fn apply(&mut self, lookup: Lookup<'_>, event: &HistoryEvent) -> Result<(), Halt> {
         let Some(kind) = &event.event_type else {
             return Ok(());
         };
@@ -406,7 +393,7 @@ impl Episode {
             EventType::OrchestratorStarted(_) => {
                 self.ctx.state.borrow_mut().current_time = to_datetime(event.timestamp.as_ref());
             }
-            EventType::ExecutionStarted(started) => self.start(started)?,
+            EventType::ExecutionStarted(started) => self.start(lookup, started)?,
             EventType::TaskScheduled(_)
             | EventType::SubOrchestrationInstanceCreated(_)
             | EventType::TimerCreated(_)
@@ -458,16 +445,12 @@ impl Episode {
         Ok(())
     }
 
-    fn start(&mut self, started: &proto::ExecutionStartedEvent) -> Result<(), Halt> {
-        let run = match self.orchestrator.clone() {
-            Some(found) => found.map_err(Halt::Failure)?,
-            None => {
-                return Err(Halt::Failure(FailureDetails::new(
-                    "durable::WorkerError",
-                    "the orchestration started without an ExecutionStarted event in its request",
-                )));
-            }
-        };
+    fn start(
+        &mut self,
+        lookup: Lookup<'_>,
+        started: &proto::ExecutionStartedEvent,
+    ) -> Result<(), Halt> {
+        let run = lookup_orchestrator(lookup, &started.name).map_err(Halt::Failure)?;
         {
             let mut state = self.ctx.state.borrow_mut();
             state.name = started.name.clone();

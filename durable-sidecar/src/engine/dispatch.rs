@@ -243,6 +243,8 @@ impl Engine {
                 return;
             }
             request.requires_history_streaming = true;
+            // A worker that streams history gets all of it.
+            request.properties.remove(proto::HELD_EVENTS_PROPERTY);
         }
         let Some(inst) = st.instances.get_mut(id) else {
             return;
