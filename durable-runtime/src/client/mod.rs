@@ -1023,16 +1023,23 @@ impl DurableClient {
             match tokio::time::timeout(remaining.saturating_add(Duration::from_secs(1)), call).await
             {
                 Err(_) => return Err(timed_out()),
+                // A call cut short before the wait's own deadline (a sidecar shutting down
+                // resets its streams; some sidecars cap a long poll) is asked again.
                 Ok(Err(status))
-                    if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
+                    if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+                        && tokio::time::Instant::now() + Duration::from_millis(50) >= deadline =>
                 {
                     return Err(timed_out());
                 }
-                Ok(Err(status)) if connection_lost(&status) => {
+                Ok(Err(status))
+                    if connection_lost(&status)
+                        || matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
+                {
                     tracing::debug!(
                         instance_id,
                         "the sidecar is unavailable ({status}); waiting again"
                     );
+                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     tokio::time::sleep(backoff.min(remaining)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
